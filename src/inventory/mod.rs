@@ -1,0 +1,1 @@
+//! Ansible inventories (placeholder; filled in by the inventory work).

@@ -1,0 +1,19 @@
+//! kamo rebuilds whole GPU Kubernetes clusters over SSH.
+//!
+//! An Ansible inventory names the hosts; kamo opens one SSH connection per host (russh, no
+//! OpenSSH client processes) and runs commands on all of them in parallel, bounded by `--forks`.
+//!
+//! Layout (dependencies point down):
+//! - `cli`: clap types only.
+//! - `commands/`: one file per subcommand: load inputs, run, report, pick the exit code.
+//! - `inventory/`: INI and YAML inventories, `group_vars/`/`host_vars/`, host patterns.
+//! - `transport/`: SSH (russh), known_hosts verification, shell quoting, connection settings.
+//! - `secret`, `error`: values that never print, and the one error type with its exit codes.
+//!
+//! Files kamo reads: the inventory (`-i`, default `./inventory/hosts.ini`), `~/.ssh/config`,
+//! `~/.ssh/known_hosts` (or `--known-hosts`), private keys, the ssh-agent socket.
+//! Files kamo writes: the known_hosts file, only under `--host-key-checking accept-new`.
+
+pub mod error;
+pub mod inventory;
+pub mod secret;
