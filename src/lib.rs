@@ -17,3 +17,4 @@
 pub mod error;
 pub mod inventory;
 pub mod secret;
+pub mod transport;

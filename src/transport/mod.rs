@@ -1,0 +1,105 @@
+//! How commands reach a host: SSH (russh) or the local shell, behind one small closed enum.
+//!
+//! Key decision: one connection per host, opened once and reused for every command sent to
+//! that host during a run; each command is a channel on it. A closed enum ([`Connection`])
+//! rather than a trait object keeps dispatch in one place and the contract easy to test.
+//!
+//! Every failure carries the phase it happened in ([`Phase`]), so the operator can tell a
+//! network problem from a host-key problem from a credential problem at a glance. Failures
+//! before a command ran make the host *unreachable* (exit 3), as in Ansible.
+
+pub mod keys;
+pub mod known_hosts;
+pub mod local;
+pub mod quote;
+pub mod ssh;
+pub mod target;
+
+use std::fmt;
+
+pub use target::{Jump, Target};
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    Code(u32),
+    /// Killed by a signal (name as SSH reports it, e.g. `TERM`).
+    Signal(String),
+    /// The channel closed without a status: the connection dropped mid-command.
+    NoStatus,
+}
+
+/// The separate streams and the end of one command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit: Exit,
+}
+
+/// Where in reaching a host something failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Working out address, user, keys from inventory and ssh config.
+    Resolve,
+    /// TCP, SSH banner and key exchange (including through a jump host).
+    Connect,
+    /// The host's key was refused.
+    HostKey,
+    /// No credential was accepted.
+    Auth,
+    /// The connection failed while a command was being started or run.
+    Exec,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Resolve => "resolve",
+            Self::Connect => "connect",
+            Self::HostKey => "host key",
+            Self::Auth => "authentication",
+            Self::Exec => "exec",
+        })
+    }
+}
+
+/// A failure to reach a host or to run a command on it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{phase}: {message}")]
+pub struct TransportError {
+    pub phase: Phase,
+    pub message: String,
+}
+
+impl TransportError {
+    pub fn new(phase: Phase, message: impl Into<String>) -> Self {
+        Self {
+            phase,
+            message: message.into(),
+        }
+    }
+}
+
+/// An open way to run commands on one host.
+pub enum Connection {
+    Ssh(ssh::Session),
+    Local,
+}
+
+impl Connection {
+    /// Runs `cmd` with the remote login shell (`sh -c` for local), feeding `stdin` then EOF.
+    pub async fn exec(&self, cmd: &str, stdin: Option<Vec<u8>>) -> Result<Output, TransportError> {
+        match self {
+            Self::Ssh(s) => s.exec(cmd, stdin).await,
+            Self::Local => local::exec(cmd, stdin).await,
+        }
+    }
+
+    /// Closes the connection politely; errors are irrelevant at that point.
+    pub async fn close(self) {
+        if let Self::Ssh(s) = self {
+            s.close().await;
+        }
+    }
+}
