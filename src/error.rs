@@ -199,10 +199,12 @@ impl Error {
     }
 
     /// A located parse error.
+    #[must_use]
     pub fn parse(located: Located) -> Self {
         Self::Parse(Box::new(located))
     }
 
+    #[must_use]
     pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             action,

@@ -7,14 +7,17 @@
 //! - `cli`: clap types only.
 //! - `commands/`: one file per subcommand: load inputs, run, report, pick the exit code.
 //! - `inventory/`: INI and YAML inventories, `group_vars/`/`host_vars/`, host patterns.
-//! - `transport/`: SSH (russh), known_hosts verification, shell quoting, connection settings.
+//! - `transport/`: SSH (russh), `known_hosts` verification, shell quoting, connection settings.
 //! - `secret`, `error`: values that never print, and the one error type with its exit codes.
 //!
 //! Files kamo reads: the inventory (`-i`, default `./inventory/hosts.ini`), `~/.ssh/config`,
 //! `~/.ssh/known_hosts` (or `--known-hosts`), private keys, the ssh-agent socket.
-//! Files kamo writes: the known_hosts file, only under `--host-key-checking accept-new`.
+//! Files kamo writes: the `known_hosts` file, only under `--host-key-checking accept-new`.
 
+pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod inventory;
 pub mod secret;
 pub mod transport;
+pub mod ui;

@@ -1,1 +1,66 @@
-fn main() {}
+//! The `kamo` binary: parse arguments, set up logging, run the command, map errors to
+//! Ansible's exit codes. Everything else lives in the library.
+
+use std::process::ExitCode as ProcessExit;
+
+use clap::Parser;
+use kamo::cli::{Cli, Command, InventoryCommand};
+use kamo::error::{Error, ExitCode};
+
+fn main() -> ProcessExit {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => ExitCode::Ok,
+                _ => ExitCode::Usage,
+            };
+            let _ = e.print();
+            return ProcessExit::from(code as u8);
+        }
+    };
+    init_tracing(cli.verbose);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", e.render());
+            e.exit_code()
+        }
+    };
+    ProcessExit::from(code as u8)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Command::Inventory(InventoryCommand::List(a)) => kamo::commands::inventory::list(&a),
+        Command::Inventory(InventoryCommand::Graph(a)) => kamo::commands::inventory::graph(&a),
+        Command::Exec(a) => runtime()?.block_on(kamo::commands::exec::run(a)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the async runtime: {e}")))
+}
+
+/// Warnings by default; `-v` info, `-vv` debug, `-vvv` trace; `KAMO_LOG` overrides.
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAMO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},russh=warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}

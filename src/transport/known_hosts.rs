@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac};
 use russh::keys::{HashAlg, PublicKey};
 use sha1::Sha1;
 
-/// One usable line of a known_hosts file.
+/// One usable line of a `known_hosts` file.
 #[derive(Debug, Clone)]
 struct Entry {
     file: usize,
@@ -30,7 +30,7 @@ struct Entry {
     key: PublicKey,
 }
 
-/// What the known_hosts files say about a host's offered key.
+/// What the `known_hosts` files say about a host's offered key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// A line holds this very key.
@@ -43,7 +43,7 @@ pub enum Verdict {
     Revoked { file: PathBuf, line: usize },
 }
 
-/// The parsed known_hosts files of a run.
+/// The parsed `known_hosts` files of a run.
 #[derive(Debug, Default)]
 pub struct KnownHosts {
     files: Vec<PathBuf>,
@@ -145,12 +145,11 @@ impl KnownHosts {
         }
         f.write_all(line_text.as_bytes())?;
         f.sync_all()?;
-        let file = match self.files.iter().position(|p| p == path) {
-            Some(i) => i,
-            None => {
-                self.files.push(path.to_owned());
-                self.files.len() - 1
-            }
+        let file = if let Some(i) = self.files.iter().position(|p| p == path) {
+            i
+        } else {
+            self.files.push(path.to_owned());
+            self.files.len() - 1
         };
         let line = String::from_utf8_lossy(&existing).lines().count() + 1;
         if let Some(e) = parse_line(file, line, line_text.trim_end()) {
@@ -378,11 +377,11 @@ mod tests {
     fn learn_appends_and_remembers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/known_hosts");
-        let mut k = KnownHosts::load(&[path.clone()]).unwrap();
+        let mut k = KnownHosts::load(std::slice::from_ref(&path)).unwrap();
         assert_eq!(k.check("h", 2200, &key(KEY_A)), Verdict::Unknown);
         k.learn(&path, "h", 2200, &key(KEY_A)).unwrap();
         assert_eq!(k.check("h", 2200, &key(KEY_A)), Verdict::Known);
-        let again = KnownHosts::load(&[path.clone()]).unwrap();
+        let again = KnownHosts::load(std::slice::from_ref(&path)).unwrap();
         assert_eq!(again.check("h", 2200, &key(KEY_A)), Verdict::Known);
         assert!(
             fs::read_to_string(&path)

@@ -27,16 +27,15 @@ pub async fn exec(cmd: &str, stdin: Option<Vec<u8>>) -> Result<Output, Transport
         }
         drop(input);
     };
-    let (_, out) = tokio::join!(writer, child.wait_with_output());
+    let ((), out) = tokio::join!(writer, child.wait_with_output());
     let out = out.map_err(|e| TransportError::new(Phase::Exec, e.to_string()))?;
-    let exit = match out.status.code() {
-        Some(c) => Exit::Code(u32::try_from(c).unwrap_or(255)),
-        None => {
-            use std::os::unix::process::ExitStatusExt;
-            out.status
-                .signal()
-                .map_or(Exit::NoStatus, |s| Exit::Signal(signal_name(s)))
-        }
+    let exit = if let Some(c) = out.status.code() {
+        Exit::Code(u32::try_from(c).unwrap_or(255))
+    } else {
+        use std::os::unix::process::ExitStatusExt;
+        out.status
+            .signal()
+            .map_or(Exit::NoStatus, |s| Exit::Signal(signal_name(s)))
     };
     Ok(Output {
         stdout: out.stdout,

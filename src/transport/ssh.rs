@@ -2,7 +2,7 @@
 //! authenticate, and run commands on channels of the one connection per host.
 //!
 //! Decisions, each from a lesson of other tools:
-//! - Host keys are checked inside the handshake against known_hosts parsed once per run
+//! - Host keys are checked inside the handshake against `known_hosts` parsed once per run
 //!   ([`HostKeyPolicy`]); a changed key is refused with the offered key's SHA256 fingerprint
 //!   and the `file:line` that disagrees, which is what an operator needs to act.
 //! - `--timeout` bounds TCP + banner + key exchange + authentication together; russh has no
@@ -30,13 +30,13 @@ use super::{Exit, Output, Phase, Target, TransportError};
 pub enum HostKeyChecking {
     /// Refuse unknown and changed keys.
     Strict,
-    /// Record unknown keys in the known_hosts file; refuse changed ones.
+    /// Record unknown keys in the `known_hosts` file; refuse changed ones.
     AcceptNew,
     /// Accept any key (prints a warning on every run).
     Off,
 }
 
-/// The run's host-key settings and its parsed known_hosts files.
+/// The run's host-key settings and its parsed `known_hosts` files.
 pub struct HostKeyPolicy {
     pub mode: HostKeyChecking,
     known: Mutex<KnownHosts>,
@@ -45,6 +45,7 @@ pub struct HostKeyPolicy {
 }
 
 impl HostKeyPolicy {
+    #[must_use]
     pub fn new(mode: HostKeyChecking, known: KnownHosts, learn_path: std::path::PathBuf) -> Self {
         Self {
             mode,
@@ -125,13 +126,15 @@ impl SshContext {
     /// russh settings for a fleet: cheap key exchange first, nodelay, keepalives.
     #[must_use]
     pub fn client_config() -> client::Config {
-        let mut preferred = russh::Preferred::default();
-        preferred.kex = std::borrow::Cow::Owned(vec![
-            russh::kex::CURVE25519,
-            russh::kex::CURVE25519_PRE_RFC_8731,
-            russh::kex::EXTENSION_SUPPORT_AS_CLIENT,
-            russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
-        ]);
+        let preferred = russh::Preferred {
+            kex: std::borrow::Cow::Owned(vec![
+                russh::kex::CURVE25519,
+                russh::kex::CURVE25519_PRE_RFC_8731,
+                russh::kex::EXTENSION_SUPPORT_AS_CLIENT,
+                russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+            ]),
+            ..russh::Preferred::default()
+        };
         client::Config {
             nodelay: true,
             keepalive_interval: Some(Duration::from_secs(15)),
@@ -368,7 +371,7 @@ impl Session {
                     ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
                     ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
                     ChannelMsg::ExitSignal { signal_name, .. } => {
-                        signal = Some(signal_name_str(&signal_name))
+                        signal = Some(signal_name_str(&signal_name));
                     }
                     ChannelMsg::Close => break,
                     _ => {}

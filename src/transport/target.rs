@@ -35,7 +35,7 @@ pub struct Jump {
 pub struct Target {
     /// The inventory name, used in every message.
     pub name: String,
-    /// The address or DNS name to connect to, and the one looked up in known_hosts.
+    /// The address or DNS name to connect to, and the one looked up in `known_hosts`.
     pub address: String,
     pub port: u16,
     pub user: String,

@@ -1,0 +1,140 @@
+//! Command-line types (clap derive) and nothing else.
+//!
+//! Flag names follow `ansible`/`ansible-playbook` where a flag means the same thing (`-i`,
+//! `-l`, `-f`, `-u`, `-k`, `-K`, `-b`, `--private-key`, `--timeout`), so operators' habits carry
+//! over. Bad options exit 5 (Ansible's code), not clap's default 2.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::transport::ssh::HostKeyChecking;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kamo",
+    version,
+    about = "Rebuild whole GPU Kubernetes clusters over SSH",
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// More output: -v shows info, -vv debug, -vvv trace (also `KAMO_LOG=filter`).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one command on every host matching PATTERN, in parallel, over SSH.
+    Exec(ExecArgs),
+    /// Show the hosts and groups of an inventory.
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON value per line (exec) or one JSON document (inventory list), for scripts.
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct InventoryArgs {
+    /// Inventory file or directory (repeatable). Default: ./inventory/hosts.ini if it exists,
+    /// else $`KAMO_INVENTORY` (several separated by commas).
+    #[arg(short = 'i', long = "inventory", value_name = "INV")]
+    pub inventory: Vec<PathBuf>,
+    /// Narrow the selection further with a host pattern, or @FILE of patterns (repeatable).
+    #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
+    pub limit: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConnectionArgs {
+    /// How many hosts to work on at once.
+    #[arg(short = 'f', long = "forks", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub forks: u32,
+    /// Seconds allowed to connect and authenticate to a host.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// `known_hosts` file to check host keys against (repeatable). Default: ~/.`ssh/known_hosts`
+    /// and /`etc/ssh/ssh_known_hosts`; `accept-new` writes to the first one.
+    #[arg(long = "known-hosts", value_name = "FILE")]
+    pub known_hosts: Vec<PathBuf>,
+    /// strict: refuse unknown and changed keys; accept-new: record unknown keys, refuse
+    /// changed ones; off: accept anything (warned on every run).
+    #[arg(long = "host-key-checking", value_enum, default_value_t = HostKeyChecking::Strict, value_name = "MODE")]
+    pub host_key_checking: HostKeyChecking,
+    /// Log in as this user where the inventory does not say (`ansible_user`).
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Private key file, where the inventory does not say (`ansible_ssh_private_key_file`).
+    #[arg(long = "private-key", visible_alias = "key-file", value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// Ask for the SSH password once (hidden), for hosts without `ansible_password`.
+    #[arg(short = 'k', long = "ask-pass")]
+    pub ask_pass: bool,
+    /// OpenSSH client config to read `HostName`, Port, User, `IdentityFile`, `ProxyJump` from.
+    /// Default: ~/.ssh/config; `none` reads none.
+    #[arg(long = "ssh-config", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Host pattern: all, group, host, glob, ~regex, a:b, a:&b, a:!b, group[0:2].
+    pub pattern: String,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Run the command with sudo.
+    #[arg(short = 'b', long = "become")]
+    pub r#become: bool,
+    /// sudo to this user instead of root.
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+    /// Ask for the sudo password once (hidden), for hosts without `ansible_become_password`.
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    /// The command: one argument is a shell command line; several are an argv that kamo
+    /// quotes for the remote shell.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// A table of hosts (address, port, user, groups), or JSON with --output json.
+    List(InventoryListArgs),
+    /// The group tree, like `ansible-inventory --graph`.
+    Graph(InventoryGraphArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryListArgs {
+    /// Host pattern (default: all).
+    pub pattern: Option<String>,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// OpenSSH client config used to resolve addresses (default ~/.ssh/config; `none`).
+    #[arg(long = "ssh-config", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryGraphArgs {
+    /// The group to start from (default: all).
+    pub group: Option<String>,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+}

@@ -1,0 +1,351 @@
+//! `kamo exec PATTERN -- COMMAND...`: one command on every selected host, in parallel.
+//!
+//! Shape: resolve every host's connection settings and load every key *before* the first
+//! connection (so bad input fails fast and a passphrase is asked once), then fan out under a
+//! semaphore of `--forks`, one task per host. Each host's result is printed whole when the
+//! host finishes, so output never interleaves. Exit code: 3 if any host was unreachable, else
+//! 2 if any failed, else 0; 99 on Ctrl-C.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::cli::{ConnectionArgs, ExecArgs, OutputFormat};
+use crate::error::{Error, ExitCode, Result};
+use crate::secret::Secret;
+use crate::transport::keys::{KeyStore, default_identity_files};
+use crate::transport::known_hosts::KnownHosts;
+use crate::transport::ssh::{HostKeyChecking, HostKeyPolicy, Session, SshContext};
+use crate::transport::target::Defaults;
+use crate::transport::{Connection, Exit, Phase, Target, TransportError, quote};
+use crate::ui;
+
+/// A host ready to run: its target, the command line and its stdin; or why it cannot be reached.
+type Prepared = std::result::Result<(Target, String, Option<Vec<u8>>), TransportError>;
+
+/// How one host's command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Failed,
+    Unreachable,
+}
+
+/// One host's result, as printed.
+#[derive(Debug)]
+pub struct HostResult {
+    pub host: String,
+    pub status: Status,
+    pub rc: Option<u32>,
+    pub signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub duration: Duration,
+    pub error: Option<String>,
+}
+
+pub async fn run(args: ExecArgs) -> Result<ExitCode> {
+    let (inventory, hosts) = super::load_and_select(&args.inventory, &args.pattern)?;
+    let command = match args.command.as_slice() {
+        [one] => one.clone(),
+        words => quote::join(words).map_err(Error::Usage)?,
+    };
+    if command.trim().is_empty() {
+        return Err(Error::Usage("the command after `--` is empty".into()));
+    }
+    if hosts.is_empty() {
+        return Ok(ExitCode::Ok);
+    }
+    let mut defaults = Defaults {
+        user: args.connection.user.clone(),
+        private_key: args.connection.private_key.clone(),
+        become_user: args.become_user.clone(),
+        ..Defaults::default()
+    };
+    if args.connection.ask_pass {
+        defaults.password = Some(prompt_secret("SSH password: ")?);
+    }
+    if args.ask_become_pass {
+        defaults.become_password = Some(prompt_secret("BECOME password: ")?);
+    }
+    let ssh_config = super::ssh_config(args.connection.ssh_config.as_ref())?;
+    let targets: Vec<(String, std::result::Result<Target, TransportError>)> = hosts
+        .iter()
+        .map(|h| {
+            (
+                h.clone(),
+                Target::resolve(h, &inventory.vars_for(h), &defaults, &ssh_config),
+            )
+        })
+        .collect();
+    let ctx = Arc::new(ssh_context(&args.connection, &targets)?);
+    let plan: Vec<(String, Prepared)> = targets
+        .into_iter()
+        .map(|(h, t)| {
+            let prepared = t.and_then(|t| {
+                if args.r#become {
+                    let (line, stdin) = quote::become_command(
+                        &command,
+                        t.become_user.as_deref(),
+                        t.become_password.as_ref(),
+                    )
+                    .map_err(|e| TransportError::new(Phase::Resolve, e))?;
+                    Ok((t, line, stdin))
+                } else {
+                    Ok((t, command.clone(), None))
+                }
+            });
+            (h, prepared)
+        })
+        .collect();
+
+    let started = Instant::now();
+    let sem = Arc::new(Semaphore::new(args.connection.forks as usize));
+    let mut tasks = JoinSet::new();
+    for (host, prepared) in plan {
+        let (sem, ctx) = (sem.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else {
+                unreachable!("the semaphore is never closed")
+            };
+            run_on_host(host, prepared, &ctx).await
+        });
+    }
+
+    let mut counts = (0usize, 0usize, 0usize);
+    let total = hosts.len();
+    let interrupted = loop {
+        tokio::select! {
+            next = tasks.join_next() => {
+                let Some(joined) = next else { break false };
+                let r = joined.map_err(|e| Error::Other(format!("a host task failed: {e}")))?;
+                match r.status {
+                    Status::Ok => counts.0 += 1,
+                    Status::Failed => counts.1 += 1,
+                    Status::Unreachable => counts.2 += 1,
+                }
+                report(&r, args.output);
+            }
+            _ = tokio::signal::ctrl_c() => break true,
+        }
+    };
+    if interrupted {
+        tasks.abort_all();
+        ui::eprint_line(&format!(
+            "interrupted: {} of {total} hosts had finished; the others were stopped",
+            counts.0 + counts.1 + counts.2
+        ));
+        return Ok(ExitCode::Interrupted);
+    }
+    if args.output == OutputFormat::Text {
+        ui::eprint_line(&format!(
+            "{total} hosts: {} ok, {} failed, {} unreachable in {:.2}s",
+            counts.0,
+            counts.1,
+            counts.2,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(ExitCode::for_hosts(counts.1, counts.2))
+}
+
+fn prompt_secret(prompt: &str) -> Result<Secret<String>> {
+    rpassword::prompt_password(prompt)
+        .map(Secret::new)
+        .map_err(|e| Error::Other(format!("cannot read a password from the terminal: {e}")))
+}
+
+/// Builds the run's SSH context: keys loaded once, `known_hosts` parsed once.
+pub fn ssh_context(
+    conn: &ConnectionArgs,
+    targets: &[(String, std::result::Result<Target, TransportError>)],
+) -> Result<SshContext> {
+    let mut explicit: Vec<PathBuf> = Vec::new();
+    let mut needs_defaults = false;
+    for t in targets
+        .iter()
+        .filter_map(|(_, t)| t.as_ref().ok())
+        .filter(|t| !t.local)
+    {
+        if t.identity_files.is_empty() {
+            needs_defaults = true;
+        }
+        explicit.extend(t.identity_files.iter().cloned());
+        if let Some(j) = &t.jump {
+            if j.identity_files.is_empty() {
+                needs_defaults = true;
+            }
+            explicit.extend(j.identity_files.iter().cloned());
+        }
+    }
+    let explicit: Vec<PathBuf> = explicit
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let defaults = if needs_defaults {
+        default_identity_files()
+    } else {
+        Vec::new()
+    };
+    let keys = KeyStore::load(&explicit, &defaults)?;
+
+    let home_known = std::env::home_dir().map(|h| h.join(".ssh").join("known_hosts"));
+    let (files, learn_path) = if conn.known_hosts.is_empty() {
+        let home = home_known
+            .ok_or_else(|| Error::Usage("no home directory: pass --known-hosts FILE".into()))?;
+        (
+            vec![home.clone(), PathBuf::from("/etc/ssh/ssh_known_hosts")],
+            home,
+        )
+    } else {
+        (conn.known_hosts.clone(), conn.known_hosts[0].clone())
+    };
+    if conn.host_key_checking == HostKeyChecking::Off {
+        tracing::warn!(
+            "--host-key-checking off: host keys are not verified; anyone on the network path can impersonate the hosts"
+        );
+    }
+    let known = KnownHosts::load(&files)
+        .map_err(|e| Error::Other(format!("cannot read known_hosts: {e}")))?;
+    Ok(SshContext {
+        config: Arc::new(SshContext::client_config()),
+        host_keys: Arc::new(HostKeyPolicy::new(
+            conn.host_key_checking,
+            known,
+            learn_path,
+        )),
+        keys: Arc::new(keys),
+        default_identities: defaults,
+        agent_socket: std::env::var_os("SSH_AUTH_SOCK")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+        timeout: Duration::from_secs(conn.timeout),
+    })
+}
+
+async fn run_on_host(host: String, prepared: Prepared, ctx: &SshContext) -> HostResult {
+    let start = Instant::now();
+    let unreachable = |host: String, e: &TransportError, start: Instant| HostResult {
+        host,
+        status: Status::Unreachable,
+        rc: None,
+        signal: None,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        duration: start.elapsed(),
+        error: Some(e.to_string()),
+    };
+    let (target, cmd, stdin) = match prepared {
+        Ok(p) => p,
+        Err(e) => return unreachable(host, &e, start),
+    };
+    let conn = if target.local {
+        Connection::Local
+    } else {
+        match Session::connect(&target, ctx).await {
+            Ok(s) => Connection::Ssh(s),
+            Err(e) => return unreachable(host, &e, start),
+        }
+    };
+    let out = conn.exec(&cmd, stdin).await;
+    conn.close().await;
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return unreachable(host, &e, start),
+    };
+    let (status, rc, signal, error) = match &out.exit {
+        Exit::Code(0) => (Status::Ok, Some(0), None, None),
+        Exit::Code(c) => (
+            Status::Failed,
+            Some(*c),
+            None,
+            Some(format!("command exited with status {c}")),
+        ),
+        Exit::Signal(s) => (
+            Status::Failed,
+            None,
+            Some(s.clone()),
+            Some(format!("command killed by signal {s}")),
+        ),
+        Exit::NoStatus => (
+            Status::Failed,
+            None,
+            None,
+            Some("the command ended without an exit status".into()),
+        ),
+    };
+    HostResult {
+        host,
+        status,
+        rc,
+        signal,
+        stdout: out.stdout,
+        stderr: out.stderr,
+        duration: start.elapsed(),
+        error,
+    }
+}
+
+fn report(r: &HostResult, format: OutputFormat) {
+    let ms = u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX);
+    match format {
+        OutputFormat::Json => {
+            let mut v = json!({
+                "host": r.host,
+                "rc": r.rc,
+                "stdout": String::from_utf8_lossy(&r.stdout),
+                "stderr": String::from_utf8_lossy(&r.stderr),
+                "duration_ms": ms,
+                "error": r.error,
+            });
+            if let Some(s) = &r.signal {
+                v["signal"] = json!(s);
+            }
+            v["status"] = json!(match r.status {
+                Status::Ok => "ok",
+                Status::Failed => "failed",
+                Status::Unreachable => "unreachable",
+            });
+            ui::print_json(&v);
+        }
+        OutputFormat::Text => {
+            let mut text = match (r.status, r.rc, &r.signal) {
+                (Status::Ok, _, _) => format!("{} | OK | rc=0 | {ms}ms >>\n", r.host),
+                (Status::Failed, Some(rc), _) => {
+                    format!("{} | FAILED | rc={rc} | {ms}ms >>\n", r.host)
+                }
+                (Status::Failed, None, Some(sig)) => {
+                    format!("{} | FAILED | signal={sig} | {ms}ms >>\n", r.host)
+                }
+                (Status::Failed, None, None) => {
+                    format!("{} | FAILED | no exit status | {ms}ms >>\n", r.host)
+                }
+                (Status::Unreachable, _, _) => format!(
+                    "{} | UNREACHABLE! | {}\n",
+                    r.host,
+                    r.error.as_deref().unwrap_or("unreachable")
+                ),
+            };
+            push_block(&mut text, "", &r.stdout);
+            push_block(&mut text, "stderr:\n", &r.stderr);
+            ui::print_text(&text);
+        }
+    }
+}
+
+fn push_block(text: &mut String, title: &str, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    text.push_str(title);
+    text.push_str(&ui::sanitize(bytes));
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+}

@@ -1,0 +1,89 @@
+//! Everything kamo prints for people and scripts goes through here.
+//!
+//! Why one module: output of one host must never interleave with another's, JSON lines must
+//! stay one per line, and remote output must not be able to drive the operator's terminal.
+//! Each function writes a whole block under the stdout lock.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+fn write_all(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`kamo ... | head`) is not worth a panic.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+pub fn print_text(text: &str) {
+    if text.ends_with('\n') {
+        write_all(text);
+    } else {
+        write_all(&format!("{text}\n"));
+    }
+}
+
+/// One JSON value on one line.
+pub fn print_json(v: &Value) {
+    write_all(&format!("{v}\n"));
+}
+
+/// A line on stderr (warnings, summaries for people).
+pub fn eprint_line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+/// Remote bytes as text safe for a terminal: invalid UTF-8 replaced, control characters
+/// other than newline and tab escaped, so escape sequences from a node cannot move the cursor,
+/// retitle the window or hide lines.
+#[must_use]
+pub fn sanitize(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The host table of `kamo inventory list`.
+pub fn print_host_table(rows: &[Value]) {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(["HOST", "ADDRESS", "PORT", "USER", "GROUPS"]);
+    for r in rows {
+        let s = |k: &str| match &r[k] {
+            Value::Null => "-".to_owned(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let groups = r["groups"]
+            .as_array()
+            .map(|g| {
+                g.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        table.add_row([s("name"), s("address"), s("port"), s("user"), groups]);
+    }
+    let text = table.to_string();
+    print_text(text.trim_end());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_terminal_controls() {
+        assert_eq!(sanitize(b"ok\n\x1b[2Jx\tz\r"), "ok\n\\u{1b}[2Jx\tz\\r");
+        assert_eq!(sanitize(&[0xff, b'a']), "\u{fffd}a");
+    }
+}
