@@ -1,0 +1,103 @@
+//! Running the built `kamo` binary in tests, isolated from the machine's own SSH setup.
+//!
+//! Every run gets its own `HOME` (no `~/.ssh/config`, keys or known_hosts of the machine),
+//! no `SSH_AUTH_SOCK`, no `KAMO_*` variables, and null stdin.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// A finished kamo run.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The JSON lines of stdout.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}\n{self:?}")))
+            .collect()
+    }
+
+    /// The JSON result line of one host.
+    pub fn host(&self, name: &str) -> serde_json::Value {
+        self.json_lines()
+            .into_iter()
+            .find(|v| v["host"] == name)
+            .unwrap_or_else(|| panic!("no result for {name}: {self:?}"))
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Builds one kamo invocation.
+pub struct Kamo {
+    cmd: Command,
+}
+
+impl Kamo {
+    /// `home` becomes `$HOME` for the run.
+    pub fn new(home: &Path) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kamo"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("USER", "root")
+            .current_dir(home)
+            .stdin(Stdio::null());
+        Self { cmd }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn arg_path(mut self, p: &Path) -> Self {
+        self.cmd.arg(p);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn cwd(mut self, dir: &Path) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn run(mut self) -> Run {
+        let Output { status, stdout, stderr } = self.cmd.output().expect("kamo binary runs");
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Starts kamo without waiting (for signal tests).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cmd.spawn().expect("kamo binary starts")
+    }
+}
+
+/// A fresh, empty home directory for a run.
+pub fn empty_home() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp home")
+}
