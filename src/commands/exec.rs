@@ -28,6 +28,9 @@ use crate::ui;
 /// A host ready to run: its target, the command line and its stdin; or why it cannot be reached.
 type Prepared = std::result::Result<(Target, String, Option<Vec<u8>>), TransportError>;
 
+/// Every selected host, in inventory order, with what it will run.
+type Plan = Vec<(String, Prepared)>;
+
 /// How one host's command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -50,6 +53,8 @@ pub struct HostResult {
 }
 
 pub async fn run(args: ExecArgs) -> Result<ExitCode> {
+    // Installed before any host is touched, so an early Ctrl-C still ends with exit 99.
+    let mut interrupt = Interrupt::install()?;
     let (inventory, hosts) = super::load_and_select(&args.inventory, &args.pattern)?;
     let command = match args.command.as_slice() {
         [one] => one.clone(),
@@ -61,6 +66,102 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
     if hosts.is_empty() {
         return Ok(ExitCode::Ok);
     }
+    let (ctx, plan) = prepare(&args, &inventory, &hosts, &command)?;
+
+    let started = Instant::now();
+    let sem = Arc::new(Semaphore::new(args.connection.forks as usize));
+    let mut tasks = JoinSet::new();
+    for (host, prepared) in plan {
+        let (sem, ctx) = (sem.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else {
+                unreachable!("the semaphore is never closed")
+            };
+            run_on_host(host, prepared, &ctx).await
+        });
+    }
+
+    let mut counts = Counts::default();
+    let total = hosts.len();
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => {
+                let Some(joined) = next else { break };
+                let r = joined.map_err(|e| Error::Other(format!("a host task failed: {e}")))?;
+                counts.add(r.status);
+                report(&r, args.output);
+            }
+            () = interrupt.recv() => {
+                tasks.abort_all();
+                ui::eprint_line(&format!(
+                    "interrupted: {} of {total} hosts had finished; the others were stopped",
+                    counts.ok + counts.failed + counts.unreachable
+                ));
+                return Ok(ExitCode::Interrupted);
+            }
+        }
+    }
+    if args.output == OutputFormat::Text {
+        ui::eprint_line(&format!(
+            "{total} hosts: {} ok, {} failed, {} unreachable in {:.2}s",
+            counts.ok,
+            counts.failed,
+            counts.unreachable,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(ExitCode::for_hosts(counts.failed, counts.unreachable))
+}
+
+#[derive(Default)]
+struct Counts {
+    ok: usize,
+    failed: usize,
+    unreachable: usize,
+}
+
+impl Counts {
+    fn add(&mut self, s: Status) {
+        match s {
+            Status::Ok => self.ok += 1,
+            Status::Failed => self.failed += 1,
+            Status::Unreachable => self.unreachable += 1,
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, listened to for the whole run.
+pub struct Interrupt {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    pub fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let err = |e: std::io::Error| Error::Other(format!("cannot listen for signals: {e}"));
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+            term: signal(SignalKind::terminate()).map_err(err)?,
+        })
+    }
+
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// Resolves every host's target, loads keys and known_hosts once, and builds each host's
+/// command line (with sudo when `--become`).
+fn prepare(
+    args: &ExecArgs,
+    inventory: &crate::inventory::Inventory,
+    hosts: &[String],
+    command: &str,
+) -> Result<(Arc<SshContext>, Plan)> {
     let mut defaults = Defaults {
         user: args.connection.user.clone(),
         private_key: args.connection.private_key.clone(),
@@ -84,74 +185,26 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
         })
         .collect();
     let ctx = Arc::new(ssh_context(&args.connection, &targets)?);
-    let plan: Vec<(String, Prepared)> = targets
+    let plan = targets
         .into_iter()
         .map(|(h, t)| {
             let prepared = t.and_then(|t| {
                 if args.r#become {
                     let (line, stdin) = quote::become_command(
-                        &command,
+                        command,
                         t.become_user.as_deref(),
                         t.become_password.as_ref(),
                     )
                     .map_err(|e| TransportError::new(Phase::Resolve, e))?;
                     Ok((t, line, stdin))
                 } else {
-                    Ok((t, command.clone(), None))
+                    Ok((t, command.to_owned(), None))
                 }
             });
             (h, prepared)
         })
         .collect();
-
-    let started = Instant::now();
-    let sem = Arc::new(Semaphore::new(args.connection.forks as usize));
-    let mut tasks = JoinSet::new();
-    for (host, prepared) in plan {
-        let (sem, ctx) = (sem.clone(), ctx.clone());
-        tasks.spawn(async move {
-            let Ok(_permit) = sem.acquire_owned().await else {
-                unreachable!("the semaphore is never closed")
-            };
-            run_on_host(host, prepared, &ctx).await
-        });
-    }
-
-    let mut counts = (0usize, 0usize, 0usize);
-    let total = hosts.len();
-    let interrupted = loop {
-        tokio::select! {
-            next = tasks.join_next() => {
-                let Some(joined) = next else { break false };
-                let r = joined.map_err(|e| Error::Other(format!("a host task failed: {e}")))?;
-                match r.status {
-                    Status::Ok => counts.0 += 1,
-                    Status::Failed => counts.1 += 1,
-                    Status::Unreachable => counts.2 += 1,
-                }
-                report(&r, args.output);
-            }
-            _ = tokio::signal::ctrl_c() => break true,
-        }
-    };
-    if interrupted {
-        tasks.abort_all();
-        ui::eprint_line(&format!(
-            "interrupted: {} of {total} hosts had finished; the others were stopped",
-            counts.0 + counts.1 + counts.2
-        ));
-        return Ok(ExitCode::Interrupted);
-    }
-    if args.output == OutputFormat::Text {
-        ui::eprint_line(&format!(
-            "{total} hosts: {} ok, {} failed, {} unreachable in {:.2}s",
-            counts.0,
-            counts.1,
-            counts.2,
-            started.elapsed().as_secs_f64()
-        ));
-    }
-    Ok(ExitCode::for_hosts(counts.1, counts.2))
+    Ok((ctx, plan))
 }
 
 fn prompt_secret(prompt: &str) -> Result<Secret<String>> {
