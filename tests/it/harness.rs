@@ -438,3 +438,19 @@ fn kamo_binary_is_built() {
     // Not run: the binary is only a stub so far.
     assert!(kamo_bin().is_file(), "{}", kamo_bin().display());
 }
+
+#[test]
+fn a_bad_config_panics_with_the_sshd_log() {
+    let err = std::panic::catch_unwind(|| SshCluster::start_with(1, "NoSuchKeyword yes"))
+        .expect_err("sshd must refuse an unknown keyword");
+    let msg = err
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| err.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(msg.contains("exited with"), "{msg}");
+    assert!(
+        msg.contains("NoSuchKeyword"),
+        "the panic shows sshd's log: {msg}"
+    );
+}

@@ -678,7 +678,8 @@ fn run_retrying(cmd: &mut Command, stdin: &str, ok_codes: &[i32]) -> Result<(), 
 }
 
 /// Creates or repairs [`TEST_USER`]: `/bin/sh`, the known password, not locked or expired, no
-/// rc files, and `kamotest ALL=(ALL) ALL` (password required) in `/etc/sudoers.d/kamotest`.
+/// rc files, and `kamotest ALL=(ALL) ALL` (password required, never cached) in
+/// `/etc/sudoers.d/kamotest`.
 /// Serialised across test processes by a lock file.
 fn ensure_test_user() -> Result<(), String> {
     let lock = File::create("/run/kamo-test-user.lock").map_err(|e| format!("lock file: {e}"))?;
@@ -748,7 +749,10 @@ fn ensure_test_user() -> Result<(), String> {
     }
 
     let sudoers = "/etc/sudoers.d/kamotest";
-    let wanted = format!("{TEST_USER} ALL=(ALL) ALL\n");
+    // Every sudo asks for the password (no cached timestamp) and prints no first-time lecture,
+    // so become tests see the same prompt each time.
+    let wanted =
+        format!("Defaults:{TEST_USER} timestamp_timeout=0, !lecture\n{TEST_USER} ALL=(ALL) ALL\n");
     if fs::read_to_string(sudoers).ok().as_deref() != Some(wanted.as_str()) {
         // sudo skips files whose name contains a '.': the temp file is never read by sudo.
         let tmp = "/etc/sudoers.d/kamotest.tmp";
