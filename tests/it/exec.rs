@@ -6,10 +6,25 @@ use crate::support::kamo::{Kamo, empty_home};
 use crate::support::sshd::{SshCluster, TEST_PASSWORD, TEST_USER};
 
 /// `kamo exec all --output json` with the cluster's inventory and known_hosts.
-fn exec_json(c: &SshCluster, inv: &std::path::Path, extra: &[&str], cmd: &[&str]) -> crate::support::kamo::Run {
+fn exec_json(
+    c: &SshCluster,
+    inv: &std::path::Path,
+    extra: &[&str],
+    cmd: &[&str],
+) -> crate::support::kamo::Run {
     let home = empty_home();
-    let mut args: Vec<String> = vec!["exec".into(), "all".into(), "-i".into(), inv.display().to_string()];
-    args.extend(["--known-hosts".into(), c.known_hosts.display().to_string(), "--output".into(), "json".into()]);
+    let mut args: Vec<String> = vec![
+        "exec".into(),
+        "all".into(),
+        "-i".into(),
+        inv.display().to_string(),
+    ];
+    args.extend([
+        "--known-hosts".into(),
+        c.known_hosts.display().to_string(),
+        "--output".into(),
+        "json".into(),
+    ]);
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     args.push("--".into());
     args.extend(cmd.iter().map(|s| (*s).to_owned()));
@@ -70,25 +85,47 @@ fn text_output_has_a_header_per_host_and_a_summary() {
         .run();
     run.assert_code(0);
     for h in &c.hosts {
-        assert!(run.stdout.contains(&format!("{} | OK | rc=0 |", h.name)), "{}", run.stdout);
+        assert!(
+            run.stdout.contains(&format!("{} | OK | rc=0 |", h.name)),
+            "{}",
+            run.stdout
+        );
     }
     // Each host's block is whole: header, stdout, stderr, never mixed with another host's.
     let blocks: Vec<&str> = run.stdout.split_inclusive("stderr:\noops\n").collect();
     assert_eq!(blocks.len(), 2, "{}", run.stdout);
     for b in blocks {
-        assert!(b.contains("| OK | rc=0 |") && b.contains("hello\nstderr:\noops\n"), "{b}");
+        assert!(
+            b.contains("| OK | rc=0 |") && b.contains("hello\nstderr:\noops\n"),
+            "{b}"
+        );
     }
-    assert!(run.stderr.contains("2 hosts: 2 ok, 0 failed, 0 unreachable"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("2 hosts: 2 ok, 0 failed, 0 unreachable"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn an_unreachable_host_gives_exit_3_and_the_others_still_run() {
     let c = SshCluster::start(3);
     let dead = c.dead_addr();
-    let inv = c.write_inventory(&format!("\n[dead]\nghost ansible_host={dead} ansible_port={}\n", c.port));
+    let inv = c.write_inventory(&format!(
+        "\n[dead]\nghost ansible_host={dead} ansible_port={}\n",
+        c.port
+    ));
     let marks = tempfile::tempdir().unwrap();
-    fs::set_permissions(marks.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let cmd = format!("touch {}/ran-$(echo $SSH_CONNECTION | cut -d' ' -f3)", marks.path().display());
+    fs::set_permissions(
+        marks.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let cmd = format!(
+        "touch {}/ran-$(echo $SSH_CONNECTION | cut -d' ' -f3)",
+        marks.path().display()
+    );
     let run = exec_json(&c, &inv, &["--timeout", "3"], &[&cmd]);
     run.assert_code(3);
     let g = run.host("ghost");
@@ -104,7 +141,11 @@ fn an_unreachable_host_gives_exit_3_and_the_others_still_run() {
 #[test]
 fn unreachable_takes_precedence_over_failed() {
     let c = SshCluster::start(1);
-    let inv = c.write_inventory(&format!("\n[dead]\nghost ansible_host={} ansible_port={}\n", c.dead_addr(), c.port));
+    let inv = c.write_inventory(&format!(
+        "\n[dead]\nghost ansible_host={} ansible_port={}\n",
+        c.dead_addr(),
+        c.port
+    ));
     let run = exec_json(&c, &inv, &["--timeout", "3"], &["exit 1"]);
     run.assert_code(3);
     assert_eq!(run.host("node01")["rc"], 1);
@@ -114,9 +155,17 @@ fn unreachable_takes_precedence_over_failed() {
 fn argv_is_quoted_for_the_remote_shell() {
     let c = SshCluster::start(1);
     let inv = c.write_inventory("");
-    let run = exec_json(&c, &inv, &[], &["printf", "[%s]\\n", "a b", "$(id)", "it's", ";", "x\ny"]);
+    let run = exec_json(
+        &c,
+        &inv,
+        &[],
+        &["printf", "[%s]\\n", "a b", "$(id)", "it's", ";", "x\ny"],
+    );
     run.assert_code(0);
-    assert_eq!(run.host("node01")["stdout"], "[a b]\n[$(id)]\n[it's]\n[;]\n[x\ny]\n");
+    assert_eq!(
+        run.host("node01")["stdout"],
+        "[a b]\n[$(id)]\n[it's]\n[;]\n[x\ny]\n"
+    );
 }
 
 #[test]
@@ -139,7 +188,12 @@ fn password_authentication_and_a_wrong_password() {
     let hosts: String = c
         .hosts
         .iter()
-        .map(|h| format!("{} ansible_host={} ansible_port={}\n", h.name, h.addr, h.port))
+        .map(|h| {
+            format!(
+                "{} ansible_host={} ansible_port={}\n",
+                h.name, h.addr, h.port
+            )
+        })
         .collect();
     fs::write(&inv, format!("[nodes]\n{hosts}\n[all:vars]\nansible_user={TEST_USER}\nansible_password={TEST_PASSWORD}\n")).unwrap();
     let run = exec_json(&c, &inv, &[], &["whoami"]);
@@ -161,10 +215,14 @@ fn rsa_and_ecdsa_keys_authenticate() {
         let home = empty_home();
         // The inventory names no key, so --private-key applies.
         let inv2 = c.dir.path().join("nokey.ini");
-        fs::write(&inv2, format!(
-            "node01 ansible_host={} ansible_port={} ansible_user={TEST_USER}\n",
-            c.hosts[0].addr, c.port
-        )).unwrap();
+        fs::write(
+            &inv2,
+            format!(
+                "node01 ansible_host={} ansible_port={} ansible_user={TEST_USER}\n",
+                c.hosts[0].addr, c.port
+            ),
+        )
+        .unwrap();
         let run = Kamo::new(home.path())
             .args(["exec", "all", "-i"])
             .arg_path(&inv2)
@@ -175,7 +233,12 @@ fn rsa_and_ecdsa_keys_authenticate() {
             .args(["--", "whoami"])
             .run();
         run.assert_code(0);
-        assert_eq!(run.host("node01")["stdout"], format!("{TEST_USER}\n"), "{}", key.display());
+        assert_eq!(
+            run.host("node01")["stdout"],
+            format!("{TEST_USER}\n"),
+            "{}",
+            key.display()
+        );
     }
 }
 
@@ -222,14 +285,23 @@ fn key_readable_by_others_is_refused() {
     )).unwrap();
     let run = exec_json(&c, &inv, &[], &["true"]);
     run.assert_code(1);
-    assert!(run.stderr.contains("accessible by others"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("accessible by others"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn sudo_with_a_password_on_stdin() {
     let c = SshCluster::start(2);
     let inv = c.write_inventory(&format!("ansible_become_password={TEST_PASSWORD}\n"));
-    let run = exec_json(&c, &inv, &["--become"], &["id -u; ps -eo args | grep -c '[k]amo-Test-pw' || true"]);
+    let run = exec_json(
+        &c,
+        &inv,
+        &["--become"],
+        &["id -u; ps -eo args | grep -c '[k]amo-Test-pw' || true"],
+    );
     run.assert_code(0);
     for h in &c.hosts {
         // root, and no process on the node had the password on its command line.
@@ -247,7 +319,13 @@ fn sudo_with_a_password_on_stdin() {
     let inv = c.write_inventory("");
     let run = exec_json(&c, &inv, &["-b"], &["id -u"]);
     run.assert_code(2);
-    assert!(run.host("node01")["stderr"].as_str().unwrap().contains("password"), "{run:?}");
+    assert!(
+        run.host("node01")["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("password"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -273,10 +351,17 @@ fn proxy_jump_through_one_bastion() {
     let c = SshCluster::start(2);
     let (bastion, inner) = (&c.hosts[0], &c.hosts[1]);
     let cfg = c.dir.path().join("ssh_config");
-    fs::write(&cfg, format!(
-        "Host {inner}\n  ProxyJump {TEST_USER}@{b}:{p}\nHost {b}\n  IdentityFile {key}\n",
-        inner = inner.addr, b = bastion.addr, p = c.port, key = c.client_key.display()
-    )).unwrap();
+    fs::write(
+        &cfg,
+        format!(
+            "Host {inner}\n  ProxyJump {TEST_USER}@{b}:{p}\nHost {b}\n  IdentityFile {key}\n",
+            inner = inner.addr,
+            b = bastion.addr,
+            p = c.port,
+            key = c.client_key.display()
+        ),
+    )
+    .unwrap();
     let inv = c.dir.path().join("jump.ini");
     fs::write(&inv, format!(
         "inner ansible_host={} ansible_port={} ansible_user={TEST_USER} ansible_ssh_private_key_file={}\n",
@@ -284,21 +369,39 @@ fn proxy_jump_through_one_bastion() {
     )).unwrap();
     let home = empty_home();
     let run = Kamo::new(home.path())
-        .args(["exec", "all", "-i"]).arg_path(&inv)
-        .args(["--known-hosts"]).arg_path(&c.known_hosts)
-        .args(["--ssh-config"]).arg_path(&cfg)
+        .args(["exec", "all", "-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
+        .args(["--ssh-config"])
+        .arg_path(&cfg)
         .args(["--output", "json", "--", "echo $SSH_CONNECTION"])
         .run();
     run.assert_code(0);
-    assert!(run.host("inner")["stdout"].as_str().unwrap().contains(&inner.addr));
+    assert!(
+        run.host("inner")["stdout"]
+            .as_str()
+            .unwrap()
+            .contains(&inner.addr)
+    );
 
     // The jump host is really used: with its key gone from the config, the inner host is
     // unreachable and the error names the jump host.
-    fs::write(&cfg, format!("Host {}\n  ProxyJump nobody@{}:{}\n", inner.addr, bastion.addr, c.port)).unwrap();
+    fs::write(
+        &cfg,
+        format!(
+            "Host {}\n  ProxyJump nobody@{}:{}\n",
+            inner.addr, bastion.addr, c.port
+        ),
+    )
+    .unwrap();
     let run = Kamo::new(home.path())
-        .args(["exec", "all", "-i"]).arg_path(&inv)
-        .args(["--known-hosts"]).arg_path(&c.known_hosts)
-        .args(["--ssh-config"]).arg_path(&cfg)
+        .args(["exec", "all", "-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
+        .args(["--ssh-config"])
+        .arg_path(&cfg)
         .args(["--output", "json", "--", "true"])
         .run();
     run.assert_code(3);
@@ -318,7 +421,9 @@ fn bad_options_exit_5() {
         Kamo::new(home.path()).args(&args).run().assert_code(5);
     }
     // No inventory anywhere is a usage error too.
-    let run = Kamo::new(home.path()).args(["exec", "all", "--", "true"]).run();
+    let run = Kamo::new(home.path())
+        .args(["exec", "all", "--", "true"])
+        .run();
     run.assert_code(5);
     assert!(run.stderr.contains("no inventory"), "{}", run.stderr);
 }
@@ -329,19 +434,30 @@ fn interrupt_exits_99() {
     let inv = c.write_inventory("");
     let home = empty_home();
     let mut child = Kamo::new(home.path())
-        .args(["exec", "all", "-i"]).arg_path(&inv)
-        .args(["--known-hosts"]).arg_path(&c.known_hosts)
+        .args(["exec", "all", "-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
         .args(["--", "sleep 30"])
         .spawn();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed().as_secs() < 10, "kamo did not stop after SIGINT");
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "kamo did not stop after SIGINT"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(99));

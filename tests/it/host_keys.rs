@@ -31,14 +31,25 @@ fn other_key(dir: &Path) -> String {
         .success();
     assert!(ok);
     let pubkey = fs::read_to_string(path.with_extension("pub")).unwrap();
-    pubkey.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    pubkey
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Marker directory where hosts record that the command ran.
 fn marks() -> (tempfile::TempDir, String) {
     let d = tempfile::tempdir().unwrap();
-    fs::set_permissions(d.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let cmd = format!("touch {}/ran-$(echo $SSH_CONNECTION | cut -d' ' -f3)", d.path().display());
+    fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let cmd = format!(
+        "touch {}/ran-$(echo $SSH_CONNECTION | cut -d' ' -f3)",
+        d.path().display()
+    );
     (d, cmd)
 }
 
@@ -52,7 +63,12 @@ fn a_changed_key_is_refused_with_fingerprint_and_file_line() {
     let mut bad_line = 0;
     for (i, line) in good.lines().enumerate() {
         if line.starts_with(&format!("[{}]:", victim.addr)) {
-            text.push_str(&format!("[{}]:{} {}\n", victim.addr, c.port, other_key(c.dir.path())));
+            text.push_str(&format!(
+                "[{}]:{} {}\n",
+                victim.addr,
+                c.port,
+                other_key(c.dir.path())
+            ));
             bad_line = i + 2;
         } else {
             text.push_str(line);
@@ -70,7 +86,10 @@ fn a_changed_key_is_refused_with_fingerprint_and_file_line() {
     assert!(e.contains("CHANGED"), "{e}");
     assert!(e.contains("SHA256:"), "{e}");
     assert!(e.contains(&format!("{}:{bad_line}", kh.display())), "{e}");
-    assert!(!m.path().join(format!("ran-{}", victim.addr)).exists(), "nothing may run on it");
+    assert!(
+        !m.path().join(format!("ran-{}", victim.addr)).exists(),
+        "nothing may run on it"
+    );
     for h in [&c.hosts[0], &c.hosts[2]] {
         assert!(m.path().join(format!("ran-{}", h.addr)).exists());
     }
@@ -107,7 +126,11 @@ fn accept_new_records_unknown_keys_then_strict_accepts_them() {
         assert!(text.contains(&format!("[{}]:{} ssh-ed25519 ", h.addr, c.port)));
     }
     let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&kh).unwrap().permissions());
-    assert_eq!(mode & 0o077, 0, "known_hosts must not be readable by others");
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "known_hosts must not be readable by others"
+    );
     exec(&c, &kh, "strict", "true").assert_code(0);
     // The same keys are not appended twice.
     exec(&c, &kh, "accept-new", "true").assert_code(0);
@@ -119,7 +142,12 @@ fn hashed_known_hosts_entries_are_understood() {
     let c = SshCluster::start(2);
     let kh = c.dir.path().join("hashed_known_hosts");
     fs::copy(&c.known_hosts, &kh).unwrap();
-    let ok = Command::new("ssh-keygen").arg("-H").arg("-f").arg(&kh).output().unwrap();
+    let ok = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{ok:?}");
     let text = fs::read_to_string(&kh).unwrap();
     assert!(text.lines().all(|l| l.starts_with("|1|")), "{text}");
@@ -132,6 +160,10 @@ fn off_accepts_anything_with_a_warning() {
     let kh = c.dir.path().join("nothing_known");
     let run = exec(&c, &kh, "off", "echo fine");
     run.assert_code(0);
-    assert!(run.stderr.contains("host keys are not verified"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("host keys are not verified"),
+        "{}",
+        run.stderr
+    );
     assert!(!kh.exists(), "off must not write known_hosts");
 }

@@ -54,15 +54,26 @@ fn list_json_of_a_deepops_inventory_redacts_secrets() {
     run.assert_code(0);
     assert!(!run.stdout.contains("hunter2-secret"), "{}", run.stdout);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    let names: Vec<&str> = v.as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["mgmt01", "gpu01", "gpu02"]);
     let gpu02 = &v[2];
     assert_eq!(gpu02["address"], "10.0.0.12");
     assert_eq!(gpu02["port"], 22);
     assert_eq!(gpu02["user"], "ubuntu");
-    assert_eq!(gpu02["groups"], serde_json::json!(["k8s-cluster", "kube-node"]));
+    assert_eq!(
+        gpu02["groups"],
+        serde_json::json!(["k8s-cluster", "kube-node"])
+    );
     assert_eq!(gpu02["vars"]["ansible_password"], "********");
-    assert_eq!(v[0]["groups"], serde_json::json!(["etcd", "k8s-cluster", "kube-master"]));
+    assert_eq!(
+        v[0]["groups"],
+        serde_json::json!(["etcd", "k8s-cluster", "kube-master"])
+    );
 }
 
 #[test]
@@ -70,11 +81,25 @@ fn list_table_and_graph() {
     let home = empty_home();
     let inv = home.path().join("hosts.ini");
     fs::write(&inv, DEEPOPS).unwrap();
-    let run = Kamo::new(home.path()).args(["inventory", "list", "-i"]).arg_path(&inv).run();
+    let run = Kamo::new(home.path())
+        .args(["inventory", "list", "-i"])
+        .arg_path(&inv)
+        .run();
     run.assert_code(0);
-    assert!(run.stdout.contains("HOST") && run.stdout.contains("ADDRESS"), "{}", run.stdout);
-    assert!(run.stdout.lines().any(|l| l.contains("nfs01") && l.contains("10.0.0.21") && l.contains("nfs-server")));
-    let run = Kamo::new(home.path()).args(["inventory", "graph", "-i"]).arg_path(&inv).run();
+    assert!(
+        run.stdout.contains("HOST") && run.stdout.contains("ADDRESS"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.contains("nfs01") && l.contains("10.0.0.21") && l.contains("nfs-server"))
+    );
+    let run = Kamo::new(home.path())
+        .args(["inventory", "graph", "-i"])
+        .arg_path(&inv)
+        .run();
     run.assert_code(0);
     assert!(run.stdout.starts_with("@all:\n"), "{}", run.stdout);
     assert!(run.stdout.contains("|--@k8s-cluster:"), "{}", run.stdout);
@@ -86,16 +111,30 @@ fn a_malformed_inventory_is_a_located_parse_error() {
     let home = empty_home();
     let inv = home.path().join("bad.ini");
     fs::write(&inv, "[web]\nnode1\n[web:nonsense]\nx\n").unwrap();
-    let run = Kamo::new(home.path()).args(["inventory", "list", "-i"]).arg_path(&inv).run();
+    let run = Kamo::new(home.path())
+        .args(["inventory", "list", "-i"])
+        .arg_path(&inv)
+        .run();
     run.assert_code(4);
-    assert!(run.stderr.contains(&format!("{}:3", inv.display())), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{}:3", inv.display())),
+        "{}",
+        run.stderr
+    );
     // exec refuses it the same way, before touching any host.
-    let run = Kamo::new(home.path()).args(["exec", "all", "-i"]).arg_path(&inv).args(["--", "true"]).run();
+    let run = Kamo::new(home.path())
+        .args(["exec", "all", "-i"])
+        .arg_path(&inv)
+        .args(["--", "true"])
+        .run();
     run.assert_code(4);
 
     let yml = home.path().join("bad.yml");
     fs::write(&yml, "all:\n  hosts:\n    a: {ansible_port: 1\n").unwrap();
-    let run = Kamo::new(home.path()).args(["inventory", "list", "-i"]).arg_path(&yml).run();
+    let run = Kamo::new(home.path())
+        .args(["inventory", "list", "-i"])
+        .arg_path(&yml)
+        .run();
     run.assert_code(4);
     assert!(run.stderr.contains("bad.yml:"), "{}", run.stderr);
 }
@@ -104,14 +143,28 @@ fn a_malformed_inventory_is_a_located_parse_error() {
 fn default_inventory_then_environment() {
     let home = empty_home();
     fs::create_dir_all(home.path().join("inventory")).unwrap();
-    fs::write(home.path().join("inventory/hosts.ini"), "[a]\nfrom-default\n").unwrap();
+    fs::write(
+        home.path().join("inventory/hosts.ini"),
+        "[a]\nfrom-default\n",
+    )
+    .unwrap();
     let other = home.path().join("other.ini");
     fs::write(&other, "[b]\nfrom-env\n").unwrap();
-    let run = Kamo::new(home.path()).args(["inventory", "list", "--output", "json"]).env("KAMO_INVENTORY", &other).run();
+    let run = Kamo::new(home.path())
+        .args(["inventory", "list", "--output", "json"])
+        .env("KAMO_INVENTORY", &other)
+        .run();
     run.assert_code(0);
-    assert!(run.stdout.contains("from-default") && !run.stdout.contains("from-env"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("from-default") && !run.stdout.contains("from-env"),
+        "{}",
+        run.stdout
+    );
     let elsewhere = empty_home();
-    let run = Kamo::new(elsewhere.path()).args(["inventory", "list", "--output", "json"]).env("KAMO_INVENTORY", &other).run();
+    let run = Kamo::new(elsewhere.path())
+        .args(["inventory", "list", "--output", "json"])
+        .env("KAMO_INVENTORY", &other)
+        .run();
     run.assert_code(0);
     assert!(run.stdout.contains("from-env"), "{}", run.stdout);
 }
@@ -121,7 +174,10 @@ fn example_inventories_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for f in ["inventory/hosts.ini", "inventory/hosts.yml"] {
         let home = empty_home();
-        let run = Kamo::new(home.path()).args(["inventory", "list", "-i"]).arg_path(&root.join(f)).run();
+        let run = Kamo::new(home.path())
+            .args(["inventory", "list", "-i"])
+            .arg_path(&root.join(f))
+            .run();
         run.assert_code(0);
     }
 }
@@ -141,19 +197,34 @@ fn deepops_inventory_selects_hosts_for_exec() {
     )).unwrap();
     let home = empty_home();
     let run = Kamo::new(home.path())
-        .args(["exec", "k8s-cluster:!kube-master", "-i"]).arg_path(&inv)
-        .args(["--known-hosts"]).arg_path(&c.known_hosts)
+        .args(["exec", "k8s-cluster:!kube-master", "-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
         .args(["--output", "json", "--", "echo $SSH_CONNECTION"])
         .run();
     run.assert_code(0);
-    let names: std::collections::BTreeSet<String> =
-        run.json_lines().iter().map(|v| v["host"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(names, ["gpu01", "gpu02"].iter().map(|s| (*s).to_owned()).collect());
-    assert!(run.host("gpu02")["stdout"].as_str().unwrap().contains(&h[2].addr));
+    let names: std::collections::BTreeSet<String> = run
+        .json_lines()
+        .iter()
+        .map(|v| v["host"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["gpu01", "gpu02"].iter().map(|s| (*s).to_owned()).collect()
+    );
+    assert!(
+        run.host("gpu02")["stdout"]
+            .as_str()
+            .unwrap()
+            .contains(&h[2].addr)
+    );
     // --limit narrows further.
     let run = Kamo::new(home.path())
-        .args(["exec", "all", "-l", "nfs-server", "-i"]).arg_path(&inv)
-        .args(["--known-hosts"]).arg_path(&c.known_hosts)
+        .args(["exec", "all", "-l", "nfs-server", "-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
         .args(["--output", "json", "--", "true"])
         .run();
     run.assert_code(0);

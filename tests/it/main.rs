@@ -1,6 +1,13 @@
 //! The one integration-test binary: `cargo test --test it`.
 //! Tests that need SSH peers start real sshd processes via `support::SshCluster` (root only).
 
+// The harness calls libc (kill, geteuid, setrlimit) to manage the sshd processes it starts;
+// pedantic lints are for the product code, tests favour directness.
+#![allow(unsafe_code, clippy::pedantic)]
+
 mod support;
 
+mod exec;
 mod harness;
+mod host_keys;
+mod inventory_cli;

@@ -20,7 +20,9 @@ impl Run {
         self.stdout
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}\n{self:?}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}\n{self:?}"))
+            })
             .collect()
     }
 
@@ -34,7 +36,11 @@ impl Run {
 
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -81,8 +87,13 @@ impl Kamo {
         self
     }
 
+    /// Runs kamo to the end, bounded: a run that hangs fails the test after two minutes.
     pub fn run(mut self) -> Run {
-        let Output { status, stdout, stderr } = self.cmd.output().expect("kamo binary runs");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = super::run_bounded(&mut self.cmd, std::time::Duration::from_secs(120));
         Run {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),

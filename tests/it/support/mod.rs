@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests. Not every test module uses every helper.
 #![allow(dead_code)]
 
+pub mod kamo;
 pub mod sshd;
 
 use std::io::Read;
