@@ -240,7 +240,10 @@ mod tests {
             .column(20, 3)
             .source(text);
         let out = e.render();
-        assert!(out.contains("error: ansible_port must be a number"), "{out}");
+        assert!(
+            out.contains("error: ansible_port must be a number"),
+            "{out}"
+        );
         assert!(out.contains("hosts.ini:2:20"), "{out}");
         assert!(out.contains("node1 ansible_port=abc"), "{out}");
         assert!(out.contains("^^^"), "{out}");

@@ -69,10 +69,23 @@ mod tests {
 
     #[test]
     fn secret_names() {
-        for n in ["ansible_password", "ansible_become_password", "db_passwd", "api_token", "ansible_ssh_pass", "aws_secret", "minio_access_key"] {
+        for n in [
+            "ansible_password",
+            "ansible_become_password",
+            "db_passwd",
+            "api_token",
+            "ansible_ssh_pass",
+            "aws_secret",
+            "minio_access_key",
+        ] {
             assert!(is_secret_var(n), "{n}");
         }
-        for n in ["ansible_host", "ansible_user", "ansible_ssh_private_key_file", "keyboard"] {
+        for n in [
+            "ansible_host",
+            "ansible_user",
+            "ansible_ssh_private_key_file",
+            "keyboard",
+        ] {
             assert!(!is_secret_var(n), "{n}");
         }
     }
