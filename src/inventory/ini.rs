@@ -224,6 +224,9 @@ pub(super) fn expand_host_pattern(
     pattern: &str,
 ) -> std::result::Result<(Vec<String>, Option<u16>), String> {
     let (name, port) = split_port(pattern)?;
+    if name.trim().is_empty() {
+        return Err("empty host name".to_owned());
+    }
     if name.trim() == "---" {
         return Err("invalid host name `---`; this looks like a YAML file".to_owned());
     }
@@ -660,11 +663,10 @@ impl PyLit {
     }
 
     fn number(&mut self) -> Option<Value> {
+        // literal_eval accepts one sign on a number literal, not `--5`.
         let mut neg = false;
-        while let Some(c @ ('+' | '-')) = self.peek() {
-            if c == '-' {
-                neg = !neg;
-            }
+        if let Some(c @ ('+' | '-')) = self.peek() {
+            neg = c == '-';
             self.i += 1;
             self.ws();
         }
@@ -740,6 +742,8 @@ mod tests {
     fn literal_values_like_ansible() {
         assert_eq!(parse_value("22"), json!(22));
         assert_eq!(parse_value("-3"), json!(-3));
+        assert_eq!(parse_value("--3"), json!("--3"));
+        assert_eq!(parse_value("-"), json!("-"));
         assert_eq!(parse_value("1.5"), json!(1.5));
         assert_eq!(parse_value("1e3"), json!(1000.0));
         assert_eq!(parse_value("0x1f"), json!(31));

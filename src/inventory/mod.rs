@@ -87,6 +87,8 @@ pub struct Inventory {
     layers: Layers,
     /// Where each `parent -> child` edge was declared, to locate cycle errors.
     edges: HashMap<(String, String), Origin>,
+    /// `(group, host)` pairs already recorded in `Group::hosts`, so adding stays O(1).
+    members: HashSet<(String, String)>,
 }
 
 pub(crate) const ALL: &str = "all";
@@ -219,11 +221,18 @@ impl Inventory {
         names
     }
 
-    /// The host's effective variables by Ansible's precedence (lowest first):
-    /// 1. inline vars of `all`, 2. inline vars of the host's other groups sorted by
-    /// (depth, `ansible_group_priority`, name), 3. `group_vars/all`, 4. `group_vars/<group>` in
-    /// the same order (each per inventory directory in source order), 5. inline host vars,
-    /// 6. `host_vars/<host>`. Unknown hosts get empty vars.
+    /// The host's effective variables by Ansible's precedence, lowest first:
+    ///
+    /// 1. inline vars of `all`;
+    /// 2. inline vars of the host's other groups, sorted by (depth, `ansible_group_priority`,
+    ///    name): parents before children, same depth alphabetically, later wins;
+    /// 3. `group_vars/all`, per inventory directory in source order;
+    /// 4. `group_vars/<group>`, per inventory directory, groups sorted as in 2;
+    /// 5. inline host vars;
+    /// 6. `host_vars/<host>`.
+    ///
+    /// Unknown hosts get empty vars. Magic variables (`inventory_hostname`, `group_names`, ...)
+    /// are not included.
     pub fn vars_for(&self, host: &str) -> Vars {
         vars::effective_vars(self, host)
     }
@@ -322,8 +331,8 @@ impl Inventory {
             );
         }
         self.ensure_group(group);
-        if let Some(g) = self.groups.get_mut(group)
-            && !g.hosts.iter().any(|h| h == name)
+        if self.members.insert((group.to_owned(), name.to_owned()))
+            && let Some(g) = self.groups.get_mut(group)
         {
             g.hosts.push(name.to_owned());
         }
@@ -833,6 +842,8 @@ mod tests {
         ini_err("[web server]\n", 1, "invalid section header");
         ini_err("[p:children]\na b\n", 2, "expected a group name");
         ini_err("[web]\n---\n", 2, "YAML");
+        ini_err("[web]\n'' a=1\n", 2, "empty host name");
+        yaml_err("all:\n  hosts:\n    ~:\n", 3, "empty host name");
     }
 
     #[test]

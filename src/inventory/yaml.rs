@@ -303,6 +303,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Best-effort 1-based line of `key:` at or after line `from` (falls back to anywhere, then 0).
 pub(super) fn find_key_line(text: &str, key: &str, from: usize) -> usize {
+    // A null key (`~:`) is read as the empty string.
+    let key = if key.is_empty() { "~" } else { key };
     let candidates = [
         format!("{key}:"),
         format!("\"{key}\":"),
