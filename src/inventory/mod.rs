@@ -127,9 +127,8 @@ impl Inventory {
                     _ => PathBuf::from("."),
                 }
             };
-            if !basedirs.contains(&basedir) {
-                basedirs.push(basedir);
-            }
+            // Not de-duplicated: Ansible reads a directory's vars once per source in it.
+            basedirs.push(basedir);
         }
         inv.finalize();
         for dir in &basedirs {
@@ -947,6 +946,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(inv.host("j1").unwrap().vars["a"], json!(1));
+        // tab-indented JSON works in a .json file
+        let tabbed = "{\n\t\"all\": {\n\t\t\"hosts\": {\"j2\": null}\n\t}\n}\n";
+        let inv = Inventory::from_yaml(tabbed, Path::new("h.json")).unwrap();
+        assert_eq!(names(&inv), ["j2"]);
         // a null group
         let inv = yaml("all:\nweb:\n");
         assert!(inv.group("web").is_some());
@@ -1047,6 +1050,28 @@ mod tests {
         let inv = Inventory::load(&[p.join("hosts.ini"), d2.path().to_owned()]).unwrap();
         assert_eq!(inv.vars_for("h1")["x"], json!("second"));
         assert_eq!(inv.vars_for("h9")["k"], json!(9));
+    }
+
+    #[test]
+    fn deepops_fixture_with_vars_dirs() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory/deepops");
+        let inv = Inventory::load(&[dir.join("hosts.ini")]).unwrap();
+        let gpu01 = inv.vars_for("gpu01");
+        assert_eq!(gpu01["ansible_user"], json!("ubuntu"));
+        assert_eq!(gpu01["ansible_host"], json!("192.168.2.1"));
+        assert_eq!(gpu01["role"], json!("gpu-node"));
+        assert_eq!(gpu01["mig_strategy"], json!("mixed"));
+        assert_eq!(gpu01["kube_version"], json!("v1.29.4"));
+        assert_eq!(gpu01["ntp_servers"], json!(["ntp.ubuntu.com"]));
+        let gpu02 = inv.vars_for("gpu02");
+        assert_eq!(gpu02["mig_strategy"], json!("single"));
+        assert_eq!(gpu02["ansible_host"], json!("10.0.2.2"));
+        assert_eq!(inv.vars_for("mgmt01")["role"], json!("k8s"));
+        assert_eq!(inv.vars_for("nfs01")["role"], json!("generic"));
+        assert!(!inv.vars_for("nfs01").contains_key("kube_version"));
+        // the same directory as a source reads the same files
+        let inv2 = Inventory::load(std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(inv2.vars_for("gpu01"), gpu01);
     }
 
     #[test]

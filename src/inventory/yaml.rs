@@ -205,6 +205,16 @@ impl Parser<'_> {
 
 /// Parses YAML with merge keys applied; syntax errors are located.
 pub(super) fn load_yaml(text: &str, file: &Path) -> Result<Y> {
+    // JSON that YAML rejects (tab indentation) is still valid in a `.json` file.
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json
+        && let Ok(v) = serde_json::from_str::<Value>(text)
+        && let Ok(y) = serde_yaml::to_value(v)
+    {
+        return Ok(y);
+    }
     let mut value: Y = serde_yaml::from_str(text).map_err(|e| {
         let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let msg = e.to_string();
