@@ -340,7 +340,10 @@ fn expand_ranges(name: &str, depth: usize) -> std::result::Result<Vec<String>, S
         let mut i = b;
         while i <= e {
             items.push(format!("{i:0width$}"));
-            i += step as u64;
+            let Some(next) = i.checked_add(step as u64) else {
+                break;
+            };
+            i = next;
         }
     }
     let mut out = Vec::new();
@@ -710,6 +713,9 @@ fn py_number(text: &str) -> Option<Value> {
     for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] {
         if let Some(digits) = lower.strip_prefix(prefix) {
             let digits = digits.strip_prefix('_').unwrap_or(digits).replace('_', "");
+            if !digits.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return None;
+            }
             return i64::from_str_radix(&digits, radix).ok().map(Value::from);
         }
     }
@@ -823,6 +829,8 @@ mod tests {
             assert!(expand_host_pattern(bad).is_err(), "{bad}");
         }
         assert!(expand_host_pattern("n[0:99999999]").is_err());
+        let top = format!("n[{}:{}]", u64::MAX - 1, u64::MAX);
+        assert_eq!(expand_host_pattern(&top).unwrap().0.len(), 2);
     }
 
     #[test]

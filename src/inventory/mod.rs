@@ -118,7 +118,7 @@ impl Inventory {
                 )));
             }
             let basedir = if source.is_dir() {
-                inv.load_dir(source)?;
+                inv.load_dir(source, 0)?;
                 source.clone()
             } else {
                 inv.load_file(source)?;
@@ -138,7 +138,13 @@ impl Inventory {
         Ok(inv)
     }
 
-    fn load_dir(&mut self, dir: &Path) -> Result<()> {
+    fn load_dir(&mut self, dir: &Path, depth: usize) -> Result<()> {
+        if depth > 16 {
+            return Err(Error::Usage(format!(
+                "inventory directory {} is nested too deeply (a symlink loop?)",
+                dir.display()
+            )));
+        }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| Error::io("read inventory directory", dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -151,7 +157,7 @@ impl Inventory {
                 continue;
             }
             if path.is_dir() {
-                self.load_dir(&path)?;
+                self.load_dir(&path, depth + 1)?;
             } else {
                 self.load_file(&path)?;
             }
@@ -1117,6 +1123,17 @@ mod tests {
         assert_eq!(inv.vars_for("w1")["gv"], json!(1));
         assert_eq!(inv.vars_for("d1")["hv"], json!(2));
         assert_eq!(inv.host("d1").unwrap().origin.file, p.join("02-cluster"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loop_in_inventory_dir_is_an_error_not_a_crash() {
+        let d = tempfile::tempdir().unwrap();
+        write(&d.path().join("hosts"), "[web]\nh\n");
+        std::os::unix::fs::symlink(d.path(), d.path().join("loop")).unwrap();
+        let e = Inventory::load(&[d.path().to_owned()]).unwrap_err();
+        assert_eq!(e.exit_code(), ExitCode::Usage);
+        assert!(e.to_string().contains("nested too deeply"), "{e}");
     }
 
     #[test]
