@@ -5,7 +5,7 @@
 //! questions a run needs: which hosts does a pattern select, and what are a host's variables.
 //!
 //! Key decision: one flat model (hosts and groups in insertion order, children as names) that
-//! every parser fills through a few private builder methods, then [`Inventory::finalize`]
+//! every parser fills through a few private builder methods, then `Inventory::finalize`
 //! rebuilds what Ansible's `reconcile_inventory` derives (`all`, `ungrouped`, top-level
 //! groups). Variables are kept in separate layers (inline INI/YAML vars, `group_vars/`,
 //! `host_vars/`) so [`Inventory::vars_for`] can apply Ansible's documented precedence exactly
