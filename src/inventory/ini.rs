@@ -224,6 +224,9 @@ pub(super) fn expand_host_pattern(
     pattern: &str,
 ) -> std::result::Result<(Vec<String>, Option<u16>), String> {
     let (name, port) = split_port(pattern)?;
+    if name.trim().is_empty() {
+        return Err("empty host name".to_owned());
+    }
     if name.trim() == "---" {
         return Err("invalid host name `---`; this looks like a YAML file".to_owned());
     }
@@ -337,7 +340,10 @@ fn expand_ranges(name: &str, depth: usize) -> std::result::Result<Vec<String>, S
         let mut i = b;
         while i <= e {
             items.push(format!("{i:0width$}"));
-            i += step as u64;
+            let Some(next) = i.checked_add(step as u64) else {
+                break;
+            };
+            i = next;
         }
     }
     let mut out = Vec::new();
@@ -660,11 +666,10 @@ impl PyLit {
     }
 
     fn number(&mut self) -> Option<Value> {
+        // literal_eval accepts one sign on a number literal, not `--5`.
         let mut neg = false;
-        while let Some(c @ ('+' | '-')) = self.peek() {
-            if c == '-' {
-                neg = !neg;
-            }
+        if let Some(c @ ('+' | '-')) = self.peek() {
+            neg = c == '-';
             self.i += 1;
             self.ws();
         }
@@ -708,6 +713,9 @@ fn py_number(text: &str) -> Option<Value> {
     for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] {
         if let Some(digits) = lower.strip_prefix(prefix) {
             let digits = digits.strip_prefix('_').unwrap_or(digits).replace('_', "");
+            if !digits.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return None;
+            }
             return i64::from_str_radix(&digits, radix).ok().map(Value::from);
         }
     }
@@ -740,6 +748,8 @@ mod tests {
     fn literal_values_like_ansible() {
         assert_eq!(parse_value("22"), json!(22));
         assert_eq!(parse_value("-3"), json!(-3));
+        assert_eq!(parse_value("--3"), json!("--3"));
+        assert_eq!(parse_value("-"), json!("-"));
         assert_eq!(parse_value("1.5"), json!(1.5));
         assert_eq!(parse_value("1e3"), json!(1000.0));
         assert_eq!(parse_value("0x1f"), json!(31));
@@ -819,6 +829,8 @@ mod tests {
             assert!(expand_host_pattern(bad).is_err(), "{bad}");
         }
         assert!(expand_host_pattern("n[0:99999999]").is_err());
+        let top = format!("n[{}:{}]", u64::MAX - 1, u64::MAX);
+        assert_eq!(expand_host_pattern(&top).unwrap().0.len(), 2);
     }
 
     #[test]

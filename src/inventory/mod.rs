@@ -5,7 +5,7 @@
 //! questions a run needs: which hosts does a pattern select, and what are a host's variables.
 //!
 //! Key decision: one flat model (hosts and groups in insertion order, children as names) that
-//! every parser fills through a few private builder methods, then [`Inventory::finalize`]
+//! every parser fills through a few private builder methods, then `Inventory::finalize`
 //! rebuilds what Ansible's `reconcile_inventory` derives (`all`, `ungrouped`, top-level
 //! groups). Variables are kept in separate layers (inline INI/YAML vars, `group_vars/`,
 //! `host_vars/`) so [`Inventory::vars_for`] can apply Ansible's documented precedence exactly
@@ -87,6 +87,8 @@ pub struct Inventory {
     layers: Layers,
     /// Where each `parent -> child` edge was declared, to locate cycle errors.
     edges: HashMap<(String, String), Origin>,
+    /// `(group, host)` pairs already recorded in `Group::hosts`, so adding stays O(1).
+    members: HashSet<(String, String)>,
 }
 
 pub(crate) const ALL: &str = "all";
@@ -116,7 +118,7 @@ impl Inventory {
                 )));
             }
             let basedir = if source.is_dir() {
-                inv.load_dir(source)?;
+                inv.load_dir(source, 0)?;
                 source.clone()
             } else {
                 inv.load_file(source)?;
@@ -125,9 +127,8 @@ impl Inventory {
                     _ => PathBuf::from("."),
                 }
             };
-            if !basedirs.contains(&basedir) {
-                basedirs.push(basedir);
-            }
+            // Not de-duplicated: Ansible reads a directory's vars once per source in it.
+            basedirs.push(basedir);
         }
         inv.finalize();
         for dir in &basedirs {
@@ -137,7 +138,13 @@ impl Inventory {
         Ok(inv)
     }
 
-    fn load_dir(&mut self, dir: &Path) -> Result<()> {
+    fn load_dir(&mut self, dir: &Path, depth: usize) -> Result<()> {
+        if depth > 16 {
+            return Err(Error::Usage(format!(
+                "inventory directory {} is nested too deeply (a symlink loop?)",
+                dir.display()
+            )));
+        }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| Error::io("read inventory directory", dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -150,7 +157,7 @@ impl Inventory {
                 continue;
             }
             if path.is_dir() {
-                self.load_dir(&path)?;
+                self.load_dir(&path, depth + 1)?;
             } else {
                 self.load_file(&path)?;
             }
@@ -219,11 +226,18 @@ impl Inventory {
         names
     }
 
-    /// The host's effective variables by Ansible's precedence (lowest first):
-    /// 1. inline vars of `all`, 2. inline vars of the host's other groups sorted by
-    /// (depth, `ansible_group_priority`, name), 3. `group_vars/all`, 4. `group_vars/<group>` in
-    /// the same order (each per inventory directory in source order), 5. inline host vars,
-    /// 6. `host_vars/<host>`. Unknown hosts get empty vars.
+    /// The host's effective variables by Ansible's precedence, lowest first:
+    ///
+    /// 1. inline vars of `all`;
+    /// 2. inline vars of the host's other groups, sorted by (depth, `ansible_group_priority`,
+    ///    name): parents before children, same depth alphabetically, later wins;
+    /// 3. `group_vars/all`, per inventory directory in source order;
+    /// 4. `group_vars/<group>`, per inventory directory, groups sorted as in 2;
+    /// 5. inline host vars;
+    /// 6. `host_vars/<host>`.
+    ///
+    /// Unknown hosts get empty vars. Magic variables (`inventory_hostname`, `group_names`, ...)
+    /// are not included.
     pub fn vars_for(&self, host: &str) -> Vars {
         vars::effective_vars(self, host)
     }
@@ -322,8 +336,8 @@ impl Inventory {
             );
         }
         self.ensure_group(group);
-        if let Some(g) = self.groups.get_mut(group)
-            && !g.hosts.iter().any(|h| h == name)
+        if self.members.insert((group.to_owned(), name.to_owned()))
+            && let Some(g) = self.groups.get_mut(group)
         {
             g.hosts.push(name.to_owned());
         }
@@ -833,6 +847,8 @@ mod tests {
         ini_err("[web server]\n", 1, "invalid section header");
         ini_err("[p:children]\na b\n", 2, "expected a group name");
         ini_err("[web]\n---\n", 2, "YAML");
+        ini_err("[web]\n'' a=1\n", 2, "empty host name");
+        yaml_err("all:\n  hosts:\n    ~:\n", 3, "empty host name");
     }
 
     #[test]
@@ -936,6 +952,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(inv.host("j1").unwrap().vars["a"], json!(1));
+        // tab-indented JSON works in a .json file
+        let tabbed = "{\n\t\"all\": {\n\t\t\"hosts\": {\"j2\": null}\n\t}\n}\n";
+        let inv = Inventory::from_yaml(tabbed, Path::new("h.json")).unwrap();
+        assert_eq!(names(&inv), ["j2"]);
         // a null group
         let inv = yaml("all:\nweb:\n");
         assert!(inv.group("web").is_some());
@@ -1039,6 +1059,28 @@ mod tests {
     }
 
     #[test]
+    fn deepops_fixture_with_vars_dirs() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inventory/deepops");
+        let inv = Inventory::load(&[dir.join("hosts.ini")]).unwrap();
+        let gpu01 = inv.vars_for("gpu01");
+        assert_eq!(gpu01["ansible_user"], json!("ubuntu"));
+        assert_eq!(gpu01["ansible_host"], json!("192.168.2.1"));
+        assert_eq!(gpu01["role"], json!("gpu-node"));
+        assert_eq!(gpu01["mig_strategy"], json!("mixed"));
+        assert_eq!(gpu01["kube_version"], json!("v1.29.4"));
+        assert_eq!(gpu01["ntp_servers"], json!(["ntp.ubuntu.com"]));
+        let gpu02 = inv.vars_for("gpu02");
+        assert_eq!(gpu02["mig_strategy"], json!("single"));
+        assert_eq!(gpu02["ansible_host"], json!("10.0.2.2"));
+        assert_eq!(inv.vars_for("mgmt01")["role"], json!("k8s"));
+        assert_eq!(inv.vars_for("nfs01")["role"], json!("generic"));
+        assert!(!inv.vars_for("nfs01").contains_key("kube_version"));
+        // the same directory as a source reads the same files
+        let inv2 = Inventory::load(std::slice::from_ref(&dir)).unwrap();
+        assert_eq!(inv2.vars_for("gpu01"), gpu01);
+    }
+
+    #[test]
     fn bad_group_vars_file_is_a_parse_error() {
         let d = tempfile::tempdir().unwrap();
         write(&d.path().join("hosts"), "[web]\nh\n");
@@ -1081,6 +1123,17 @@ mod tests {
         assert_eq!(inv.vars_for("w1")["gv"], json!(1));
         assert_eq!(inv.vars_for("d1")["hv"], json!(2));
         assert_eq!(inv.host("d1").unwrap().origin.file, p.join("02-cluster"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loop_in_inventory_dir_is_an_error_not_a_crash() {
+        let d = tempfile::tempdir().unwrap();
+        write(&d.path().join("hosts"), "[web]\nh\n");
+        std::os::unix::fs::symlink(d.path(), d.path().join("loop")).unwrap();
+        let e = Inventory::load(&[d.path().to_owned()]).unwrap_err();
+        assert_eq!(e.exit_code(), ExitCode::Usage);
+        assert!(e.to_string().contains("nested too deeply"), "{e}");
     }
 
     #[test]

@@ -205,6 +205,16 @@ impl Parser<'_> {
 
 /// Parses YAML with merge keys applied; syntax errors are located.
 pub(super) fn load_yaml(text: &str, file: &Path) -> Result<Y> {
+    // JSON that YAML rejects (tab indentation) is still valid in a `.json` file.
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json
+        && let Ok(v) = serde_json::from_str::<Value>(text)
+        && let Ok(y) = serde_yaml::to_value(v)
+    {
+        return Ok(y);
+    }
     let mut value: Y = serde_yaml::from_str(text).map_err(|e| {
         let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let msg = e.to_string();
@@ -303,6 +313,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Best-effort 1-based line of `key:` at or after line `from` (falls back to anywhere, then 0).
 pub(super) fn find_key_line(text: &str, key: &str, from: usize) -> usize {
+    // A null key (`~:`) is read as the empty string.
+    let key = if key.is_empty() { "~" } else { key };
     let candidates = [
         format!("{key}:"),
         format!("\"{key}\":"),
