@@ -33,7 +33,7 @@ echo "| hosts | kamo exec (s) min / median / max | ssh & wait floor (s) min / me
 echo "|---|---|---|---|"
 for n in "${sizes[@]}"; do
   inv="$dir/inv$n.ini"
-  { echo "[nodes]"; grep '^node' "$dir/inventory.ini" | head -n "$n"; echo; sed -n '/^\[all:vars\]/,$p' "$dir/inventory.ini"; } >"$inv"
+  { echo "[nodes]"; awk -v n="$n" '/^node/ && ++c <= n' "$dir/inventory.ini"; echo; sed -n '/^\[all:vars\]/,$p' "$dir/inventory.ini"; } >"$inv"
   grep '^node' "$inv" | sed 's/.*ansible_host=\([^ ]*\).*/\1/' >"$dir/addrs$n"
   run_kamo() { "$kamo" exec all -i "$inv" --known-hosts "$dir/known_hosts" --ssh-config none -f 200 -- true >/dev/null 2>&1; }
   run_kamo; floor "$dir/addrs$n" # warm-up

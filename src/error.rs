@@ -94,13 +94,13 @@ impl Located {
     #[must_use]
     pub fn render(&self) -> String {
         use annotate_snippets::{Level, Renderer, Snippet};
-        let origin = self.file.display().to_string();
+        let file = self.file.display().to_string();
         let origin = if self.line == 0 {
-            origin
+            file.clone()
         } else if self.column == 0 {
-            format!("{origin}:{}", self.line)
+            format!("{file}:{}", self.line)
         } else {
-            format!("{origin}:{}:{}", self.line, self.column)
+            format!("{file}:{}:{}", self.line, self.column)
         };
         let mut msg = Level::Error.title(&self.message);
         let src;
@@ -110,7 +110,8 @@ impl Located {
             msg = msg.snippet(
                 Snippet::source(&src)
                     .line_start(self.line)
-                    .origin(&origin)
+                    // annotate-snippets appends line:column itself.
+                    .origin(&file)
                     .annotation(Level::Error.span(span)),
             );
         } else {
@@ -246,7 +247,7 @@ mod tests {
             out.contains("error: ansible_port must be a number"),
             "{out}"
         );
-        assert!(out.contains("hosts.ini:2:20"), "{out}");
+        assert!(out.contains("--> hosts.ini:2:20\n"), "{out}");
         assert!(out.contains("node1 ansible_port=abc"), "{out}");
         assert!(out.contains("^^^"), "{out}");
     }

@@ -73,8 +73,12 @@ pub fn print_host_table(rows: &[Value]) {
             .unwrap_or_default();
         table.add_row([s("name"), s("address"), s("port"), s("user"), groups]);
     }
-    let text = table.to_string();
-    print_text(text.trim_end());
+    let text: Vec<String> = table
+        .to_string()
+        .lines()
+        .map(|l| l.trim_end().to_owned())
+        .collect();
+    print_text(&text.join("\n"));
 }
 
 #[cfg(test)]

@@ -34,6 +34,10 @@ enum State {
 }
 
 /// Parses INI `text` into `inv`.
+///
+/// One pass over the lines as a small state machine (section kind); kept in one function so
+/// the state transitions read top to bottom.
+#[allow(clippy::too_many_lines)]
 pub(super) fn parse(inv: &mut Inventory, text: &str, file: &Path) -> Result<()> {
     let err = |line: usize, msg: String| Located::new(file, line, msg).source(text);
     let mut group = UNGROUPED.to_owned();
@@ -69,7 +73,7 @@ pub(super) fn parse(inv: &mut Inventory, text: &str, file: &Path) -> Result<()> 
                     ));
                 }
             };
-            group = name.to_owned();
+            name.clone_into(&mut group);
             if state == State::Vars {
                 if !declared.contains(&group) && !pending_vars.iter().any(|(g, _)| *g == group) {
                     pending_vars.push((group.clone(), lineno));

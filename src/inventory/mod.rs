@@ -201,6 +201,7 @@ impl Inventory {
         self.hosts.values()
     }
 
+    #[must_use]
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.get(name)
     }
@@ -210,12 +211,14 @@ impl Inventory {
         self.groups.values()
     }
 
+    #[must_use]
     pub fn group(&self, name: &str) -> Option<&Group> {
         self.groups.get(name)
     }
 
     /// Every group the host belongs to, directly or through children, sorted, without `all`
     /// (Ansible's `group_names`; an ungrouped host gets `["ungrouped"]`).
+    #[must_use]
     pub fn group_names(&self, host: &str) -> Vec<String> {
         let mut names: Vec<String> = self
             .host_groups(host)
@@ -238,6 +241,7 @@ impl Inventory {
     ///
     /// Unknown hosts get empty vars. Magic variables (`inventory_hostname`, `group_names`, ...)
     /// are not included.
+    #[must_use]
     pub fn vars_for(&self, host: &str) -> Vars {
         vars::effective_vars(self, host)
     }
@@ -891,7 +895,7 @@ mod tests {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                s.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+                s.push_str(pieces[usize::try_from(seed % pieces.len() as u64).unwrap_or(0)]);
             }
             seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             if let Ok(inv) = Inventory::from_ini(&s, Path::new("f")) {

@@ -77,6 +77,7 @@ impl Parser<'_> {
     }
 
     /// One group; `from` is the line to start searching for its key.
+    #[allow(clippy::too_many_lines)]
     fn group(&mut self, name: &str, data: &Y, from: usize, depth: usize) -> Result<()> {
         let line = find_key_line(self.text, name, from);
         if depth > 256 {
