@@ -87,7 +87,7 @@ pub struct ConnectionArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Host pattern: all, group, host, glob, ~regex, a:b, a:&b, a:!b, group[0:2].
+    /// Host pattern: `all`, `group`, `host`, `glob*`, `~regex`, `a:b`, `a:&b`, `a:!b`, `group[0:2]`.
     pub pattern: String,
     #[command(flatten)]
     pub inventory: InventoryArgs,

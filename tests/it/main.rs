@@ -7,6 +7,7 @@
 
 mod support;
 
+mod auth;
 mod exec;
 mod harness;
 mod host_keys;
