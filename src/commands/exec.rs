@@ -20,13 +20,14 @@ use crate::error::{Error, ExitCode, Result};
 use crate::secret::Secret;
 use crate::transport::keys::{KeyStore, default_identity_files};
 use crate::transport::known_hosts::KnownHosts;
+use crate::transport::quote::{self, Become};
 use crate::transport::ssh::{HostKeyChecking, HostKeyPolicy, Session, SshContext};
 use crate::transport::target::Defaults;
-use crate::transport::{Connection, Exit, Phase, Target, TransportError, quote};
+use crate::transport::{Connection, Exit, Target, TransportError};
 use crate::ui;
 
-/// A host ready to run: its target, the command line and its stdin; or why it cannot be reached.
-type Prepared = std::result::Result<(Target, String, Option<Vec<u8>>), TransportError>;
+/// A host ready to run: its target and its sudo settings; or why it cannot be reached.
+type Prepared = std::result::Result<(Target, Option<Become>), TransportError>;
 
 /// Every selected host, in inventory order, with what it will run.
 type Plan = Vec<(String, Prepared)>;
@@ -66,18 +67,18 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
     if hosts.is_empty() {
         return Ok(ExitCode::Ok);
     }
-    let (ctx, plan) = prepare(&args, &inventory, &hosts, &command)?;
+    let (ctx, plan) = prepare(&args, &inventory, &hosts)?;
 
     let started = Instant::now();
     let sem = Arc::new(Semaphore::new(args.connection.forks as usize));
     let mut tasks = JoinSet::new();
     for (host, prepared) in plan {
-        let (sem, ctx) = (sem.clone(), ctx.clone());
+        let (sem, ctx, command) = (sem.clone(), ctx.clone(), command.clone());
         tasks.spawn(async move {
             let Ok(_permit) = sem.acquire_owned().await else {
                 unreachable!("the semaphore is never closed")
             };
-            run_on_host(host, prepared, &ctx).await
+            run_on_host(host, &command, prepared, &ctx).await
         });
     }
 
@@ -155,12 +156,11 @@ impl Interrupt {
 }
 
 /// Resolves every host's target, loads keys and known_hosts once, and builds each host's
-/// command line (with sudo when `--become`).
+/// sudo settings (when `--become`).
 fn prepare(
     args: &ExecArgs,
     inventory: &crate::inventory::Inventory,
     hosts: &[String],
-    command: &str,
 ) -> Result<(Arc<SshContext>, Plan)> {
     let mut defaults = Defaults {
         user: args.connection.user.clone(),
@@ -188,18 +188,11 @@ fn prepare(
     let plan = targets
         .into_iter()
         .map(|(h, t)| {
-            let prepared = t.and_then(|t| {
-                if args.r#become {
-                    let (line, stdin) = quote::become_command(
-                        command,
-                        t.become_user.as_deref(),
-                        t.become_password.as_ref(),
-                    )
-                    .map_err(|e| TransportError::new(Phase::Resolve, e))?;
-                    Ok((t, line, stdin))
-                } else {
-                    Ok((t, command.to_owned(), None))
-                }
+            let prepared = t.map(|t| {
+                let sudo = args
+                    .r#become
+                    .then(|| Become::new(t.become_user.clone(), t.become_password.clone()));
+                (t, sudo)
             });
             (h, prepared)
         })
@@ -282,7 +275,7 @@ pub fn ssh_context(
     })
 }
 
-async fn run_on_host(host: String, prepared: Prepared, ctx: &SshContext) -> HostResult {
+async fn run_on_host(host: String, cmd: &str, prepared: Prepared, ctx: &SshContext) -> HostResult {
     let start = Instant::now();
     let unreachable = |host: String, e: &TransportError, start: Instant| HostResult {
         host,
@@ -294,7 +287,7 @@ async fn run_on_host(host: String, prepared: Prepared, ctx: &SshContext) -> Host
         duration: start.elapsed(),
         error: Some(e.to_string()),
     };
-    let (target, cmd, stdin) = match prepared {
+    let (target, sudo) = match prepared {
         Ok(p) => p,
         Err(e) => return unreachable(host, &e, start),
     };
@@ -306,7 +299,7 @@ async fn run_on_host(host: String, prepared: Prepared, ctx: &SshContext) -> Host
             Err(e) => return unreachable(host, &e, start),
         }
     };
-    let out = conn.exec(&cmd, stdin).await;
+    let out = conn.exec(cmd, None, sudo.as_ref()).await;
     conn.close().await;
     let out = match out {
         Ok(o) => o,

@@ -7,9 +7,44 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 
+use super::quote::Become;
 use super::{Exit, Output, Phase, TransportError};
 
-pub async fn exec(cmd: &str, stdin: Option<Vec<u8>>) -> Result<Output, TransportError> {
+/// Runs `cmd` with `/bin/sh -c`. Become works without a password only (`sudo -n`): answering
+/// sudo's prompt needs the prompt detection the SSH transport does on its channel, and a local
+/// coordinator step that needs root should run kamo with sudo rights instead.
+pub async fn exec(
+    cmd: &str,
+    stdin: Option<Vec<u8>>,
+    sudo: Option<&Become>,
+) -> Result<Output, TransportError> {
+    let line = match sudo {
+        Some(b) if b.password.is_some() => {
+            return Err(TransportError::new(
+                Phase::Exec,
+                "sudo with a password is not supported on a local connection; use passwordless sudo for the local user",
+            ));
+        }
+        Some(b) => b
+            .wrap(cmd)
+            .map_err(|e| TransportError::new(Phase::Exec, e))?,
+        None => cmd.to_owned(),
+    };
+    let mut out = run(&line, stdin).await?;
+    if let Some(b) = sudo {
+        let marker = format!("{}\n", b.ready);
+        if let Some(pos) = out
+            .stdout
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+        {
+            out.stdout.drain(pos..pos + marker.len());
+        }
+    }
+    Ok(out)
+}
+
+async fn run(cmd: &str, stdin: Option<Vec<u8>>) -> Result<Output, TransportError> {
     let mut child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
@@ -71,13 +106,15 @@ mod tests {
 
     #[tokio::test]
     async fn streams_status_and_signal() {
-        let o = exec("echo out; echo err >&2; exit 3", None).await.unwrap();
+        let o = exec("echo out; echo err >&2; exit 3", None, None)
+            .await
+            .unwrap();
         assert_eq!(o.stdout, b"out\n");
         assert_eq!(o.stderr, b"err\n");
         assert_eq!(o.exit, Exit::Code(3));
-        let o = exec("cat", Some(b"hello".to_vec())).await.unwrap();
+        let o = exec("cat", Some(b"hello".to_vec()), None).await.unwrap();
         assert_eq!(o.stdout, b"hello");
-        let o = exec("kill -TERM $$", None).await.unwrap();
+        let o = exec("kill -TERM $$", None, None).await.unwrap();
         assert_eq!(o.exit, Exit::Signal("TERM".into()));
     }
 }

@@ -88,11 +88,17 @@ pub enum Connection {
 }
 
 impl Connection {
-    /// Runs `cmd` with the remote login shell (`sh -c` for local), feeding `stdin` then EOF.
-    pub async fn exec(&self, cmd: &str, stdin: Option<Vec<u8>>) -> Result<Output, TransportError> {
+    /// Runs `cmd` with the remote login shell (`sh -c` for local), feeding `stdin` then EOF;
+    /// through sudo when `become` is given.
+    pub async fn exec(
+        &self,
+        cmd: &str,
+        stdin: Option<Vec<u8>>,
+        sudo: Option<&quote::Become>,
+    ) -> Result<Output, TransportError> {
         match self {
-            Self::Ssh(s) => s.exec(cmd, stdin).await,
-            Self::Local => local::exec(cmd, stdin).await,
+            Self::Ssh(s) => s.exec(cmd, stdin, sudo).await,
+            Self::Local => local::exec(cmd, stdin, sudo).await,
         }
     }
 

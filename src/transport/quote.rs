@@ -21,34 +21,69 @@ pub fn join<S: AsRef<str>>(argv: &[S]) -> Result<String, String> {
         .map(|v| v.join(" "))
 }
 
-/// How a command is run with privilege escalation (sudo), and what goes on its stdin.
+/// Privilege escalation (sudo) for one command.
 ///
-/// The password, if any, is written to sudo's stdin (`-S`), never placed on the command line;
-/// `-p ''` keeps sudo's prompt out of stderr. Without a password, `-n` makes sudo fail at once
-/// instead of waiting for a prompt no one will answer.
-pub fn become_command(
-    cmd: &str,
-    user: Option<&str>,
-    password: Option<&Secret<String>>,
-) -> Result<(String, Option<Vec<u8>>), String> {
-    let mut line = String::from("sudo ");
-    let stdin = if let Some(pw) = password {
-        line.push_str("-S -p '' ");
-        let mut bytes = pw.expose().clone().into_bytes();
-        bytes.push(b'\n');
-        Some(bytes)
-    } else {
-        line.push_str("-n ");
-        None
-    };
-    if let Some(u) = user {
-        line.push_str("-u ");
-        line.push_str(&quote(u)?);
-        line.push(' ');
+/// The password is never placed on a command line. sudo is told to print a unique prompt
+/// (`-p`), and the command first prints a unique "ready" line: the transport answers the prompt
+/// with the password only when sudo really asks, and sends the command's own stdin only after
+/// the ready line. Writing the password blindly to stdin (as `echo pw | sudo -S` does) would
+/// hand it to the command itself whenever sudo does not ask (NOPASSWD, cached credentials).
+#[derive(Debug, Clone)]
+pub struct Become {
+    pub user: Option<String>,
+    pub password: Option<Secret<String>>,
+    /// Unique per run: what sudo prints to ask for the password.
+    pub prompt: String,
+    /// Unique per run: what the command prints once sudo let it start.
+    pub ready: String,
+}
+
+impl Become {
+    /// A become setting with fresh random markers.
+    #[must_use]
+    pub fn new(user: Option<String>, password: Option<Secret<String>>) -> Self {
+        let tag = random_tag();
+        Self {
+            user,
+            password,
+            prompt: format!("[kamo-sudo-{tag}] password:"),
+            ready: format!("KAMO-BECOME-READY-{tag}"),
+        }
     }
-    line.push_str("-- /bin/sh -c ");
-    line.push_str(&quote(cmd)?);
-    Ok((line, stdin))
+
+    /// The command line that runs `cmd` through sudo.
+    pub fn wrap(&self, cmd: &str) -> Result<String, String> {
+        let mut line = String::from("sudo ");
+        if self.password.is_some() {
+            line.push_str("-S -p ");
+            line.push_str(&quote(&self.prompt)?);
+            line.push(' ');
+        } else {
+            // No password to give: fail at once instead of waiting for a prompt.
+            line.push_str("-n ");
+        }
+        if let Some(u) = &self.user {
+            line.push_str("-u ");
+            line.push_str(&quote(u)?);
+            line.push(' ');
+        }
+        let inner = format!("echo {}; {cmd}", self.ready);
+        line.push_str("-- /bin/sh -c ");
+        line.push_str(&quote(&inner)?);
+        Ok(line)
+    }
+}
+
+/// 64 random bits as hex, from the OS's hasher seed (no extra dependency for a marker).
+fn random_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
 }
 
 #[cfg(test)]
@@ -66,14 +101,21 @@ mod tests {
     }
 
     #[test]
-    fn become_puts_password_on_stdin_only() {
-        let pw = Secret::new("s3cr3t".to_owned());
-        let (line, stdin) = become_command("id -u", Some("root"), Some(&pw)).unwrap();
+    fn become_never_puts_the_password_on_the_command_line() {
+        let b = Become::new(Some("root".into()), Some(Secret::new("s3cr3t".to_owned())));
+        let line = b.wrap("id -u").unwrap();
         assert!(!line.contains("s3cr3t"));
-        assert_eq!(line, "sudo -S -p '' -u root -- /bin/sh -c 'id -u'");
-        assert_eq!(stdin.unwrap(), b"s3cr3t\n");
-        let (line, stdin) = become_command("true", None, None).unwrap();
-        assert_eq!(line, "sudo -n -- /bin/sh -c true");
-        assert!(stdin.is_none());
+        assert!(line.starts_with("sudo -S -p '[kamo-sudo-"), "{line}");
+        assert!(
+            line.contains(&format!("-u root -- /bin/sh -c 'echo {}; id -u'", b.ready)),
+            "{line}"
+        );
+        let b = Become::new(None, None);
+        assert!(
+            b.wrap("true")
+                .unwrap()
+                .starts_with("sudo -n -- /bin/sh -c ")
+        );
+        assert_ne!(Become::new(None, None).ready, b.ready, "markers are unique");
     }
 }

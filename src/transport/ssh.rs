@@ -23,6 +23,7 @@ use russh::{ChannelMsg, Disconnect};
 
 use super::keys::KeyStore;
 use super::known_hosts::{KnownHosts, Verdict, fingerprint, host_port};
+use super::quote::Become;
 use super::{Exit, Output, Phase, Target, TransportError};
 
 /// `--host-key-checking`.
@@ -345,30 +346,61 @@ impl Session {
     }
 
     /// Runs one command on a new channel. `stdin` is written while output is drained, then EOF.
-    pub async fn exec(&self, cmd: &str, stdin: Option<Vec<u8>>) -> Result<Output, TransportError> {
+    /// With `become`, the command runs through sudo and the password is given only when sudo
+    /// prints its prompt (see [`Become`]).
+    pub async fn exec(
+        &self,
+        cmd: &str,
+        stdin: Option<Vec<u8>>,
+        sudo: Option<&Become>,
+    ) -> Result<Output, TransportError> {
+        let line = match sudo {
+            Some(b) => b
+                .wrap(cmd)
+                .map_err(|e| TransportError::new(Phase::Exec, e))?,
+            None => cmd.to_owned(),
+        };
         let ch =
             self.handle.channel_open_session().await.map_err(|e| {
                 TransportError::new(Phase::Exec, format!("cannot open a channel: {e}"))
             })?;
-        ch.exec(true, cmd).await.map_err(|e| {
+        ch.exec(true, line.as_str()).await.map_err(|e| {
             TransportError::new(Phase::Exec, format!("cannot start the command: {e}"))
         })?;
         let (mut rd, wr) = ch.split();
-        let writer = async move {
-            if let Some(data) = stdin {
-                // The command may exit without reading stdin; that is not an error.
-                let _ = wr.data(&data[..]).await;
-            }
-            let _ = wr.eof().await;
-            wr
-        };
+        // The writer runs on its own so a large stdin never blocks reading (which would stall
+        // the connection's event loop); the reader tells it what to send and when.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Write>();
+        let password = sudo.and_then(|b| b.password.clone());
+        let writer = write_side(wr, rx, password, stdin);
         let reader = async {
+            let mut gate = BecomeGate::new(sudo);
+            if gate.is_open() {
+                let _ = tx.send(Write::Stdin);
+            }
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
             let (mut status, mut signal) = (None, None);
             while let Some(msg) = rd.wait().await {
                 match msg {
-                    ChannelMsg::Data { data } => stdout.extend_from_slice(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => stderr.extend_from_slice(&data),
+                    ChannelMsg::Data { data } => {
+                        if gate.is_open() {
+                            stdout.extend_from_slice(&data);
+                        } else if let Some(rest) = gate.stdout(&data) {
+                            stdout.extend_from_slice(&rest);
+                            let _ = tx.send(Write::Stdin);
+                        }
+                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        if gate.is_open() {
+                            stderr.extend_from_slice(&data);
+                        } else {
+                            let (text, action) = gate.stderr(&data);
+                            stderr.extend_from_slice(&text);
+                            if let Some(w) = action {
+                                let _ = tx.send(w);
+                            }
+                        }
+                    }
                     ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
                     ChannelMsg::ExitSignal { signal_name, .. } => {
                         signal = Some(signal_name_str(&signal_name));
@@ -377,11 +409,17 @@ impl Session {
                     _ => {}
                 }
             }
+            drop(tx);
             let exit = match (status, signal) {
                 (_, Some(s)) => Exit::Signal(s),
                 (Some(c), None) => Exit::Code(c),
                 (None, None) => Exit::NoStatus,
             };
+            if gate.refused {
+                stderr.extend_from_slice(
+                    b"kamo: sudo refused the sudo password (incorrect password)\n",
+                );
+            }
             (stdout, stderr, exit)
         };
         let (wr, (stdout, stderr, exit)) = tokio::join!(writer, reader);
@@ -405,6 +443,124 @@ impl Session {
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
     }
+}
+
+/// The writing half of an exec: sends what the reader asks for, in order, then EOF.
+async fn write_side(
+    wr: russh::ChannelWriteHalf<client::Msg>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Write>,
+    password: Option<crate::secret::Secret<String>>,
+    stdin: Option<Vec<u8>>,
+) -> russh::ChannelWriteHalf<client::Msg> {
+    while let Some(w) = rx.recv().await {
+        match w {
+            Write::Password => {
+                if let Some(pw) = &password {
+                    let mut bytes = pw.expose().clone().into_bytes();
+                    bytes.push(b'\n');
+                    let _ = wr.data(&bytes[..]).await;
+                }
+            }
+            Write::Stdin => {
+                if let Some(data) = &stdin {
+                    // The command may exit without reading stdin; not an error.
+                    let _ = wr.data(&data[..]).await;
+                }
+                let _ = wr.eof().await;
+                break;
+            }
+            Write::Eof => {
+                let _ = wr.eof().await;
+                break;
+            }
+        }
+    }
+    wr
+}
+
+/// What the reader asks the writer to send.
+enum Write {
+    Password,
+    Stdin,
+    Eof,
+}
+
+/// Watches a sudo command's first output: answers sudo's prompt once, opens when the
+/// command's ready line arrives, and strips both markers from what the user sees.
+struct BecomeGate<'a> {
+    sudo: Option<&'a Become>,
+    open: bool,
+    prompts: usize,
+    refused: bool,
+    out: Vec<u8>,
+    err: Vec<u8>,
+}
+
+impl<'a> BecomeGate<'a> {
+    fn new(sudo: Option<&'a Become>) -> Self {
+        Self {
+            sudo,
+            open: sudo.is_none(),
+            prompts: 0,
+            refused: false,
+            out: Vec::new(),
+            err: Vec::new(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Stdout before the ready line: buffered; returns what follows the line once it came.
+    fn stdout(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        let b = self.sudo?;
+        self.out.extend_from_slice(data);
+        let marker = format!("{}\n", b.ready);
+        let pos = find(&self.out, marker.as_bytes())?;
+        self.open = true;
+        let mut rest = self.out[..pos].to_vec();
+        rest.extend_from_slice(&self.out[pos + marker.len()..]);
+        self.out.clear();
+        Some(rest)
+    }
+
+    /// Stderr before the ready line: sudo's prompts are answered (once) and removed.
+    fn stderr(&mut self, data: &[u8]) -> (Vec<u8>, Option<Write>) {
+        let Some(b) = self.sudo else {
+            return (data.to_vec(), None);
+        };
+        self.err.extend_from_slice(data);
+        let prompt = b.prompt.as_bytes();
+        let mut action = None;
+        while let Some(pos) = find(&self.err, prompt) {
+            self.err.drain(pos..pos + prompt.len());
+            self.prompts += 1;
+            if self.prompts == 1 {
+                action = Some(Write::Password);
+            } else {
+                // Asked again: the password was wrong. Stop instead of guessing.
+                self.refused = true;
+                action = Some(Write::Eof);
+            }
+        }
+        // Keep a possible partial prompt at the end; pass the rest through.
+        let keep = partial_suffix(&self.err, prompt);
+        let text: Vec<u8> = self.err.drain(..self.err.len() - keep).collect();
+        (text, action)
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Length of the longest end of `hay` that is a proper beginning of `needle`.
+fn partial_suffix(hay: &[u8], needle: &[u8]) -> usize {
+    (1..needle.len().min(hay.len() + 1))
+        .rev()
+        .find(|&n| hay.ends_with(&needle[..n]))
+        .unwrap_or(0)
 }
 
 fn signal_name_str(sig: &russh::Sig) -> String {
@@ -516,4 +672,50 @@ async fn authenticate(
             target.user, target.address, target.port
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[test]
+    fn gate_answers_one_prompt_split_across_packets_and_strips_markers() {
+        let b = Become::new(None, Some(Secret::new("pw".into())));
+        let mut g = BecomeGate::new(Some(&b));
+        let (head, tail) = b.prompt.split_at(5);
+        let (t1, a1) = g.stderr(format!("warn\n{head}").as_bytes());
+        assert_eq!(t1, b"warn\n");
+        assert!(a1.is_none());
+        let (t2, a2) = g.stderr(tail.as_bytes());
+        assert!(t2.is_empty());
+        assert!(matches!(a2, Some(Write::Password)));
+        assert!(g.stdout(b"KAMO").is_none());
+        let rest = g
+            .stdout(format!("{}\nhello\n", &b.ready[4..]).as_bytes())
+            .unwrap();
+        assert_eq!(rest, b"hello\n");
+        assert!(g.is_open());
+    }
+
+    #[test]
+    fn a_second_prompt_means_a_wrong_password() {
+        let b = Become::new(None, Some(Secret::new("pw".into())));
+        let mut g = BecomeGate::new(Some(&b));
+        assert!(matches!(
+            g.stderr(b.prompt.as_bytes()).1,
+            Some(Write::Password)
+        ));
+        let (text, action) = g.stderr(format!("Sorry, try again.\n{}", b.prompt).as_bytes());
+        assert_eq!(text, b"Sorry, try again.\n");
+        assert!(matches!(action, Some(Write::Eof)));
+        assert!(g.refused);
+    }
+
+    #[test]
+    fn partial_suffix_lengths() {
+        assert_eq!(partial_suffix(b"abcPRO", b"PROMPT"), 3);
+        assert_eq!(partial_suffix(b"abc", b"PROMPT"), 0);
+        assert_eq!(partial_suffix(b"", b"PROMPT"), 0);
+    }
 }

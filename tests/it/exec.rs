@@ -314,6 +314,17 @@ fn sudo_with_a_password_on_stdin() {
     let run = exec_json(&c, &inv, &["--become"], &["id -u"]);
     run.assert_code(2);
     assert!(!run.stdout.contains("not-the-pw"));
+    let err = run.host("node01")["stderr"].as_str().unwrap().to_owned();
+    assert!(err.contains("incorrect password"), "{err}");
+
+    // When sudo does not ask (root here, NOPASSWD elsewhere), the password is not handed to
+    // the command: `cat` reads the command's stdin and must find nothing.
+    let inv = c.write_inventory(&format!(
+        "ansible_user=root\nansible_become_password={TEST_PASSWORD}\n"
+    ));
+    let run = exec_json(&c, &inv, &["--become"], &["cat; id -u"]);
+    run.assert_code(0);
+    assert_eq!(run.host("node01")["stdout"], "0\n", "{run:?}");
 
     // No password at all: sudo -n refuses at once.
     let inv = c.write_inventory("");
