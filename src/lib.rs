@@ -18,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod inventory;
+pub mod playbook;
 pub mod secret;
 pub mod transport;
 pub mod ui;

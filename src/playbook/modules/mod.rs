@@ -1,0 +1,206 @@
+//! Modules: templated arguments in, a POSIX shell script out; the script's output in, a
+//! result out. Pure functions, so every module is unit-tested without a host and `kamo plan`
+//! shows exactly the script `kamo run` sends.
+//!
+//! Why shell scripts built on the controller (pyinfra's idea, one round trip like Mitogen):
+//! nodes need nothing but a POSIX shell and coreutils, and a task costs one SSH channel. The
+//! script travels on the channel's stdin to `/bin/sh -s`, never on a command line, so a node's
+//! process list shows no task content.
+//!
+//! ## The result protocol
+//! A script ends by printing, on stdout, a newline then one line `<MARKER> <json>` where the
+//! JSON object holds the module's result fields (`changed`, `failed`, `msg`, `rc`, and
+//! module-specific ones such as `stat`). [`MARKER`] is fixed; [`split_result`] takes the *last*
+//! marker line and the newline before it off stdout, so a user command's own output (for
+//! `command`/`shell`) stays byte-exact. A script that dies before printing its result line is a
+//! failure with the shell's exit code and stderr.
+//!
+//! Scripts honour check mode themselves: with `check`, they find out whether anything would
+//! change and report `changed` without changing it. With `diff`, file modules add a `diff`
+//! field (`{"before": "...", "after": "..."}`) for the engine to render.
+
+pub mod command;
+pub mod sh;
+
+use serde_json::{Map, Value};
+
+use super::model::Module;
+
+/// Marks the result line of a module script.
+pub const MARKER: &str = "@@kamo-result@@";
+
+/// Flags of the run that modules honour.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Flags {
+    pub check: bool,
+    pub diff: bool,
+}
+
+/// A module argument that is missing, of the wrong type, or not supported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{module}: {message}")]
+pub struct ArgError {
+    pub module: &'static str,
+    pub message: String,
+}
+
+impl ArgError {
+    pub fn new(module: Module, message: impl Into<String>) -> Self {
+        Self {
+            module: module.name(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What a task sends to one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteStep {
+    /// The whole script, run by `/bin/sh -s` (through sudo when the task becomes).
+    pub script: String,
+    /// What the script does, in words that are exact (commands, paths, digests, packages):
+    /// what `kamo plan` prints for the task on this host.
+    pub summary: Vec<String>,
+}
+
+/// The outcome of a module on one host, as registered (`register:`) and reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModuleResult {
+    pub changed: bool,
+    pub failed: bool,
+    pub skipped: bool,
+    pub msg: Option<String>,
+    pub rc: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Module-specific fields (e.g. `stat`, `content`, `diff`, `cmd`).
+    pub data: Map<String, Value>,
+}
+
+impl ModuleResult {
+    /// The registered value, as Ansible shapes it: `changed`, `failed`, `rc`, `stdout`,
+    /// `stdout_lines`, `stderr`, `stderr_lines`, `msg` and the module's own fields.
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        let mut m = self.data.clone();
+        m.insert("changed".into(), Value::Bool(self.changed));
+        m.insert("failed".into(), Value::Bool(self.failed));
+        if self.skipped {
+            m.insert("skipped".into(), Value::Bool(true));
+        }
+        if let Some(msg) = &self.msg {
+            m.insert("msg".into(), Value::String(msg.clone()));
+        }
+        if let Some(rc) = self.rc {
+            m.insert("rc".into(), Value::from(rc));
+        }
+        m.insert("stdout".into(), Value::String(self.stdout.clone()));
+        m.insert("stderr".into(), Value::String(self.stderr.clone()));
+        m.insert("stdout_lines".into(), lines(&self.stdout));
+        m.insert("stderr_lines".into(), lines(&self.stderr));
+        Value::Object(m)
+    }
+}
+
+fn lines(s: &str) -> Value {
+    Value::Array(s.lines().map(|l| Value::String(l.to_owned())).collect())
+}
+
+/// Builds the script for a host-side module. Controller-only modules (`debug`, `set_fact`,
+/// ...) are the engine's and return an error here.
+pub fn build(
+    module: Module,
+    args: &Map<String, Value>,
+    flags: Flags,
+) -> Result<RemoteStep, ArgError> {
+    match module {
+        Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
+        other => Err(ArgError::new(other, "is not implemented yet")),
+    }
+}
+
+/// Reads a finished script's output into the module's result.
+#[must_use]
+pub fn interpret(
+    module: Module,
+    stdout: &[u8],
+    stderr: &[u8],
+    exit_code: Option<i64>,
+) -> ModuleResult {
+    let (user_stdout, result) = split_result(stdout);
+    let stderr = String::from_utf8_lossy(stderr).into_owned();
+    let Some(Value::Object(mut fields)) = result else {
+        return ModuleResult {
+            failed: true,
+            rc: exit_code,
+            msg: Some(format!(
+                "{}: the module script ended without a result (exit code {})",
+                module.name(),
+                exit_code.map_or_else(|| "none".to_owned(), |c| c.to_string())
+            )),
+            stdout: String::from_utf8_lossy(&user_stdout).into_owned(),
+            stderr,
+            ..ModuleResult::default()
+        };
+    };
+    let take_bool = |f: &mut Map<String, Value>, k: &str| {
+        f.remove(k).and_then(|v| v.as_bool()).unwrap_or(false)
+    };
+    let changed = take_bool(&mut fields, "changed");
+    let failed = take_bool(&mut fields, "failed");
+    let skipped = take_bool(&mut fields, "skipped");
+    let msg = fields
+        .remove("msg")
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let rc = fields.remove("rc").and_then(|v| v.as_i64());
+    ModuleResult {
+        changed,
+        failed,
+        skipped,
+        msg,
+        rc,
+        stdout: String::from_utf8_lossy(&user_stdout).into_owned(),
+        stderr,
+        data: fields,
+    }
+}
+
+/// Splits a script's stdout into the user's part and the parsed result object.
+#[must_use]
+pub fn split_result(stdout: &[u8]) -> (Vec<u8>, Option<Value>) {
+    let needle = format!("\n{MARKER} ");
+    let Some(pos) = stdout
+        .windows(needle.len())
+        .rposition(|w| w == needle.as_bytes())
+    else {
+        return (stdout.to_vec(), None);
+    };
+    let rest = &stdout[pos + needle.len()..];
+    let line_end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+    let parsed = serde_json::from_slice(&rest[..line_end]).ok();
+    (stdout[..pos].to_vec(), parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_line_is_split_off_exactly() {
+        let out = format!("user out\nno newline\n{MARKER} {{\"changed\":true,\"rc\":0}}\n");
+        let (user, v) = split_result(out.as_bytes());
+        assert_eq!(user, b"user out\nno newline");
+        assert_eq!(v.unwrap()["changed"], true);
+        let r = interpret(Module::Shell, out.as_bytes(), b"", Some(0));
+        assert!(r.changed && !r.failed);
+        assert_eq!(r.rc, Some(0));
+    }
+
+    #[test]
+    fn a_script_that_died_is_a_failure() {
+        let r = interpret(Module::File, b"partial", b"sh: boom\n", Some(2));
+        assert!(r.failed);
+        assert_eq!(r.rc, Some(2));
+        assert!(r.msg.unwrap().contains("without a result"));
+    }
+}
