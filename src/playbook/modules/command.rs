@@ -154,7 +154,10 @@ mod tests {
     use crate::playbook::modules::interpret;
 
     fn args(v: serde_json::Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+        match v {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
     }
 
     /// Runs a module script with the local /bin/sh, as the host would.
