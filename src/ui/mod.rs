@@ -4,6 +4,8 @@
 //! stay one per line, and remote output must not be able to drive the operator's terminal.
 //! Each function writes a whole block under the stdout lock.
 
+pub mod reporter;
+
 use std::io::Write;
 
 use serde_json::Value;

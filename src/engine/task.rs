@@ -1,0 +1,952 @@
+//! One task on every active host of a batch: conditions, loops, templating, the module call
+//! (remote script or controller-side action), `changed_when`/`failed_when`, `until`,
+//! `register`, `notify`, and the events for each host.
+//!
+//! Host jobs run concurrently (bounded by `--forks`) and only *read* shared state; what they
+//! change (registered values, facts, new connections, failures) comes back as a
+//! [`JobOut`] and is applied in one place afterwards, so the order of results never matters.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use sha2::Digest;
+
+use super::report::{Event, HostEvent, Status};
+use super::vars::{self, HostVars};
+use super::{Engine, PlayCtx};
+use crate::error::Error;
+use crate::playbook::model::{Action, Loop, Module, Task, TaskKind};
+use crate::playbook::modules::{self, Flags, ModuleResult, sh::as_bool};
+use crate::playbook::template::{TemplateError, Templater};
+use crate::transport::quote::Become;
+use crate::transport::ssh::SshContext;
+use crate::transport::{Connection, Exit, Target, TransportError};
+
+/// A host event with nothing in it yet.
+#[must_use]
+pub fn host_event(host: &str, task: &str, status: Status, duration_ms: u64) -> HostEvent {
+    HostEvent {
+        host: host.to_owned(),
+        task: task.to_owned(),
+        status,
+        ignored: false,
+        rc: None,
+        msg: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        item: None,
+        duration_ms,
+        data: Map::new(),
+    }
+}
+
+/// What one host's job needs, owned.
+struct Job {
+    host: String,
+    vars: Map<String, Value>,
+    conn: Option<Arc<Connection>>,
+    target: Result<Target, TransportError>,
+}
+
+/// What one host's job produced, applied by the engine afterwards.
+struct JobOut {
+    host: String,
+    new_conn: Option<Arc<Connection>>,
+    unreachable: Option<TransportError>,
+    events: Vec<HostEvent>,
+    register: Option<Value>,
+    set_facts: Map<String, Value>,
+    changed: bool,
+    failed: bool,
+}
+
+/// Read-only context of a task's jobs.
+struct Runner<'a> {
+    templater: &'a Templater,
+    ssh: &'a SshContext,
+    task: &'a Task,
+    action: &'a Action,
+    name: String,
+    flags: Flags,
+    sudo: Option<(bool, Option<String>)>,
+    play_dir: &'a Path,
+    forks: usize,
+}
+
+/// The task's content as text, to find which magic variables it reads.
+fn task_text(t: &Task, a: &Action) -> String {
+    let mut s = Value::Object(a.args.clone()).to_string();
+    for w in &t.when {
+        s.push_str(w);
+    }
+    if let Some(Loop::Items(v) | Loop::Dict(v)) = &t.r#loop {
+        s.push_str(&v.to_string());
+    }
+    s
+}
+
+impl Engine {
+    pub(crate) async fn run_task(
+        &mut self,
+        ctx: &PlayCtx<'_>,
+        t: &Task,
+        active: &mut Vec<String>,
+    ) -> Result<(), Error> {
+        let TaskKind::Action(action) = &t.kind else {
+            return Ok(());
+        };
+        let name = t.display_name();
+        self.reporter.event(&Event::TaskStart {
+            name: name.clone(),
+            location: t.span.to_string(),
+            hosts: active.len(),
+        });
+        let hostvars = task_text(t, action).contains("hostvars").then(|| {
+            let all: Vec<(String, HostVars)> = self
+                .inventory
+                .hosts()
+                .map(|h| {
+                    (
+                        h.name.clone(),
+                        self.hosts
+                            .get(&h.name)
+                            .map(|s| s.vars.clone())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect();
+            vars::hostvars_value(&self.inventory, all.iter().map(|(n, v)| (n.as_str(), v)))
+        });
+        let run_hosts: Vec<String> = if t.run_once {
+            active.iter().take(1).cloned().collect()
+        } else {
+            active.clone()
+        };
+        let jobs: Vec<Job> = {
+            let scope = self.scope(ctx);
+            run_hosts
+                .iter()
+                .filter_map(|h| self.hosts.get(h).map(|st| (h, st)))
+                .map(|(h, st)| {
+                    let mut v = vars::for_task(&scope, h, &st.vars, t.role.as_deref(), &t.vars);
+                    if let Some(hv) = &hostvars {
+                        v.insert("hostvars".into(), hv.clone());
+                    }
+                    Job {
+                        host: h.clone(),
+                        vars: v,
+                        conn: st.conn.clone(),
+                        target: st.target.clone(),
+                    }
+                })
+                .collect()
+        };
+        let sudo = match t.r#become.or(ctx.play.r#become) {
+            Some(true) => Some((
+                true,
+                t.become_user
+                    .clone()
+                    .or_else(|| ctx.play.become_user.clone()),
+            )),
+            None if self.opts.r#become => Some((true, self.opts.become_user.clone())),
+            Some(false) | None => None,
+        };
+        let runner = Runner {
+            templater: &self.templater,
+            ssh: &self.ssh,
+            task: t,
+            action,
+            name: name.clone(),
+            flags: Flags {
+                check: t.check_mode.unwrap_or(self.opts.check),
+                diff: self.opts.diff,
+            },
+            sudo,
+            play_dir: &ctx.play.dir,
+            forks: self.opts.forks,
+        };
+        let outs: Vec<JobOut> = futures::stream::iter(jobs)
+            .map(|job| runner.run_job(job))
+            .buffer_unordered(runner.forks.max(1))
+            .collect()
+            .await;
+        drop(runner);
+        let mut outs = outs;
+        // Report in inventory order within the task, as Ansible's linear strategy prints.
+        outs.sort_by_key(|o| {
+            active
+                .iter()
+                .position(|h| *h == o.host)
+                .unwrap_or(usize::MAX)
+        });
+        let others: Vec<String> = if t.run_once {
+            active.iter().skip(1).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        for out in outs {
+            self.apply(t, &out, &others);
+        }
+        active.retain(|h| self.hosts.get(h).is_some_and(super::HostState::active));
+        Ok(())
+    }
+
+    fn apply(&mut self, t: &Task, out: &JobOut, run_once_others: &[String]) {
+        for ev in &out.events {
+            self.count(ev);
+            self.reporter.event(&Event::Host(Box::new(ev.clone())));
+        }
+        let targets: Vec<String> = std::iter::once(out.host.clone())
+            .chain(run_once_others.iter().cloned())
+            .collect();
+        for h in &targets {
+            let Some(st) = self.hosts.get_mut(h) else {
+                continue;
+            };
+            if let Some(c) = &out.new_conn
+                && *h == out.host
+            {
+                st.conn = Some(c.clone());
+            }
+            if let Some(e) = &out.unreachable
+                && *h == out.host
+            {
+                st.unreachable = !t.ignore_unreachable;
+                st.conn = None;
+                tracing::debug!("{h}: unreachable: {e}");
+            }
+            if let (Some(name), Some(v)) = (&t.register, &out.register) {
+                st.vars.runtime.insert(name.clone(), v.clone());
+            }
+            for (k, v) in &out.set_facts {
+                st.vars.runtime.insert(k.clone(), v.clone());
+            }
+            if out.changed {
+                for n in &t.notify {
+                    st.notified.insert(n.clone());
+                }
+            }
+            if out.failed {
+                st.failed = true;
+            }
+        }
+    }
+}
+
+impl Runner<'_> {
+    async fn run_job(&self, mut job: Job) -> JobOut {
+        let mut out = JobOut {
+            host: job.host.clone(),
+            new_conn: None,
+            unreachable: None,
+            events: Vec::new(),
+            register: None,
+            set_facts: Map::new(),
+            changed: false,
+            failed: false,
+        };
+        let items = match self.loop_items(&job.vars) {
+            Ok(items) => items,
+            Err(e) => {
+                let mut ev = host_event(&job.host, &self.name, Status::Failed, 0);
+                ev.msg = Some(self.located(&e));
+                out.failed = true;
+                out.events.push(ev);
+                return out;
+            }
+        };
+        let looping = items.is_some();
+        let loop_var = self
+            .task
+            .loop_control
+            .loop_var
+            .clone()
+            .unwrap_or_else(|| "item".into());
+        let mut results = Vec::new();
+        for (idx, item) in items
+            .unwrap_or_else(|| vec![Value::Null])
+            .into_iter()
+            .enumerate()
+        {
+            let mut vars = job.vars.clone();
+            if looping {
+                vars.insert(loop_var.clone(), item.clone());
+                if let Some(iv) = &self.task.loop_control.index_var {
+                    vars.insert(iv.clone(), json!(idx));
+                }
+            }
+            for (k, v) in &out.set_facts {
+                vars.insert(k.clone(), v.clone());
+            }
+            let started = Instant::now();
+            let (result, unreachable) = self.run_item(&mut job, &vars).await;
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if let Some(e) = unreachable {
+                let mut ev = host_event(&job.host, &self.name, Status::Unreachable, ms);
+                ev.msg = Some(e.to_string());
+                out.events.push(ev);
+                out.unreachable = Some(e);
+                out.new_conn = None;
+                return out;
+            }
+            out.new_conn.clone_from(&job.conn);
+            let ignore = self.ignore_errors(&vars);
+            let status = if result.failed {
+                Status::Failed
+            } else if result.skipped {
+                Status::Skipped
+            } else if result.changed {
+                Status::Changed
+            } else {
+                Status::Ok
+            };
+            out.changed |= result.changed;
+            if result.failed && !ignore {
+                out.failed = true;
+            }
+            if self.action.module == Module::SetFact
+                && !result.failed
+                && let Some(Value::Object(f)) = result.data.get("ansible_facts")
+            {
+                out.set_facts.extend(f.clone());
+            }
+            let mut ev = host_event(&job.host, &self.name, status, ms);
+            ev.ignored = result.failed && ignore;
+            if looping {
+                ev.item = Some(self.label(&vars, &item));
+            }
+            if self.task.no_log {
+                ev.msg = Some("the output has been hidden due to the fact that 'no_log: true' was specified for this result".into());
+            } else {
+                ev.rc = result.rc;
+                ev.msg.clone_from(&result.msg);
+                ev.stdout.clone_from(&result.stdout);
+                ev.stderr.clone_from(&result.stderr);
+                for k in ["script_sha256", "diff", "var"] {
+                    if let Some(v) = result.data.get(k) {
+                        ev.data.insert(k.into(), v.clone());
+                    }
+                }
+                if self.action.module == Module::Debug {
+                    ev.data.clone_from(&result.data);
+                }
+            }
+            out.events.push(ev);
+            let mut rv = result.to_value();
+            if looping && let Value::Object(m) = &mut rv {
+                m.insert(loop_var.clone(), item.clone());
+                m.insert("item".into(), item.clone());
+            }
+            results.push(rv);
+            if out.failed && !looping {
+                break;
+            }
+        }
+        out.register = Some(if looping {
+            let any = |k: &str| {
+                results
+                    .iter()
+                    .any(|r| r.get(k).and_then(Value::as_bool).unwrap_or(false))
+            };
+            json!({
+                "changed": any("changed"),
+                "failed": out.failed,
+                "skipped": results.iter().all(|r| r.get("skipped").and_then(Value::as_bool).unwrap_or(false)),
+                "msg": "All items completed",
+                "results": results,
+            })
+        } else {
+            results.pop().unwrap_or(Value::Null)
+        });
+        out
+    }
+
+    fn located(&self, e: &TemplateError) -> String {
+        format!("{e} (in task `{}` at {})", self.name, self.task.span)
+    }
+
+    fn loop_items(&self, vars: &Map<String, Value>) -> Result<Option<Vec<Value>>, TemplateError> {
+        let ctx = Value::Object(vars.clone());
+        match &self.task.r#loop {
+            None => Ok(None),
+            Some(Loop::Items(v)) => match self.templater.render_value(v, &ctx)? {
+                Value::Array(a) => Ok(Some(a)),
+                Value::Null => Ok(Some(Vec::new())),
+                Value::String(s) if s.is_empty() => Ok(Some(Vec::new())),
+                other => Ok(Some(vec![other])),
+            },
+            Some(Loop::Dict(v)) => match self.templater.render_value(v, &ctx)? {
+                Value::Object(m) => Ok(Some(
+                    m.into_iter()
+                        .map(|(k, v)| json!({"key": k, "value": v}))
+                        .collect(),
+                )),
+                other => Err(TemplateError {
+                    message: format!("with_dict needs a mapping, got {other}"),
+                    undefined: None,
+                    syntax: false,
+                    line: None,
+                }),
+            },
+        }
+    }
+
+    fn label(&self, vars: &Map<String, Value>, item: &Value) -> Value {
+        match &self.task.loop_control.label {
+            Some(l) => self
+                .templater
+                .render_str(l, &Value::Object(vars.clone()))
+                .unwrap_or_else(|_| item.clone()),
+            None => item.clone(),
+        }
+    }
+
+    fn ignore_errors(&self, vars: &Map<String, Value>) -> bool {
+        match &self.task.ignore_errors {
+            Value::String(s) => self
+                .templater
+                .render_str(s, &Value::Object(vars.clone()))
+                .ok()
+                .and_then(|v| as_bool(&v))
+                .unwrap_or(false),
+            v => as_bool(v).unwrap_or(false),
+        }
+    }
+
+    fn when_holds(&self, vars: &Map<String, Value>) -> Result<bool, TemplateError> {
+        let ctx = Value::Object(vars.clone());
+        for w in &self.task.when {
+            if !self.templater.eval_condition(w, &ctx)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// One item: conditions, arguments, the module, retries. Returns the result, or the
+    /// transport error that made the host unreachable.
+    async fn run_item(
+        &self,
+        job: &mut Job,
+        vars: &Map<String, Value>,
+    ) -> (ModuleResult, Option<TransportError>) {
+        match self.when_holds(vars) {
+            Ok(true) => {}
+            Ok(false) => {
+                return (
+                    ModuleResult {
+                        skipped: true,
+                        data: [(
+                            "skip_reason".to_owned(),
+                            json!("Conditional result was False"),
+                        )]
+                        .into_iter()
+                        .collect(),
+                        ..ModuleResult::default()
+                    },
+                    None,
+                );
+            }
+            Err(e) => return (failed(self.located(&e)), None),
+        }
+        let retries = if self.task.until.is_some() {
+            self.task.retries.unwrap_or(3)
+        } else {
+            0
+        };
+        let delay = Duration::from_secs(self.task.delay.unwrap_or(5));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut result, unreachable) = self.attempt(job, vars).await;
+            if unreachable.is_some() {
+                return (result, unreachable);
+            }
+            self.apply_conditions(&mut result, vars);
+            let Some(until) = &self.task.until else {
+                return (result, None);
+            };
+            let mut v = vars.clone();
+            if let Some(r) = &self.task.register {
+                v.insert(r.clone(), result.to_value());
+            }
+            let done = until.iter().all(|c| {
+                self.templater
+                    .eval_condition(c, &Value::Object(v.clone()))
+                    .unwrap_or(false)
+            });
+            result.data.insert("attempts".into(), json!(attempt));
+            if done || attempt > retries {
+                if !done {
+                    result.failed = true;
+                    result.msg = Some(format!(
+                        "retries exhausted after {attempt} attempts: until condition not met"
+                    ));
+                }
+                return (result, None);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// `changed_when` / `failed_when`, evaluated with the registered value in scope.
+    fn apply_conditions(&self, result: &mut ModuleResult, vars: &Map<String, Value>) {
+        let mut v = vars.clone();
+        if let Some(r) = &self.task.register {
+            v.insert(r.clone(), result.to_value());
+        }
+        let ctx = Value::Object(v);
+        let eval = |conds: &[String]| -> Result<bool, TemplateError> {
+            for c in conds {
+                if !self.templater.eval_condition(c, &ctx)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        if let Some(c) = &self.task.changed_when {
+            match eval(c) {
+                Ok(b) => result.changed = b,
+                Err(e) => {
+                    result.failed = true;
+                    result.msg = Some(format!("changed_when: {}", self.located(&e)));
+                }
+            }
+        }
+        if let Some(c) = &self.task.failed_when {
+            match eval(c) {
+                Ok(b) => result.failed = b,
+                Err(e) => {
+                    result.failed = true;
+                    result.msg = Some(format!("failed_when: {}", self.located(&e)));
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        job: &mut Job,
+        vars: &Map<String, Value>,
+    ) -> (ModuleResult, Option<TransportError>) {
+        let ctx = Value::Object(vars.clone());
+        let args = match self
+            .templater
+            .render_value(&Value::Object(self.action.args.clone()), &ctx)
+        {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return (failed("module arguments must be a mapping".into()), None),
+            Err(e) => return (failed(self.located(&e)), None),
+        };
+        match self.action.module {
+            Module::Debug => (debug(&args, vars, self.templater), None),
+            Module::SetFact => {
+                let mut facts = args.clone();
+                facts.remove("cacheable");
+                (
+                    ModuleResult {
+                        data: [("ansible_facts".to_owned(), Value::Object(facts))]
+                            .into_iter()
+                            .collect(),
+                        ..ModuleResult::default()
+                    },
+                    None,
+                )
+            }
+            Module::Assert => (self.assert(&args, vars), None),
+            Module::Fail => (
+                failed(
+                    args.get("msg")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Failed as requested from task")
+                        .to_owned(),
+                ),
+                None,
+            ),
+            Module::Pause => (pause(&args).await, None),
+            Module::IncludeVars => (self.include_vars(&args), None),
+            _ => self.remote(job, args, vars).await,
+        }
+    }
+
+    fn assert(&self, args: &Map<String, Value>, vars: &Map<String, Value>) -> ModuleResult {
+        let that: Vec<String> = match args.get("that") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Bool(b)) => vec![b.to_string()],
+            _ => return failed("assert: `that` is required".into()),
+        };
+        // `that` was rendered as templates already only if it held {{ }}; conditions are raw.
+        let raw_that: Vec<String> = match self.action.args.get("that") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => that,
+        };
+        let ctx = Value::Object(vars.clone());
+        for cond in &raw_that {
+            match self.templater.eval_condition(cond, &ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let msg = args
+                        .get("fail_msg")
+                        .or_else(|| args.get("msg"))
+                        .and_then(Value::as_str)
+                        .map_or_else(|| "Assertion failed".to_owned(), str::to_owned);
+                    let mut r = failed(msg);
+                    r.data.insert("assertion".into(), json!(cond));
+                    r.data.insert("evaluated_to".into(), json!(false));
+                    return r;
+                }
+                Err(e) => return failed(format!("assert `{cond}`: {}", self.located(&e))),
+            }
+        }
+        ModuleResult {
+            msg: Some(
+                args.get("success_msg")
+                    .and_then(Value::as_str)
+                    .unwrap_or("All assertions passed")
+                    .to_owned(),
+            ),
+            ..ModuleResult::default()
+        }
+    }
+
+    fn include_vars(&self, args: &Map<String, Value>) -> ModuleResult {
+        let file = args
+            .get("file")
+            .or_else(|| args.get("_raw_params"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let Some(file) = file else {
+            return failed("include_vars: `file` is required".into());
+        };
+        let path = self.find_file("vars", &file);
+        match crate::playbook::load::load_vars_file(&path) {
+            Ok(v) => {
+                let m: Map<String, Value> = v.into_iter().collect();
+                let facts = match args.get("name").and_then(Value::as_str) {
+                    Some(n) => [(n.to_owned(), Value::Object(m))].into_iter().collect(),
+                    None => m,
+                };
+                ModuleResult {
+                    data: [("ansible_facts".to_owned(), Value::Object(facts))]
+                        .into_iter()
+                        .collect(),
+                    ..ModuleResult::default()
+                }
+            }
+            Err(e) => failed(e.render()),
+        }
+    }
+
+    /// A controller file for `src:`: the role's `<kind>/` dir, then the play's `<kind>/`, then
+    /// the play's dir; absolute paths as they are.
+    fn find_file(&self, kind: &str, name: &str) -> PathBuf {
+        let p = Path::new(name);
+        if p.is_absolute() {
+            return p.to_owned();
+        }
+        let mut candidates = Vec::new();
+        if let Some(r) = &self.task.role {
+            candidates.push(r.path.join(kind).join(name));
+            candidates.push(r.path.join(name));
+        }
+        candidates.push(self.play_dir.join(kind).join(name));
+        candidates.push(self.play_dir.join(name));
+        candidates
+            .iter()
+            .find(|c| c.exists())
+            .cloned()
+            .unwrap_or_else(|| candidates.swap_remove(candidates.len() - 2))
+    }
+
+    /// Controller-side inputs: reads `src:` of copy/template/script on the workstation and
+    /// passes the bytes to the module; returns the module that really runs.
+    fn controller_inputs(
+        &self,
+        args: &mut Map<String, Value>,
+        vars: &Map<String, Value>,
+    ) -> Result<Module, String> {
+        let mut module = self.action.module;
+        match module {
+            Module::Template => {
+                let Some(src) = args
+                    .remove("src")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                else {
+                    return Err("template: `src` is required".into());
+                };
+                let path = self.find_file("templates", &src);
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return Err(format!("template: cannot read {}: {e}", path.display()));
+                    }
+                };
+                match self
+                    .templater
+                    .render_file(&src, &text, &Value::Object(vars.clone()))
+                {
+                    Ok(rendered) => {
+                        args.insert(
+                            "_content_b64".into(),
+                            json!(base64::engine::general_purpose::STANDARD.encode(rendered)),
+                        );
+                    }
+                    Err(e) => {
+                        return Err(format!("template {}: {e}", path.display()));
+                    }
+                }
+            }
+            Module::Copy
+                if args.contains_key("src")
+                    && !as_bool(args.get("remote_src").unwrap_or(&Value::Bool(false)))
+                        .unwrap_or(false) =>
+            {
+                let src = args
+                    .remove("src")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let path = self.find_file("files", &src);
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        args.insert(
+                            "_content_b64".into(),
+                            json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                        );
+                        if let Some(n) = path.file_name() {
+                            args.insert("_src_name".into(), json!(n.to_string_lossy()));
+                        }
+                    }
+                    Err(e) => {
+                        return Err(format!("copy: cannot read {}: {e}", path.display()));
+                    }
+                }
+            }
+            Module::Script => {
+                let raw = args
+                    .remove("_raw_params")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let mut words = shlex::split(&raw).unwrap_or_default().into_iter();
+                let Some(file) = words.next() else {
+                    return Err("script: no script given".into());
+                };
+                let path = self.find_file("files", &file);
+                let body = match std::fs::read_to_string(&path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        return Err(format!("script: cannot read {}: {e}", path.display()));
+                    }
+                };
+                let script_args: Vec<String> = words.map(|w| modules::sh::q(&w)).collect();
+                args.insert(
+                    "_raw_params".into(),
+                    json!(format!(
+                        "/bin/sh -c {} {} {}",
+                        modules::sh::q(&body),
+                        modules::sh::q(&file),
+                        script_args.join(" ")
+                    )),
+                );
+                module = Module::Shell;
+            }
+            _ => {}
+        }
+        Ok(module)
+    }
+
+    /// Resolves controller-side inputs (`src:` of copy/template/script), builds the module's
+    /// script and runs it on the host.
+    async fn remote(
+        &self,
+        job: &mut Job,
+        mut args: Map<String, Value>,
+        vars: &Map<String, Value>,
+    ) -> (ModuleResult, Option<TransportError>) {
+        let module = match self.controller_inputs(&mut args, vars) {
+            Ok(m) => m,
+            Err(msg) => return (failed(msg), None),
+        };
+        let step = match modules::build(module, &args, self.flags) {
+            Ok(s) => s,
+            Err(e) => {
+                return (
+                    failed(format!(
+                        "{e} (in task `{}` at {})",
+                        self.name, self.task.span
+                    )),
+                    None,
+                );
+            }
+        };
+        let mut script = String::new();
+        for (k, v) in &self.task.environment {
+            let value = match self.templater.render_value(v, &Value::Object(vars.clone())) {
+                Ok(Value::String(s)) => s,
+                Ok(other) => other.to_string(),
+                Err(e) => return (failed(self.located(&e)), None),
+            };
+            script.push_str(&format!("{}={}; export {}\n", k, modules::sh::q(&value), k));
+        }
+        script.push_str(&step.script);
+        let digest = hex(&sha2::Sha256::digest(script.as_bytes()));
+        let conn = if let Some(c) = &job.conn {
+            c.clone()
+        } else {
+            let target = match &job.target {
+                Ok(t) => t.clone(),
+                Err(e) => return (ModuleResult::default(), Some(e.clone())),
+            };
+            let conn = if target.local {
+                Connection::Local
+            } else {
+                match crate::transport::ssh::Session::connect(&target, self.ssh).await {
+                    Ok(s) => Connection::Ssh(s),
+                    Err(e) => return (ModuleResult::default(), Some(e)),
+                }
+            };
+            let c = Arc::new(conn);
+            job.conn = Some(c.clone());
+            c
+        };
+        let sudo = self.sudo.as_ref().map(|(_, user)| {
+            let pw = job
+                .target
+                .as_ref()
+                .ok()
+                .and_then(|t| t.become_password.clone());
+            let user = user
+                .clone()
+                .or_else(|| job.target.as_ref().ok().and_then(|t| t.become_user.clone()));
+            Become::new(user, pw)
+        });
+        let fut = conn.exec("/bin/sh -s", Some(script.into_bytes()), sudo.as_ref());
+        let output = match self.task.timeout {
+            Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+                Ok(o) => o,
+                Err(_) => return (failed(format!("the task timed out after {secs}s")), None),
+            },
+            None => fut.await,
+        };
+        let output = match output {
+            Ok(o) => o,
+            Err(e) => return (ModuleResult::default(), Some(e)),
+        };
+        let code = match output.exit {
+            Exit::Code(c) => Some(i64::from(c)),
+            _ => None,
+        };
+        let mut result = modules::interpret(module, &output.stdout, &output.stderr, code);
+        if let Exit::Signal(s) = &output.exit {
+            result.failed = true;
+            result.msg = Some(format!("the module script was killed by signal {s}"));
+        }
+        result.data.insert("script_sha256".into(), json!(digest));
+        (result, None)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn failed(msg: String) -> ModuleResult {
+    ModuleResult {
+        failed: true,
+        msg: Some(msg),
+        ..ModuleResult::default()
+    }
+}
+
+fn debug(
+    args: &Map<String, Value>,
+    vars: &Map<String, Value>,
+    templater: &Templater,
+) -> ModuleResult {
+    let mut data = Map::new();
+    if let Some(var) = args.get("var").and_then(Value::as_str) {
+        let v = templater
+            .render_str(&format!("{{{{ {var} }}}}"), &Value::Object(vars.clone()))
+            .unwrap_or_else(|_| json!("VARIABLE IS NOT DEFINED!"));
+        data.insert(var.to_owned(), v);
+    } else {
+        data.insert(
+            "msg".into(),
+            args.get("msg")
+                .cloned()
+                .unwrap_or_else(|| json!("Hello world!")),
+        );
+    }
+    ModuleResult {
+        data,
+        ..ModuleResult::default()
+    }
+}
+
+/// `pause`: `seconds`/`minutes` wait (bounded to one hour); `prompt` asks on the terminal.
+async fn pause(args: &Map<String, Value>) -> ModuleResult {
+    let secs = args
+        .get("seconds")
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .or_else(|| {
+            args.get("minutes")
+                .and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+                .map(|m| m * 60)
+        });
+    if let Some(s) = secs {
+        tokio::time::sleep(Duration::from_secs(s.min(3600))).await;
+        return ModuleResult::default();
+    }
+    let prompt = args
+        .get("prompt")
+        .and_then(Value::as_str)
+        .unwrap_or("Press enter to continue");
+    let prompt = prompt.to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            return Err("pause with a prompt needs a terminal; run kamo interactively".to_owned());
+        }
+        let mut err = std::io::stderr();
+        let _ = write!(err, "{prompt}: ");
+        let _ = err.flush();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        Ok(line.trim_end().to_owned())
+    })
+    .await;
+    match answer {
+        Ok(Ok(a)) => ModuleResult {
+            data: [("user_input".to_owned(), json!(a))].into_iter().collect(),
+            ..ModuleResult::default()
+        },
+        Ok(Err(e)) => failed(e),
+        Err(e) => failed(e.to_string()),
+    }
+}

@@ -1,0 +1,141 @@
+//! Building the variables a template sees on one host, in Ansible's order of precedence.
+//!
+//! Lowest first: role defaults, inventory (group then host vars), gathered facts, play vars
+//! and vars_files, role vars, task vars, per-host values set at run time (`set_fact`,
+//! `register`, `include_vars`), extra vars (`-e`). Magic variables (`inventory_hostname`,
+//! `groups`, `group_names`, `hostvars`, `play_hosts`, `ansible_check_mode`, `omit`, ...) are
+//! added last and cannot be overridden, as in Ansible.
+
+use serde_json::{Map, Value};
+
+use crate::inventory::Inventory;
+use crate::playbook::model::{RoleCtx, Vars};
+use crate::playbook::template::OMIT;
+
+/// Values shared by every host of a play batch.
+pub struct PlayScope<'a> {
+    pub inventory: &'a Inventory,
+    pub play_vars: &'a Map<String, Value>,
+    pub extra_vars: &'a Map<String, Value>,
+    pub play_hosts: &'a [String],
+    pub groups: &'a Value,
+    pub check_mode: bool,
+    pub diff_mode: bool,
+    pub playbook_dir: &'a str,
+}
+
+/// Everything known about one host beyond the inventory.
+#[derive(Debug, Clone, Default)]
+pub struct HostVars {
+    pub facts: Map<String, Value>,
+    /// `set_fact`, `register`, `include_vars`.
+    pub runtime: Map<String, Value>,
+}
+
+fn extend(into: &mut Map<String, Value>, from: impl IntoIterator<Item = (String, Value)>) {
+    for (k, v) in from {
+        into.insert(k, v);
+    }
+}
+
+/// The variables of `host` for one task (without `hostvars`, which the caller adds when the
+/// task reads it).
+#[must_use]
+pub fn for_task(
+    scope: &PlayScope<'_>,
+    host: &str,
+    hv: &HostVars,
+    role: Option<&RoleCtx>,
+    task_vars: &Vars,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    if let Some(r) = role {
+        extend(&mut m, r.defaults.clone());
+    }
+    extend(&mut m, scope.inventory.vars_for(host));
+    extend(&mut m, hv.facts.clone());
+    extend(&mut m, scope.play_vars.clone());
+    if let Some(r) = role {
+        extend(&mut m, r.vars.clone());
+        m.insert("role_name".into(), Value::String(r.name.clone()));
+        m.insert(
+            "role_path".into(),
+            Value::String(r.path.display().to_string()),
+        );
+    }
+    extend(&mut m, task_vars.clone());
+    extend(&mut m, hv.runtime.clone());
+    extend(&mut m, scope.extra_vars.clone());
+    magic(&mut m, scope, host);
+    m
+}
+
+fn magic(m: &mut Map<String, Value>, scope: &PlayScope<'_>, host: &str) {
+    m.insert("inventory_hostname".into(), Value::String(host.to_owned()));
+    m.insert(
+        "inventory_hostname_short".into(),
+        Value::String(host.split('.').next().unwrap_or(host).to_owned()),
+    );
+    m.insert(
+        "group_names".into(),
+        Value::Array(
+            scope
+                .inventory
+                .group_names(host)
+                .into_iter()
+                .map(Value::String)
+                .collect(),
+        ),
+    );
+    m.insert("groups".into(), scope.groups.clone());
+    let hosts = Value::Array(
+        scope
+            .play_hosts
+            .iter()
+            .cloned()
+            .map(Value::String)
+            .collect(),
+    );
+    m.insert("play_hosts".into(), hosts.clone());
+    m.insert("ansible_play_hosts".into(), hosts.clone());
+    m.insert("ansible_play_batch".into(), hosts);
+    m.insert("ansible_check_mode".into(), Value::Bool(scope.check_mode));
+    m.insert("ansible_diff_mode".into(), Value::Bool(scope.diff_mode));
+    m.insert(
+        "playbook_dir".into(),
+        Value::String(scope.playbook_dir.to_owned()),
+    );
+    m.insert("omit".into(), Value::String(OMIT.to_owned()));
+}
+
+/// `groups`: every group with its hosts, as Ansible's magic variable.
+#[must_use]
+pub fn groups_value(inventory: &Inventory) -> Value {
+    let mut m = Map::new();
+    for g in inventory.groups() {
+        let hosts = inventory.select(&g.name).unwrap_or_default();
+        m.insert(
+            g.name.clone(),
+            Value::Array(hosts.into_iter().map(Value::String).collect()),
+        );
+    }
+    Value::Object(m)
+}
+
+/// `hostvars`: inventory vars, facts and run-time values of every host.
+#[must_use]
+pub fn hostvars_value<'a>(
+    inventory: &Inventory,
+    hosts: impl Iterator<Item = (&'a str, &'a HostVars)>,
+) -> Value {
+    let mut m = Map::new();
+    for (name, hv) in hosts {
+        let mut v = Map::new();
+        extend(&mut v, inventory.vars_for(name));
+        extend(&mut v, hv.facts.clone());
+        extend(&mut v, hv.runtime.clone());
+        v.insert("inventory_hostname".into(), Value::String(name.to_owned()));
+        m.insert(name.to_owned(), Value::Object(v));
+    }
+    Value::Object(m)
+}
