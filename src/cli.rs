@@ -32,6 +32,88 @@ pub enum Command {
     /// Show the hosts and groups of an inventory.
     #[command(subcommand)]
     Inventory(InventoryCommand),
+    /// Run playbooks on the inventory's hosts.
+    Run(RunArgs),
+    /// Per-node dry run, offline: what every task would run on every host, touching nothing.
+    Plan(PlanArgs),
+    /// Check playbooks for errors without an inventory or any connection.
+    SyntaxCheck(SyntaxCheckArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PlaybookArgs {
+    /// Extra variables: KEY=VALUE, @FILE (YAML or JSON), or a JSON/YAML mapping (repeatable;
+    /// highest precedence).
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Only run tasks and blocks with these tags (comma-separated, repeatable).
+    #[arg(short = 't', long = "tags", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Skip tasks with these tags (comma-separated, repeatable).
+    #[arg(long = "skip-tags", value_delimiter = ',')]
+    pub skip_tags: Vec<String>,
+    /// Start at the first task with this name.
+    #[arg(long = "start-at-task", value_name = "NAME")]
+    pub start_at_task: Option<String>,
+    /// Run every task with sudo (plays and tasks may still say `become: false`).
+    #[arg(short = 'b', long = "become")]
+    pub r#become: bool,
+    /// sudo to this user instead of root.
+    #[arg(long = "become-user", value_name = "USER")]
+    pub become_user: Option<String>,
+    /// Ask for the sudo password once (hidden).
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Playbook files, run in order.
+    #[arg(required = true, value_name = "PLAYBOOK")]
+    pub playbooks: Vec<PathBuf>,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub playbook: PlaybookArgs,
+    /// Connect and report what would change, changing nothing.
+    #[arg(short = 'C', long = "check")]
+    pub check: bool,
+    /// Show unified diffs of files that change (or would change with --check).
+    #[arg(short = 'D', long = "diff")]
+    pub diff: bool,
+    /// Confirm each task before it runs (needs a terminal).
+    #[arg(long)]
+    pub step: bool,
+    /// Where run logs are kept. Default: $KAMO_STATE_DIR, else $XDG_STATE_HOME/kamo, else
+    /// ~/.local/state/kamo.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The playbook to plan.
+    #[arg(value_name = "PLAYBOOK")]
+    pub playbook: PathBuf,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub vars: PlaybookArgs,
+    /// Include each task's full script in text output (JSON always has it).
+    #[arg(long)]
+    pub scripts: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct SyntaxCheckArgs {
+    #[arg(required = true, value_name = "PLAYBOOK")]
+    pub playbooks: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

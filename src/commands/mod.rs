@@ -2,6 +2,8 @@
 
 pub mod exec;
 pub mod inventory;
+pub mod plan;
+pub mod run;
 
 use std::path::PathBuf;
 

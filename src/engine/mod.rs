@@ -9,6 +9,7 @@
 //! buffered stream, not a thread per host.
 
 pub mod facts;
+pub mod plan;
 pub mod report;
 pub mod task;
 pub mod vars;

@@ -630,7 +630,7 @@ impl Runner<'_> {
         let Some(file) = file else {
             return failed("include_vars: `file` is required".into());
         };
-        let path = self.find_file("vars", &file);
+        let path = find_file(self.task, self.play_dir, "vars", &file);
         match crate::playbook::load::load_vars_file(&path) {
             Ok(v) => {
                 let m: Map<String, Value> = v.into_iter().collect();
@@ -649,123 +649,6 @@ impl Runner<'_> {
         }
     }
 
-    /// A controller file for `src:`: the role's `<kind>/` dir, then the play's `<kind>/`, then
-    /// the play's dir; absolute paths as they are.
-    fn find_file(&self, kind: &str, name: &str) -> PathBuf {
-        let p = Path::new(name);
-        if p.is_absolute() {
-            return p.to_owned();
-        }
-        let mut candidates = Vec::new();
-        if let Some(r) = &self.task.role {
-            candidates.push(r.path.join(kind).join(name));
-            candidates.push(r.path.join(name));
-        }
-        candidates.push(self.play_dir.join(kind).join(name));
-        candidates.push(self.play_dir.join(name));
-        candidates
-            .iter()
-            .find(|c| c.exists())
-            .cloned()
-            .unwrap_or_else(|| candidates.swap_remove(candidates.len() - 2))
-    }
-
-    /// Controller-side inputs: reads `src:` of copy/template/script on the workstation and
-    /// passes the bytes to the module; returns the module that really runs.
-    fn controller_inputs(
-        &self,
-        args: &mut Map<String, Value>,
-        vars: &Map<String, Value>,
-    ) -> Result<Module, String> {
-        let mut module = self.action.module;
-        match module {
-            Module::Template => {
-                let Some(src) = args
-                    .remove("src")
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                else {
-                    return Err("template: `src` is required".into());
-                };
-                let path = self.find_file("templates", &src);
-                let text = match std::fs::read_to_string(&path) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        return Err(format!("template: cannot read {}: {e}", path.display()));
-                    }
-                };
-                match self
-                    .templater
-                    .render_file(&src, &text, &Value::Object(vars.clone()))
-                {
-                    Ok(rendered) => {
-                        args.insert(
-                            "_content_b64".into(),
-                            json!(base64::engine::general_purpose::STANDARD.encode(rendered)),
-                        );
-                    }
-                    Err(e) => {
-                        return Err(format!("template {}: {e}", path.display()));
-                    }
-                }
-            }
-            Module::Copy
-                if args.contains_key("src")
-                    && !as_bool(args.get("remote_src").unwrap_or(&Value::Bool(false)))
-                        .unwrap_or(false) =>
-            {
-                let src = args
-                    .remove("src")
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let path = self.find_file("files", &src);
-                match std::fs::read(&path) {
-                    Ok(bytes) => {
-                        args.insert(
-                            "_content_b64".into(),
-                            json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
-                        );
-                        if let Some(n) = path.file_name() {
-                            args.insert("_src_name".into(), json!(n.to_string_lossy()));
-                        }
-                    }
-                    Err(e) => {
-                        return Err(format!("copy: cannot read {}: {e}", path.display()));
-                    }
-                }
-            }
-            Module::Script => {
-                let raw = args
-                    .remove("_raw_params")
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let mut words = shlex::split(&raw).unwrap_or_default().into_iter();
-                let Some(file) = words.next() else {
-                    return Err("script: no script given".into());
-                };
-                let path = self.find_file("files", &file);
-                let body = match std::fs::read_to_string(&path) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return Err(format!("script: cannot read {}: {e}", path.display()));
-                    }
-                };
-                let script_args: Vec<String> = words.map(|w| modules::sh::q(&w)).collect();
-                args.insert(
-                    "_raw_params".into(),
-                    json!(format!(
-                        "/bin/sh -c {} {} {}",
-                        modules::sh::q(&body),
-                        modules::sh::q(&file),
-                        script_args.join(" ")
-                    )),
-                );
-                module = Module::Shell;
-            }
-            _ => {}
-        }
-        Ok(module)
-    }
-
     /// Resolves controller-side inputs (`src:` of copy/template/script), builds the module's
     /// script and runs it on the host.
     async fn remote(
@@ -774,7 +657,14 @@ impl Runner<'_> {
         mut args: Map<String, Value>,
         vars: &Map<String, Value>,
     ) -> (ModuleResult, Option<TransportError>) {
-        let module = match self.controller_inputs(&mut args, vars) {
+        let module = match controller_inputs(
+            self.templater,
+            self.task,
+            self.action.module,
+            self.play_dir,
+            &mut args,
+            vars,
+        ) {
             Ok(m) => m,
             Err(msg) => return (failed(msg), None),
         };
@@ -790,17 +680,11 @@ impl Runner<'_> {
                 );
             }
         };
-        let mut script = String::new();
-        for (k, v) in &self.task.environment {
-            let value = match self.templater.render_value(v, &Value::Object(vars.clone())) {
-                Ok(Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(e) => return (failed(self.located(&e)), None),
-            };
-            script.push_str(&format!("{}={}; export {}\n", k, modules::sh::q(&value), k));
-        }
-        script.push_str(&step.script);
-        let digest = hex(&sha2::Sha256::digest(script.as_bytes()));
+        let script = match compose_script(self.templater, self.task, &step, vars) {
+            Ok(s) => s,
+            Err(e) => return (failed(self.located(&e)), None),
+        };
+        let digest = script_digest(&script);
         let conn = if let Some(c) = &job.conn {
             c.clone()
         } else {
@@ -855,6 +739,149 @@ impl Runner<'_> {
         result.data.insert("script_sha256".into(), json!(digest));
         (result, None)
     }
+}
+
+/// A controller file for `src:`: the role's `<kind>/` dir, then the play's `<kind>/`, then
+/// the play's dir; absolute paths as they are.
+pub(crate) fn find_file(task: &Task, play_dir: &Path, kind: &str, name: &str) -> PathBuf {
+    let p = Path::new(name);
+    if p.is_absolute() {
+        return p.to_owned();
+    }
+    let mut candidates = Vec::new();
+    if let Some(r) = &task.role {
+        candidates.push(r.path.join(kind).join(name));
+        candidates.push(r.path.join(name));
+    }
+    candidates.push(play_dir.join(kind).join(name));
+    candidates.push(play_dir.join(name));
+    candidates
+        .iter()
+        .find(|c| c.exists())
+        .cloned()
+        .unwrap_or_else(|| candidates.swap_remove(candidates.len() - 2))
+}
+
+/// Controller-side inputs: reads `src:` of copy/template/script on the workstation and
+/// passes the bytes to the module; returns the module that really runs.
+pub(crate) fn controller_inputs(
+    templater: &Templater,
+    task: &Task,
+    action_module: Module,
+    play_dir: &Path,
+    args: &mut Map<String, Value>,
+    vars: &Map<String, Value>,
+) -> Result<Module, String> {
+    let mut module = action_module;
+    match module {
+        Module::Template => {
+            let Some(src) = args
+                .remove("src")
+                .and_then(|v| v.as_str().map(str::to_owned))
+            else {
+                return Err("template: `src` is required".into());
+            };
+            let path = find_file(task, play_dir, "templates", &src);
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Err(format!("template: cannot read {}: {e}", path.display()));
+                }
+            };
+            match templater.render_file(&src, &text, &Value::Object(vars.clone())) {
+                Ok(rendered) => {
+                    args.insert(
+                        "_content_b64".into(),
+                        json!(base64::engine::general_purpose::STANDARD.encode(rendered)),
+                    );
+                }
+                Err(e) => {
+                    return Err(format!("template {}: {e}", path.display()));
+                }
+            }
+        }
+        Module::Copy
+            if args.contains_key("src")
+                && !as_bool(args.get("remote_src").unwrap_or(&Value::Bool(false)))
+                    .unwrap_or(false) =>
+        {
+            let src = args
+                .remove("src")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let path = find_file(task, play_dir, "files", &src);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    args.insert(
+                        "_content_b64".into(),
+                        json!(base64::engine::general_purpose::STANDARD.encode(bytes)),
+                    );
+                    if let Some(n) = path.file_name() {
+                        args.insert("_src_name".into(), json!(n.to_string_lossy()));
+                    }
+                }
+                Err(e) => {
+                    return Err(format!("copy: cannot read {}: {e}", path.display()));
+                }
+            }
+        }
+        Module::Script => {
+            let raw = args
+                .remove("_raw_params")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let mut words = shlex::split(&raw).unwrap_or_default().into_iter();
+            let Some(file) = words.next() else {
+                return Err("script: no script given".into());
+            };
+            let path = find_file(task, play_dir, "files", &file);
+            let body = match std::fs::read_to_string(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Err(format!("script: cannot read {}: {e}", path.display()));
+                }
+            };
+            let script_args: Vec<String> = words.map(|w| modules::sh::q(&w)).collect();
+            args.insert(
+                "_raw_params".into(),
+                json!(format!(
+                    "/bin/sh -c {} {} {}",
+                    modules::sh::q(&body),
+                    modules::sh::q(&file),
+                    script_args.join(" ")
+                )),
+            );
+            module = Module::Shell;
+        }
+        _ => {}
+    }
+    Ok(module)
+}
+
+/// The exact script sent for a task on a host: its `environment:` exports, then the module's
+/// script. `plan` and `run` both call this, so what the plan shows is what the run sends.
+pub(crate) fn compose_script(
+    templater: &Templater,
+    task: &Task,
+    step: &modules::RemoteStep,
+    vars: &Map<String, Value>,
+) -> Result<String, TemplateError> {
+    let mut script = String::new();
+    for (k, v) in &task.environment {
+        let value = match templater.render_value(v, &Value::Object(vars.clone()))? {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        script.push_str(&format!("{}={}; export {}\n", k, modules::sh::q(&value), k));
+    }
+    script.push_str(&step.script);
+    Ok(script)
+}
+
+/// SHA-256 of a script, hex.
+#[must_use]
+pub fn script_digest(script: &str) -> String {
+    hex(&sha2::Sha256::digest(script.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

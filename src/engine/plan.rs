@@ -1,0 +1,462 @@
+//! The per-node dry run: for every selected host, the ordered tasks it would run, with every
+//! argument rendered for that host and the exact script `run` would send, offline.
+//!
+//! Exactness: the script comes from the same `modules::build` and `compose_script` calls that
+//! `run` makes, and its SHA-256 is reported by both, so a test can hold plan and run to the
+//! same bytes. What cannot be known offline is shown as such, never guessed: facts (when the
+//! play gathers them) and values registered or set by earlier tasks make a condition, a loop
+//! or an argument "known at run time", naming the variable.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::task::{compose_script, controller_inputs, script_digest};
+use super::vars::{self, HostVars, PlayScope};
+use super::{RunOptions, batches, tags_match};
+use crate::error::Error;
+use crate::inventory::Inventory;
+use crate::playbook::model::{Loop, Module, Play, Playbook, Task, TaskKind};
+use crate::playbook::modules::{self, Flags};
+use crate::playbook::template::{TemplateError, Templater};
+
+/// One task on one host (one loop item).
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub play: String,
+    pub host: String,
+    pub task: String,
+    pub location: String,
+    /// `run`, `skipped`, `runtime` (decided at run time), `controller`, `error`.
+    pub status: &'static str,
+    pub reason: Option<String>,
+    pub module: Option<&'static str>,
+    pub item: Option<Value>,
+    pub summary: Vec<String>,
+    pub script: Option<String>,
+    pub script_sha256: Option<String>,
+    /// Inside a block's `rescue` (runs only if the block fails) or `always`.
+    pub section: Option<&'static str>,
+}
+
+pub struct Planner<'a> {
+    pub inventory: &'a Inventory,
+    pub templater: &'a Templater,
+    pub opts: &'a RunOptions,
+    pub groups: Value,
+}
+
+/// What is known about a host while walking its tasks.
+struct HostWalk {
+    vars: HostVars,
+    /// Names whose values exist only at run time.
+    unknown: BTreeSet<String>,
+}
+
+impl Planner<'_> {
+    /// Plans every play of the playbook for its hosts, in order.
+    pub fn plan(
+        &self,
+        pb: &Playbook,
+        hosts_of: impl Fn(&Play) -> Result<Vec<String>, Error>,
+    ) -> Result<Vec<Entry>, Error> {
+        let mut out = Vec::new();
+        let playbook_dir = pb
+            .path
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        for play in &pb.plays {
+            let hosts = hosts_of(play)?;
+            let play_vars: Map<String, Value> = play.vars.clone().into_iter().collect();
+            let play_name = play.name.clone().unwrap_or_else(|| play.hosts.clone());
+            for batch in batches(&hosts, &play.serial) {
+                let scope = PlayScope {
+                    inventory: self.inventory,
+                    play_vars: &play_vars,
+                    extra_vars: &self.opts.extra_vars,
+                    play_hosts: &batch,
+                    groups: &self.groups,
+                    check_mode: self.opts.check,
+                    diff_mode: self.opts.diff,
+                    playbook_dir: &playbook_dir,
+                };
+                for host in &batch {
+                    let mut walk = HostWalk {
+                        vars: HostVars::default(),
+                        unknown: BTreeSet::new(),
+                    };
+                    if play.gather_facts {
+                        walk.unknown.insert("ansible_facts".into());
+                        for f in FACT_NAMES {
+                            walk.unknown.insert(format!("ansible_{f}"));
+                        }
+                    }
+                    for section in &play.sections {
+                        self.walk(
+                            &scope, play, &play_name, host, section, &mut walk, None, &mut out,
+                        );
+                    }
+                    for h in &play.handlers {
+                        self.walk(
+                            &scope,
+                            play,
+                            &play_name,
+                            host,
+                            std::slice::from_ref(h),
+                            &mut walk,
+                            Some("handler"),
+                            &mut out,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        scope: &PlayScope<'_>,
+        play: &Play,
+        play_name: &str,
+        host: &str,
+        tasks: &[Task],
+        walk: &mut HostWalk,
+        section: Option<&'static str>,
+        out: &mut Vec<Entry>,
+    ) {
+        for t in tasks {
+            match &t.kind {
+                TaskKind::Block {
+                    block,
+                    rescue,
+                    always,
+                } => {
+                    self.walk(scope, play, play_name, host, block, walk, section, out);
+                    self.walk(
+                        scope,
+                        play,
+                        play_name,
+                        host,
+                        rescue,
+                        walk,
+                        Some("rescue"),
+                        out,
+                    );
+                    self.walk(
+                        scope,
+                        play,
+                        play_name,
+                        host,
+                        always,
+                        walk,
+                        Some("always"),
+                        out,
+                    );
+                }
+                TaskKind::Meta(_) | TaskKind::IncludeTasks { .. } => {
+                    if tags_match(&t.tags, self.opts) {
+                        out.push(Self::entry(
+                            play_name,
+                            host,
+                            t,
+                            section,
+                            "runtime",
+                            Some("included or meta task: resolved at run time".into()),
+                        ));
+                    }
+                }
+                TaskKind::Action(_) => {
+                    if tags_match(&t.tags, self.opts) {
+                        self.plan_task(scope, play, play_name, host, t, walk, section, out);
+                    }
+                }
+            }
+        }
+    }
+
+    fn entry(
+        play: &str,
+        host: &str,
+        t: &Task,
+        section: Option<&'static str>,
+        status: &'static str,
+        reason: Option<String>,
+    ) -> Entry {
+        Entry {
+            play: play.to_owned(),
+            host: host.to_owned(),
+            task: t.display_name(),
+            location: t.span.to_string(),
+            status,
+            reason,
+            module: match &t.kind {
+                TaskKind::Action(a) => Some(a.module.name()),
+                _ => None,
+            },
+            item: None,
+            summary: Vec::new(),
+            script: None,
+            script_sha256: None,
+            section,
+        }
+    }
+
+    /// The names of run-time values a template reads.
+    fn unknown_in(&self, text: &str, walk: &HostWalk) -> Vec<String> {
+        self.templater
+            .referenced_vars(text)
+            .into_iter()
+            .filter(|v| walk.unknown.contains(v))
+            .collect()
+    }
+
+    fn explain(&self, e: &TemplateError, text: &str, walk: &HostWalk) -> (&'static str, String) {
+        let unknown = self.unknown_in(text, walk);
+        if let Some(u) = e.undefined.as_ref().filter(|u| walk.unknown.contains(*u)) {
+            return (
+                "runtime",
+                format!(
+                    "known at run time: reads `{u}` (set by an earlier task or gathered facts)"
+                ),
+            );
+        }
+        if !unknown.is_empty() {
+            return (
+                "runtime",
+                format!("known at run time: reads `{}`", unknown.join("`, `")),
+            );
+        }
+        ("error", e.to_string())
+    }
+
+    #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+    fn plan_task(
+        &self,
+        scope: &PlayScope<'_>,
+        play: &Play,
+        play_name: &str,
+        host: &str,
+        t: &Task,
+        walk: &mut HostWalk,
+        section: Option<&'static str>,
+        out: &mut Vec<Entry>,
+    ) {
+        let TaskKind::Action(action) = &t.kind else {
+            return;
+        };
+        let mut base = vars::for_task(scope, host, &walk.vars, t.role.as_deref(), &t.vars);
+        if Value::Object(action.args.clone())
+            .to_string()
+            .contains("hostvars")
+        {
+            let hv = vars::hostvars_value(self.inventory, std::iter::once((host, &walk.vars)));
+            base.insert("hostvars".into(), hv);
+        }
+        for u in &walk.unknown {
+            base.remove(u);
+        }
+        let ctx = Value::Object(base.clone());
+        // Loop items.
+        let items: Option<Vec<Value>> = match &t.r#loop {
+            None => None,
+            Some(Loop::Items(v) | Loop::Dict(v)) => match self.templater.render_value(v, &ctx) {
+                Ok(Value::Array(a)) => Some(a),
+                Ok(Value::Object(m)) if matches!(t.r#loop, Some(Loop::Dict(_))) => Some(
+                    m.into_iter()
+                        .map(|(k, v)| json!({"key": k, "value": v}))
+                        .collect(),
+                ),
+                Ok(Value::Null) => Some(Vec::new()),
+                Ok(other) => Some(vec![other]),
+                Err(e) => {
+                    let (status, reason) = self.explain(&e, &v.to_string(), walk);
+                    out.push(Self::entry(
+                        play_name,
+                        host,
+                        t,
+                        section,
+                        status,
+                        Some(format!("loop items {reason}")),
+                    ));
+                    self.learn(t, walk);
+                    return;
+                }
+            },
+        };
+        let looping = items.is_some();
+        let loop_var = t
+            .loop_control
+            .loop_var
+            .clone()
+            .unwrap_or_else(|| "item".into());
+        for item in items.unwrap_or_else(|| vec![Value::Null]) {
+            let mut vars = base.clone();
+            if looping {
+                vars.insert(loop_var.clone(), item.clone());
+            }
+            let ctx = Value::Object(vars.clone());
+            let mut e = Self::entry(play_name, host, t, section, "run", None);
+            if looping {
+                e.item = Some(item.clone());
+            }
+            // Conditions.
+            let mut decided = true;
+            for w in &t.when {
+                match self.templater.eval_condition(w, &ctx) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        e.status = "skipped";
+                        e.reason = Some(format!("condition `{w}` is false"));
+                        decided = false;
+                        break;
+                    }
+                    Err(err) => {
+                        let (status, reason) = self.explain(&err, w, walk);
+                        e.status = status;
+                        e.reason = Some(format!("condition `{w}` {reason}"));
+                        decided = false;
+                        break;
+                    }
+                }
+            }
+            if decided {
+                let raw = Value::Object(action.args.clone());
+                match self.templater.render_value(&raw, &ctx) {
+                    Ok(Value::Object(mut args)) => {
+                        if action.module.controller_only() {
+                            e.status = "controller";
+                            e.summary.push(describe_controller(action.module, &args));
+                        } else {
+                            match controller_inputs(
+                                self.templater,
+                                t,
+                                action.module,
+                                &play.dir,
+                                &mut args,
+                                &vars,
+                            ) {
+                                Err(msg) => {
+                                    e.status = "error";
+                                    e.reason = Some(msg);
+                                }
+                                Ok(module) => match modules::build(
+                                    module,
+                                    &args,
+                                    Flags {
+                                        check: t.check_mode.unwrap_or(self.opts.check),
+                                        diff: self.opts.diff,
+                                    },
+                                ) {
+                                    Ok(step) => {
+                                        match compose_script(self.templater, t, &step, &vars) {
+                                            Ok(script) => {
+                                                e.script_sha256 = Some(script_digest(&script));
+                                                e.script = Some(script);
+                                                e.summary = step.summary;
+                                            }
+                                            Err(err) => {
+                                                let (status, reason) = self.explain(
+                                                    &err,
+                                                    &Value::Object(
+                                                        t.environment.clone().into_iter().collect(),
+                                                    )
+                                                    .to_string(),
+                                                    walk,
+                                                );
+                                                e.status = status;
+                                                e.reason = Some(format!("environment {reason}"));
+                                            }
+                                        }
+                                    }
+                                    Err(err) => {
+                                        e.status = "error";
+                                        e.reason = Some(err.to_string());
+                                    }
+                                },
+                            }
+                        }
+                    }
+                    Ok(_) => {
+                        e.status = "error";
+                        e.reason = Some("module arguments must be a mapping".into());
+                    }
+                    Err(err) => {
+                        let (status, reason) = self.explain(&err, &raw.to_string(), walk);
+                        e.status = status;
+                        e.reason = Some(format!("arguments {reason}"));
+                    }
+                }
+            }
+            if t.no_log {
+                e.script = None;
+                e.summary = vec!["(hidden: no_log)".into()];
+            }
+            out.push(e);
+        }
+        self.learn(t, walk);
+    }
+
+    /// After a task: its registered name is a run-time value; `set_fact` with values known now
+    /// stays known, otherwise becomes run-time.
+    fn learn(&self, t: &Task, walk: &mut HostWalk) {
+        if let Some(r) = &t.register {
+            walk.unknown.insert(r.clone());
+        }
+        if let TaskKind::Action(a) = &t.kind
+            && matches!(a.module, Module::SetFact | Module::IncludeVars)
+        {
+            for k in a.args.keys() {
+                walk.unknown.insert(k.clone());
+            }
+        }
+        let _ = self;
+    }
+}
+
+const FACT_NAMES: &[&str] = &[
+    "hostname",
+    "fqdn",
+    "distribution",
+    "distribution_version",
+    "distribution_release",
+    "distribution_major_version",
+    "os_family",
+    "architecture",
+    "kernel",
+    "default_ipv4",
+    "memtotal_mb",
+    "processor_vcpus",
+];
+
+fn describe_controller(module: Module, args: &Map<String, Value>) -> String {
+    let show = |v: Option<&Value>| {
+        v.map_or_else(String::new, |v| {
+            v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+        })
+    };
+    match module {
+        Module::Debug => match args.get("var") {
+            Some(v) => format!("print the value of {}", show(Some(v))),
+            None => format!("print: {}", show(args.get("msg"))),
+        },
+        Module::SetFact => format!(
+            "set {}",
+            args.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        Module::Assert => format!("check: {}", show(args.get("that"))),
+        Module::Fail => format!("fail: {}", show(args.get("msg"))),
+        Module::Pause => match args.get("prompt") {
+            Some(p) => format!("ask the operator: {}", show(Some(p))),
+            None => format!("wait {} s", show(args.get("seconds"))),
+        },
+        Module::IncludeVars => format!(
+            "load variables from {}",
+            show(args.get("file").or_else(|| args.get("_raw_params")))
+        ),
+        other => other.name().to_owned(),
+    }
+}
