@@ -43,7 +43,7 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use minijinja::value::{Kwargs, Rest, Serde, Value, ValueKind};
-use minijinja::{AutoEscape, Environment, ErrorKind, State, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Value as Json;
 
 /// The placeholder string that `omit` renders to.
@@ -671,6 +671,7 @@ mod filters {
     pub(super) fn register(env: &mut Environment<'static>) {
         env.add_filter("bool", to_bool);
         env.add_filter("string", string);
+        env.add_filter("int", int);
         env.add_filter("regex_replace", regex_replace);
         env.add_filter("regex_search", regex_search);
         env.add_filter("regex_findall", regex_findall);
@@ -747,6 +748,71 @@ mod filters {
             s.as_str(),
             "yes" | "on" | "1" | "true" | "1.0"
         )))
+    }
+
+    /// Jinja's `int`: strings parse in `base` (with its `0x`/`0o`/`0b` prefix), else as a
+    /// float truncated; whatever fails gives `default` (0).
+    fn int(v: &Value, default: Option<Value>, base: Option<u32>, kwargs: Kwargs) -> R {
+        ensure_defined(v)?;
+        let default = match default {
+            Some(d) => d,
+            None => kwargs
+                .get::<Option<Value>>("default")?
+                .unwrap_or(Value::from(0)),
+        };
+        let base = match base {
+            Some(b) => b,
+            None => kwargs.get::<Option<u32>>("base")?.unwrap_or(10),
+        };
+        kwargs.assert_all_used()?;
+        if !(2..=36).contains(&base) {
+            return Err(invalid(format!("int: invalid base {base}")));
+        }
+        let parsed = match v.kind() {
+            ValueKind::Bool => Some(i128::from(v.is_true())),
+            ValueKind::Number => match to_json(v)? {
+                Json::Number(n) => n
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| n.as_u64().map(i128::from))
+                    .or_else(|| n.as_f64().and_then(float_to_int)),
+                _ => None,
+            },
+            ValueKind::String => {
+                let s = v.as_str().unwrap_or_default().trim().replace('_', "");
+                let (neg, digits) = match s.strip_prefix('-') {
+                    Some(rest) => (true, rest),
+                    None => (false, s.strip_prefix('+').unwrap_or(&s)),
+                };
+                let prefix = match base {
+                    16 => ["0x", "0X"],
+                    8 => ["0o", "0O"],
+                    2 => ["0b", "0B"],
+                    _ => ["", ""],
+                };
+                let digits = prefix
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .find_map(|p| digits.strip_prefix(p))
+                    .unwrap_or(digits);
+                i128::from_str_radix(digits, base)
+                    .ok()
+                    .map(|n| if neg { -n } else { n })
+                    .or_else(|| {
+                        (base == 10)
+                            .then(|| s.parse::<f64>().ok().and_then(float_to_int))
+                            .flatten()
+                    })
+            }
+            _ => None,
+        };
+        Ok(parsed.map_or(default, Value::from))
+    }
+
+    #[allow(clippy::cast_possible_truncation)]
+    fn float_to_int(f: f64) -> Option<i128> {
+        // Truncation toward zero is the intent; out-of-range floats have no int.
+        (f.is_finite() && f.abs() < 1e30).then(|| f.trunc() as i128)
     }
 
     fn string(v: &Value) -> R {
@@ -1691,4 +1757,573 @@ fn filters_bool(v: &Value) -> bool {
         );
     }
     v.as_i64() == Some(1)
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars() -> Json {
+        json!({
+            "name": "web",
+            "port": 8080,
+            "flag": true,
+            "empty": "",
+            "items": [3, 1, 2, 1],
+            "words": ["b", "a", "c"],
+            "users": [
+                {"name": "al", "admin": true, "uid": 10},
+                {"name": "bo", "admin": false, "uid": 20}
+            ],
+            "cfg": {"a": 1, "nested": {"x": "y"}},
+            "ok": {"rc": 0, "changed": true, "failed": false, "stdout": "hello x world"},
+            "bad": {"rc": 2, "failed": true, "changed": false},
+            "skip": {"skipped": true, "changed": false},
+            "looped": {"results": [{"changed": false}, {"changed": true}]},
+            "str_false": "False",
+            "path": "/etc/nginx/nginx.conf"
+        })
+    }
+
+    fn t() -> Templater {
+        Templater::new()
+    }
+
+    /// Renders to JSON.
+    fn r(text: &str) -> Json {
+        t().render_str(text, &vars())
+            .unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    /// Renders to a string (the expression printed inside text).
+    fn s(text: &str) -> String {
+        match r(&format!("<{text}>")) {
+            Json::String(s) => s[1..s.len() - 1].to_owned(),
+            other => panic!("not a string: {other}"),
+        }
+    }
+
+    fn err(text: &str) -> TemplateError {
+        t().render_str(text, &vars())
+            .expect_err(&format!("{text} should fail"))
+    }
+
+    fn cond(expr: &str) -> bool {
+        t().eval_condition(expr, &vars())
+            .unwrap_or_else(|e| panic!("{expr}: {e}"))
+    }
+
+    #[test]
+    fn plain_strings_are_untouched() {
+        assert_eq!(r("no markup } here"), json!("no markup } here"));
+        assert_eq!(r(""), json!(""));
+    }
+
+    #[test]
+    fn native_types_for_a_single_expression() {
+        assert_eq!(r("{{ port }}"), json!(8080));
+        assert_eq!(r("  {{ items }} "), json!([3, 1, 2, 1]));
+        assert_eq!(r("{{ cfg }}"), json!({"a": 1, "nested": {"x": "y"}}));
+        assert_eq!(r("{{ flag }}"), json!(true));
+        assert_eq!(r("{{ none }}"), json!(null));
+        assert_eq!(r("{{ port + 1 }}"), json!(8081));
+        assert_eq!(r("{{ name }}:{{ port }}"), json!("web:8080"));
+        assert_eq!(r("{{ 'a' }} and {{ 'b' }}"), json!("a and b"));
+    }
+
+    #[test]
+    fn printing_is_pythonic() {
+        assert_eq!(s("{{ flag }}"), "True");
+        assert_eq!(s("{{ none }}"), "None");
+        assert_eq!(s("{{ words }}"), "['b', 'a', 'c']");
+        assert_eq!(s("{{ cfg }}"), "{'a': 1, 'nested': {'x': 'y'}}");
+        assert_eq!(s("{{ True }}-{{ False }}-{{ None }}"), "True-False-None");
+        assert_eq!(s("{{ false }}"), "False");
+    }
+
+    #[test]
+    fn omit_is_removed_from_mappings() {
+        let v = json!({"a": "{{ name }}", "b": "{{ nope | default(omit) }}", "{{ name }}_k": 1});
+        let out = t().render_value(&v, &vars()).unwrap();
+        assert_eq!(out, json!({"a": "web", "web_k": 1}));
+        assert_eq!(r("{{ omit }}"), json!(OMIT));
+        let nested = json!([{"x": "{{ omit }}"}, "{{ port }}"]);
+        assert_eq!(
+            t().render_value(&nested, &vars()).unwrap(),
+            json!([{}, 8080])
+        );
+    }
+
+    #[test]
+    fn strict_undefined_names_the_variable() {
+        let e = err("{{ foo }}");
+        assert_eq!(e.message, "'foo' is undefined");
+        assert_eq!(e.undefined.as_deref(), Some("foo"));
+        assert!(!e.syntax);
+        let e = err("x {{ foo }} y");
+        assert_eq!(e.undefined.as_deref(), Some("foo"));
+        let e = err("{{ foo.bar }}");
+        assert_eq!(e.undefined.as_deref(), Some("foo"), "{e:?}");
+        let e = err("{{ cfg.missing }}");
+        assert_eq!(e.undefined.as_deref(), Some("missing"), "{e:?}");
+        assert!(e.message.contains("'missing'"), "{e:?}");
+        let e = err("{{ foo | upper }}");
+        assert_eq!(e.undefined.as_deref(), Some("foo"), "{e:?}");
+        let e = err("{% for x in foo %}{% endfor %}");
+        assert_eq!(e.undefined.as_deref(), Some("foo"), "{e:?}");
+        let e = err("{{ foo | to_json }}");
+        assert_eq!(e.undefined.as_deref(), Some("foo"), "{e:?}");
+        let e = err("line1\n{{ foo }}");
+        assert_eq!(e.line, Some(2), "{e:?}");
+    }
+
+    #[test]
+    fn default_and_defined_on_undefined() {
+        assert_eq!(r("{{ foo | default('x') }}"), json!("x"));
+        assert_eq!(r("{{ foo | d(3) }}"), json!(3));
+        assert_eq!(r("{{ empty | default('x') }}"), json!(""));
+        assert_eq!(r("{{ empty | default('x', true) }}"), json!("x"));
+        assert_eq!(r("{{ foo.bar | default('x') }}"), json!("x"));
+        assert_eq!(r("{{ foo['bar'].baz | default('x') }}"), json!("x"));
+        assert_eq!(r("{{ cfg.nested.x | default('z') }}"), json!("y"));
+        assert!(!cond("foo is defined"));
+        assert!(cond("foo is undefined"));
+        assert!(cond("foo is not defined"));
+        assert!(!cond("foo.bar is defined"));
+        assert!(cond("foo.bar.baz is undefined"));
+        assert!(cond("cfg.nested is defined"));
+        assert!(!cond("cfg.missing is defined"));
+        assert!(cond("cfg['nested']['x'] is defined"));
+        assert!(cond("name is defined and name == 'web'"));
+        // A literal that looks like a chain is not rewritten.
+        assert_eq!(r("{{ 'foo.bar is defined' }}"), json!("foo.bar is defined"));
+    }
+
+    #[test]
+    fn conditions() {
+        assert!(cond("ok is succeeded"));
+        assert!(cond("ok is success"));
+        assert!(cond("ok is changed"));
+        assert!(cond("bad is failed"));
+        assert!(cond("bad is failure"));
+        assert!(cond("bad is not changed"));
+        assert!(cond("skip is skipped"));
+        assert!(cond("skip is skip"));
+        assert!(cond("looped is changed"));
+        assert!(cond("ok.rc == 0"));
+        assert!(cond("'x' in ok.stdout"));
+        assert!(cond("bad.rc != 0 and not flag == false"));
+        assert!(cond("True"));
+        assert!(!cond("false"));
+        assert!(cond(""));
+        // Jinja truthiness: a non-empty string is true.
+        assert!(cond("str_false"));
+        assert!(!cond("str_false | bool"));
+        assert!(cond("{{ flag }}"));
+        let e = t().eval_condition("foo", &vars()).unwrap_err();
+        assert_eq!(e.undefined.as_deref(), Some("foo"), "{e:?}");
+        let e = t().eval_condition("foo == 1", &vars()).unwrap_err();
+        assert_eq!(e.undefined.as_deref(), Some("foo"), "{e:?}");
+        assert!(t().eval_condition("name is failed", &vars()).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let e = t().check_syntax("ok\n{{ a + }}").unwrap_err();
+        assert!(e.syntax);
+        assert_eq!(e.line, Some(2), "{e:?}");
+        let e = t().check_syntax("{% if x %}\nno end").unwrap_err();
+        assert!(e.syntax, "{e:?}");
+        assert!(
+            t().check_syntax("{{ a | default(1) }} {% if b %}{% endif %}")
+                .is_ok()
+        );
+        assert!(t().check_syntax("no markup {{").is_err());
+        assert!(t().check_condition_syntax("a ==").is_err());
+        assert!(
+            t().check_condition_syntax("a == 1 and b is defined")
+                .is_ok()
+        );
+        let e = err("{{ ) }}");
+        assert!(e.syntax);
+    }
+
+    #[test]
+    fn render_file_trims_blocks_and_keeps_newline() {
+        let text = "{% for u in users %}\n{{ u.name }}\n{% endfor %}\nport={{ port }}\n";
+        let out = t().render_file("x.conf.j2", text, &vars()).unwrap();
+        assert_eq!(out, "al\nbo\nport=8080\n");
+        let out = t().render_file("a.html", "<{{ '<b>' }}>", &vars()).unwrap();
+        assert_eq!(out, "<<b>>");
+        let e = t()
+            .render_file("f", "a\nb\n{{ nope }}\n", &vars())
+            .unwrap_err();
+        assert_eq!((e.line, e.undefined.as_deref()), (Some(3), Some("nope")));
+    }
+
+    #[test]
+    fn referenced_vars() {
+        let names =
+            t().referenced_vars("{{ a.b }} {% for x in items %}{{ x }}{{ omit }}{% endfor %}");
+        assert_eq!(
+            names,
+            ["a", "items"].iter().map(|s| (*s).to_owned()).collect()
+        );
+        let names = t().referenced_vars("result is failed and foo.bar is defined");
+        assert_eq!(
+            names,
+            ["foo", "result"].iter().map(|s| (*s).to_owned()).collect()
+        );
+        assert!(t().referenced_vars("plain").contains("plain"));
+        assert!(t().referenced_vars("{{ broken").is_empty());
+    }
+
+    #[test]
+    fn lookup_is_refused() {
+        let e = err("{{ lookup('env', 'HOME') }}");
+        assert!(e.message.contains("lookup is not supported"), "{e:?}");
+    }
+
+    #[test]
+    fn conversion_filters() {
+        assert_eq!(r("{{ 'yes' | bool }}"), json!(true));
+        assert_eq!(r("{{ 'On' | bool }}"), json!(true));
+        assert_eq!(r("{{ '1' | bool }}"), json!(true));
+        assert_eq!(r("{{ 'TRUE' | bool }}"), json!(true));
+        assert_eq!(r("{{ 'no' | bool }}"), json!(false));
+        assert_eq!(r("{{ 'False' | bool }}"), json!(false));
+        assert_eq!(r("{{ 1 | bool }}"), json!(true));
+        assert_eq!(r("{{ '42' | int }}"), json!(42));
+        assert_eq!(r("{{ 'x' | int }}"), json!(0));
+        assert_eq!(r("{{ 'x' | int(7) }}"), json!(7));
+        assert_eq!(r("{{ 'ff' | int(base=16) }}"), json!(255));
+        assert_eq!(r("{{ '3.7' | int }}"), json!(3));
+        assert_eq!(r("{{ '1.5' | float }}"), json!(1.5));
+        assert_eq!(r("{{ port | string }}"), json!("8080"));
+        assert_eq!(r("{{ flag | string }}"), json!("True"));
+        assert_eq!(r("{{ -3 | abs }}"), json!(3));
+        assert_eq!(r("{{ 2.567 | round(1) }}"), json!(2.6));
+        assert_eq!(r("{{ 'a,b' | split(',') }}"), json!(["a", "b"]));
+        assert_eq!(r("{{ 'a b  c' | split }}"), json!(["a", "b", "c"]));
+    }
+
+    #[test]
+    fn string_filters() {
+        assert_eq!(s("{{ 'AbC' | lower }}{{ 'x' | upper }}"), "abcX");
+        assert_eq!(s("{{ '  x ' | trim }}"), "x");
+        assert_eq!(s("{{ 'aXa' | replace('a', 'b') }}"), "bXb");
+        assert_eq!(
+            s("{{ 'ab12' | regex_replace('(\\\\d)', '<\\\\1>') }}"),
+            "ab<1><2>"
+        );
+        assert_eq!(
+            s("{{ 'key=val' | regex_replace('^(?P<k>\\\\w+)=(.*)$', '\\\\2=\\\\g<k>') }}"),
+            "val=key"
+        );
+        assert_eq!(s("{{ 'a$b' | regex_replace('b', '$') }}"), "a$$");
+        assert_eq!(
+            s("{{ 'ABC' | regex_replace('b', 'x', ignorecase=true) }}"),
+            "AxC"
+        );
+        assert_eq!(r("{{ 'foo123' | regex_search('\\\\d+') }}"), json!("123"));
+        assert_eq!(r("{{ 'foo' | regex_search('\\\\d+') }}"), json!(null));
+        assert_eq!(
+            r("{{ 'v=12' | regex_search('(\\\\w)=(?P<n>\\\\d+)', '\\\\1', '\\\\g<n>') }}"),
+            json!(["v", "12"])
+        );
+        assert_eq!(
+            r("{{ 'a1b2' | regex_findall('\\\\d') }}"),
+            json!(["1", "2"])
+        );
+        assert_eq!(
+            r("{{ 'a1b2' | regex_findall('(\\\\w)(\\\\d)') }}"),
+            json!([["a", "1"], ["b", "2"]])
+        );
+        assert_eq!(
+            s("{{ path | basename }}|{{ path | dirname }}"),
+            "nginx.conf|/etc/nginx"
+        );
+        assert_eq!(
+            s("{{ 'a' | basename }}|{{ 'a' | dirname }}|{{ '/x' | dirname }}"),
+            "a||/"
+        );
+        assert_eq!(s("{{ \"it's a\" | quote }}"), "'it'\"'\"'s a'");
+        assert_eq!(s("{{ 'safe/path-1.txt' | quote }}"), "safe/path-1.txt");
+        assert_eq!(s("{{ '' | quote }}"), "''");
+        assert_eq!(s("{{ 'hi' | b64encode }}"), "aGk=");
+        assert_eq!(s("{{ 'aGk=' | b64decode }}"), "hi");
+        assert_eq!(
+            s("{{ 'abc' | hash }}"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            s("{{ 'abc' | checksum }}"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
+        assert_eq!(
+            s("{{ 'abc' | hash('sha256') }}"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            s("{{ 'abc' | hash('md5') }}"),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert!(t().render_str("{{ 'a' | hash('nope') }}", &vars()).is_err());
+        assert_eq!(r("{{ 'a.tar.gz' | splitext }}"), json!(["a.tar", ".gz"]));
+        assert_eq!(
+            s("{{ name | type_debug }}{{ port | type_debug }}"),
+            "strint"
+        );
+    }
+
+    #[test]
+    fn list_filters() {
+        assert_eq!(r("{{ items | first }}"), json!(3));
+        assert_eq!(r("{{ items | last }}"), json!(1));
+        assert_eq!(r("{{ items | length }}"), json!(4));
+        assert_eq!(r("{{ items | count }}"), json!(4));
+        assert_eq!(r("{{ items | sort }}"), json!([1, 1, 2, 3]));
+        assert_eq!(r("{{ items | unique }}"), json!([3, 1, 2]));
+        assert_eq!(r("{{ [1, 2] | union([2, 3]) }}"), json!([1, 2, 3]));
+        assert_eq!(r("{{ [1, 2, 2] | intersect([2, 3]) }}"), json!([2]));
+        assert_eq!(r("{{ [1, 2] | difference([2, 3]) }}"), json!([1]));
+        assert_eq!(
+            r("{{ [1, 2] | symmetric_difference([2, 3]) }}"),
+            json!([1, 3])
+        );
+        assert_eq!(
+            r("{{ users | map(attribute='name') | list }}"),
+            json!(["al", "bo"])
+        );
+        assert_eq!(
+            r("{{ words | map('upper') | list }}"),
+            json!(["B", "A", "C"])
+        );
+        assert_eq!(r("{{ items | select('odd') | list }}"), json!([3, 1, 1]));
+        assert_eq!(r("{{ items | reject('odd') | list }}"), json!([2]));
+        assert_eq!(
+            r("{{ users | selectattr('admin') | map(attribute='name') | list }}"),
+            json!(["al"])
+        );
+        assert_eq!(
+            r("{{ users | rejectattr('uid', 'lt', 15) | map(attribute='name') | list }}"),
+            json!(["bo"])
+        );
+        assert_eq!(r("{{ words | join(',') }}"), json!("b,a,c"));
+        assert_eq!(r("{{ [[1, [2]], [3], none] | flatten }}"), json!([1, 2, 3]));
+        assert_eq!(r("{{ [[1, [2]], [3]] | flatten(1) }}"), json!([1, [2], 3]));
+        assert_eq!(
+            r("{{ items | min }}/{{ items | max }}/{{ items | sum }}"),
+            json!("1/3/7")
+        );
+        assert_eq!(r("{{ [[1], [2]] | sum(start=[]) }}"), json!([1, 2]));
+        assert_eq!(r("{{ 'ab' | list }}"), json!(["a", "b"]));
+        assert_eq!(
+            r("{{ [1, 2] | zip(['a', 'b']) | list }}"),
+            json!([[1, "a"], [2, "b"]])
+        );
+        assert_eq!(
+            r("{{ [1, 2] | product(['a']) | list }}"),
+            json!([[1, "a"], [2, "a"]])
+        );
+        assert_eq!(
+            r("{{ ['x'] | map('extract', cfg.nested) | list }}"),
+            json!(["y"])
+        );
+        assert_eq!(r("{{ range(3) | list }}"), json!([0, 1, 2]));
+    }
+
+    #[test]
+    fn dict_filters() {
+        assert_eq!(
+            r("{{ {'a': 1} | dict2items }}"),
+            json!([{"key": "a", "value": 1}])
+        );
+        assert_eq!(
+            r("{{ {'a': 1} | dict2items(key_name='k', value_name='v') }}"),
+            json!([{"k": "a", "v": 1}])
+        );
+        assert_eq!(
+            r("{{ [{'key': 'a', 'value': 1}] | items2dict }}"),
+            json!({"a": 1})
+        );
+        assert_eq!(
+            r("{{ cfg | combine({'a': 2, 'nested': {'z': 1}}) }}"),
+            json!({"a": 2, "nested": {"z": 1}})
+        );
+        assert_eq!(
+            r("{{ cfg | combine({'nested': {'z': 1}}, recursive=true) }}"),
+            json!({"a": 1, "nested": {"x": "y", "z": 1}})
+        );
+        assert_eq!(
+            r("{{ {'l': [1]} | combine({'l': [2]}, list_merge='append') }}"),
+            json!({"l": [1, 2]})
+        );
+        assert_eq!(r("{{ dict(a=1) }}"), json!({"a": 1}));
+    }
+
+    #[test]
+    fn serialisation_filters() {
+        assert_eq!(
+            s("{{ cfg | to_json }}"),
+            r#"{"a": 1, "nested": {"x": "y"}}"#
+        );
+        assert_eq!(s("{{ 'é' | to_json }}"), r#""\u00e9""#);
+        assert_eq!(
+            s("{{ {'b': 1, 'a': [1]} | to_nice_json }}"),
+            "{\n    \"a\": [\n        1\n    ],\n    \"b\": 1\n}"
+        );
+        assert_eq!(r("{{ '{\"a\": [1]}' | from_json }}"), json!({"a": [1]}));
+        assert_eq!(r("{{ 'a: [1, 2]' | from_yaml }}"), json!({"a": [1, 2]}));
+        assert_eq!(s("{{ {'b': 1, 'a': 2} | to_yaml }}"), "a: 2\nb: 1\n");
+        assert_eq!(r("{{ cfg | to_nice_yaml | from_yaml }}"), vars()["cfg"]);
+        assert!(t().render_str("{{ '{' | from_json }}", &vars()).is_err());
+    }
+
+    #[test]
+    fn other_filters() {
+        assert_eq!(r("{{ flag | ternary('a', 'b') }}"), json!("a"));
+        assert_eq!(r("{{ empty | ternary('a', 'b') }}"), json!("b"));
+        assert_eq!(r("{{ none | ternary('a', 'b', 'n') }}"), json!("n"));
+        assert_eq!(r("{{ port | mandatory }}"), json!(8080));
+        assert!(t().render_str("{{ nope | mandatory }}", &vars()).is_err());
+        let e = t()
+            .render_str("{{ nope | mandatory('set nope') }}", &vars())
+            .unwrap_err();
+        assert_eq!(e.message, "set nope");
+    }
+
+    #[test]
+    fn tests() {
+        assert!(cond("'2.10' is version('2.9', '>')"));
+        assert!(cond("'2.10' is version('2.9', 'gt')"));
+        assert!(cond("'1.0' is version('1.0', '==')"));
+        assert!(cond("'1.0' is version('1.0.0', 'lt')"));
+        assert!(cond("'1.0' is version('1.0', 'eq')"));
+        assert!(cond("'1.2.3' is version_compare('1.2', '>=')"));
+        assert!(cond("'1.2' is version('1.3', '!=')"));
+        assert!(cond("'1.2' is version('1.3', '<>')"));
+        assert!(cond("'1.2' is version('1.3', 'le')"));
+        assert!(cond("'1.2a' is version('1.2b', '<')"));
+        assert!(
+            t().eval_condition("'1' is version('1', 'bogus')", &vars())
+                .is_err()
+        );
+        assert!(
+            t().eval_condition("'1.a' is version('1.2', '<')", &vars())
+                .is_err()
+        );
+        assert!(cond("none is none"));
+        assert!(cond("'abc' is match('ab')"));
+        assert!(!cond("'abc' is match('bc')"));
+        assert!(cond("'abc' is search('bc')"));
+        assert!(cond("'abc' is regex('^a.c$')"));
+        assert!(cond("'ABC' is search('b', ignorecase=true)"));
+        assert!(cond("'x' is truthy and '' is falsy"));
+        assert!(cond("'no' is falsy(convert_bool=true)"));
+        assert!(cond("name is string and port is number and cfg is mapping"));
+        assert!(cond(
+            "items is sequence and items is iterable and flag is boolean"
+        ));
+        assert!(cond("2 is in items"));
+        assert!(cond("[1, 2] is subset(items)"));
+        assert!(cond("items is superset([1])"));
+        assert!(cond("items is contains(3)"));
+        assert!(cond("[true, 1] is all and [0, 1] is any"));
+    }
+
+    #[test]
+    fn py_replacement_conversion() {
+        assert_eq!(filters::py_replacement(r"\1-\g<x>-$-\\"), "${1}-${x}-$$-\\");
+    }
+
+    #[test]
+    fn no_panics_on_random_input() {
+        const PIECES: &[&str] = &[
+            "{{",
+            "}}",
+            "{%",
+            "%}",
+            "{#",
+            "#}",
+            " if ",
+            " for ",
+            " in ",
+            "endif",
+            "endfor",
+            "x",
+            "items",
+            "cfg",
+            ".",
+            "[",
+            "]",
+            "(",
+            ")",
+            "|",
+            "default",
+            "int",
+            "regex_replace",
+            "'",
+            "\"",
+            "\\",
+            "1",
+            "-",
+            "+",
+            "*",
+            "/",
+            "~",
+            ",",
+            "is",
+            "defined",
+            "not",
+            "omit",
+            "combine",
+            "to_json",
+            "version",
+            "==",
+            "{",
+            "}",
+            ":",
+            "\n",
+            "é",
+            "none",
+            "range",
+            "flatten",
+            "map",
+            "select",
+            "loop",
+            "set",
+            "=",
+            "macro",
+            "endmacro",
+            "raw",
+            "endraw",
+            "quote",
+            "hash",
+            "b64decode",
+            "from_yaml",
+            "from_json",
+            "%",
+            "10**9",
+        ];
+        let t = t();
+        let vars = vars();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            usize::try_from(seed >> 33).unwrap_or(0)
+        };
+        for _ in 0..3000 {
+            let len = next() % 12 + 1;
+            let text: String = (0..len).map(|_| PIECES[next() % PIECES.len()]).collect();
+            let _ = t.render_str(&text, &vars);
+            let _ = t.eval_condition(&text, &vars);
+            let _ = t.check_syntax(&text);
+            let _ = t.referenced_vars(&text);
+            let _ = t.render_file("f", &text, &vars);
+        }
+    }
 }
