@@ -235,7 +235,7 @@ impl Templater {
         if has_markup(&expr) {
             match self.render_str_ctx(&expr, &ctx)? {
                 Json::Bool(b) => return Ok(b),
-                Json::String(s) => expr = s.trim().to_owned(),
+                Json::String(s) => s.trim().clone_into(&mut expr),
                 other => return Ok(json_truthy(&other)),
             }
         }
@@ -452,10 +452,8 @@ fn convert(e: &minijinja::Error, src: &str) -> TemplateError {
         Some(d) => d.to_owned(),
         None => e.kind().to_string(),
     };
-    if let (true, Some(l)) = (syntax, line) {
-        if let Some(text) = src.lines().nth(l - 1) {
-            let _ = write!(message, " (line {l}: {})", text.trim());
-        }
+    if let (true, Some(text)) = (syntax, line.and_then(|l| src.lines().nth(l - 1))) {
+        let _ = write!(message, " (line {}: {})", line.unwrap_or(0), text.trim());
     }
     TemplateError {
         message: message.replace(CHAIN_FN, "lookup"),
@@ -493,8 +491,7 @@ static MARKUP: LazyLock<regex::Regex> =
 
 static CODE_OR_LITERAL: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(&format!(
-        r#"'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|{}"#,
-        CHAIN_PATTERN
+        r#"'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|{CHAIN_PATTERN}"#
     ))
     .expect("static regex")
 });
@@ -542,6 +539,7 @@ fn rewrite_expr(src: &str) -> String {
 
 /// `__kamo_chain(base, k1, k2, ...)`: successive lookups that stay undefined once a step is
 /// undefined (Ansible's chainable undefined), for the rewritten chains only.
+#[allow(clippy::needless_pass_by_value)]
 fn chain_lookup(base: &Value, keys: Rest<Value>) -> Result<Value, minijinja::Error> {
     let mut cur = base.clone();
     for key in keys.iter() {
@@ -658,6 +656,8 @@ fn compile_regex(
 // ---------------------------------------------------------------------------------------------
 // Filters.
 
+// MiniJinja passes filter and test arguments by value (`Kwargs` must be owned).
+#[allow(clippy::needless_pass_by_value)]
 mod filters {
     use super::{
         Json, Kwargs, Rest, Value, ValueKind, compile_regex, ensure_defined, from_json, invalid,
@@ -665,6 +665,7 @@ mod filters {
     };
     use base64::Engine as _;
     use minijinja::Environment;
+    use std::fmt::Write as _;
 
     type R = Result<Value, minijinja::Error>;
 
@@ -1010,10 +1011,8 @@ mod filters {
                 Some(attr) => item.get(attr).cloned().unwrap_or(Json::Null),
                 None => item.clone(),
             };
-            if !case_sensitive {
-                if let Json::String(s) = &key {
-                    key = Json::String(s.to_lowercase());
-                }
+            if let (false, Json::String(s)) = (case_sensitive, &key) {
+                key = Json::String(s.to_lowercase());
             }
             if !seen.contains(&key) {
                 seen.push(key);
@@ -1373,7 +1372,10 @@ mod filters {
     fn hex_digest(kind: &str, s: &str) -> Result<String, minijinja::Error> {
         use sha1::Digest as _;
         fn hex(bytes: &[u8]) -> String {
-            bytes.iter().map(|b| format!("{b:02x}")).collect()
+            bytes.iter().fold(String::new(), |mut out, b| {
+                let _ = write!(out, "{b:02x}");
+                out
+            })
         }
         Ok(match kind {
             "sha1" => hex(&sha1::Sha1::digest(s.as_bytes())),
@@ -1502,6 +1504,7 @@ mod filters {
 // ---------------------------------------------------------------------------------------------
 // Tests (`is ...`).
 
+#[allow(clippy::needless_pass_by_value)]
 mod checks {
     use super::{Json, Kwargs, Value, ValueKind, compile_regex, ensure_defined, invalid, to_json};
     use minijinja::Environment;
@@ -1608,15 +1611,13 @@ mod checks {
         ensure_defined(v)?;
         let convert = kwargs.get::<Option<bool>>("convert_bool")?.unwrap_or(false);
         kwargs.assert_all_used()?;
-        if convert && v.kind() != ValueKind::Bool {
-            if let Some(s) = v.as_str() {
-                let l = s.to_lowercase();
-                if ["yes", "on", "1", "true"].contains(&l.as_str()) {
-                    return Ok(true);
-                }
-                if ["no", "off", "0", "false"].contains(&l.as_str()) {
-                    return Ok(false);
-                }
+        if let (true, Some(s)) = (convert, v.as_str()) {
+            let l = s.to_lowercase();
+            if ["yes", "on", "1", "true"].contains(&l.as_str()) {
+                return Ok(true);
+            }
+            if ["no", "off", "0", "false"].contains(&l.as_str()) {
+                return Ok(false);
             }
         }
         Ok(v.is_true())
