@@ -4,4 +4,6 @@
 //! location before any host is touched (see docs/SUBSET.md).
 
 pub mod model;
+pub mod load;
 pub mod modules;
+pub mod yaml;
