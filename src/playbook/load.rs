@@ -22,8 +22,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::model::{
-    Action, Loop, LoopControl, Meta, Module, Play, Playbook, RoleCtx, Serial, Span, Strategy,
-    Task, TaskKind, Vars,
+    Action, Loop, LoopControl, Meta, Module, Play, Playbook, RoleCtx, Serial, Span, Strategy, Task,
+    TaskKind, Vars,
 };
 use super::yaml::{self, Kind, Node};
 use crate::error::{Error, Located};
@@ -180,7 +180,10 @@ impl Src {
     fn map<'n>(&self, node: &'n Node, what: &str) -> Result<&'n [(Node, Node)], Located> {
         match &node.kind {
             Kind::Map(entries) => Ok(entries),
-            _ => Err(self.err(node, format!("{what} must be a mapping, not {}", node.type_name()))),
+            _ => Err(self.err(
+                node,
+                format!("{what} must be a mapping, not {}", node.type_name()),
+            )),
         }
     }
 
@@ -188,7 +191,10 @@ impl Src {
         match &node.kind {
             Kind::Seq(items) => Ok(items),
             _ if node.is_null() => Ok(&[]),
-            _ => Err(self.err(node, format!("`{what}` must be a list, not {}", node.type_name()))),
+            _ => Err(self.err(
+                node,
+                format!("`{what}` must be a list, not {}", node.type_name()),
+            )),
         }
     }
 
@@ -196,14 +202,20 @@ impl Src {
     fn string(&self, node: &Node, key: &str) -> Result<String, Located> {
         match &node.kind {
             Kind::Scalar { text, .. } if !node.is_null() => Ok(text.clone()),
-            _ => Err(self.err(node, format!("`{key}` must be a string, not {}", node.type_name()))),
+            _ => Err(self.err(
+                node,
+                format!("`{key}` must be a string, not {}", node.type_name()),
+            )),
         }
     }
 
     fn boolean(&self, node: &Node, key: &str) -> Result<bool, Located> {
         node.as_scalar().and_then(yaml::yaml11_bool).ok_or_else(|| {
-            self.err(node, format!("`{key}` must be a boolean, not {}", node.type_name()))
-                .hint("write yes/no or true/false")
+            self.err(
+                node,
+                format!("`{key}` must be a boolean, not {}", node.type_name()),
+            )
+            .hint("write yes/no or true/false")
         })
     }
 
@@ -341,7 +353,11 @@ type Loaded = (Vec<Task>, Vec<Task>);
 
 impl Loader {
     /// Reads and parses a file. `from` is the node that named it, for a located "not found".
-    fn read(&mut self, path: &Path, from: Option<(&Src, &Node)>) -> Result<(Src, Option<Node>), Error> {
+    fn read(
+        &mut self,
+        path: &Path,
+        from: Option<(&Src, &Node)>,
+    ) -> Result<(Src, Option<Node>), Error> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
@@ -363,10 +379,18 @@ impl Loader {
             text,
         };
         let root = yaml::parse(&src.text).map_err(|e| {
+            // A syntax error at the end of the file points past its last line: show that line.
+            let lines = src.text.lines().count().max(1);
+            let (line, col) = if e.line > lines {
+                let last = src.text.lines().last().unwrap_or("");
+                (lines, last.chars().count().max(1))
+            } else {
+                (e.line, e.col)
+            };
             let node = Node {
                 kind: Kind::Seq(Vec::new()),
-                line: e.line,
-                col: e.col,
+                line,
+                col,
                 len: 1,
             };
             Error::from(src.err(&node, e.message))
@@ -405,13 +429,19 @@ impl Loader {
         let mut plays = Vec::new();
         for item in items {
             let entries = src.map(item, "a play")?;
-            if let Some((k, v)) = entries.iter().find(|(k, _)| k.key_text() == "import_playbook") {
+            if let Some((k, v)) = entries
+                .iter()
+                .find(|(k, _)| k.key_text() == "import_playbook")
+            {
                 if let Some((other, _)) = entries
                     .iter()
                     .find(|(k, _)| !matches!(k.key_text().as_str(), "import_playbook" | "name"))
                 {
                     return Err(src
-                        .err(other, format!("`{}` is not supported on import_playbook", other.key_text()))
+                        .err(
+                            other,
+                            format!("`{}` is not supported on import_playbook", other.key_text()),
+                        )
                         .hint("only `name` may go with `import_playbook`")
                         .into());
                 }
@@ -494,9 +524,7 @@ impl Loader {
                         "linear" => Strategy::Linear,
                         "free" => Strategy::Free,
                         _ => {
-                            return Err(src
-                                .err(v, "strategy must be `linear` or `free`")
-                                .into());
+                            return Err(src.err(v, "strategy must be `linear` or `free`").into());
                         }
                     }
                 }
@@ -520,9 +548,7 @@ impl Loader {
                 "connection" => {
                     let c = src.string(v, &key)?;
                     if c != "local" && c != "ssh" {
-                        return Err(src
-                            .err(v, "`connection` must be `local` or `ssh`")
-                            .into());
+                        return Err(src.err(v, "`connection` must be `local` or `ssh`").into());
                     }
                     play.connection = Some(c);
                 }
@@ -532,7 +558,10 @@ impl Loader {
                 "check_mode" => check_mode = Some(src.boolean(v, &key)?),
                 "ignore_errors" => {
                     return Err(src
-                        .err(k, "`ignore_errors` is supported on tasks and blocks, not on plays")
+                        .err(
+                            k,
+                            "`ignore_errors` is supported on tasks and blocks, not on plays",
+                        )
                         .hint("put the play's tasks in a `block:` with `ignore_errors: true`")
                         .into());
                 }
@@ -559,7 +588,8 @@ impl Loader {
                 .hint("add `hosts: all` or a group name")
         })?;
         if let Some(user) = remote_user {
-            play.vars.insert("ansible_user".to_owned(), Value::String(user));
+            play.vars
+                .insert("ansible_user".to_owned(), Value::String(user));
         }
         let ctx = Ctx {
             role: None,
@@ -596,7 +626,11 @@ impl Loader {
         }
         play.handlers.extend(role_handlers);
         if let Some(cm) = check_mode {
-            for t in sections.iter_mut().flatten().chain(play.handlers.iter_mut()) {
+            for t in sections
+                .iter_mut()
+                .flatten()
+                .chain(play.handlers.iter_mut())
+            {
                 t.check_mode.get_or_insert(cm);
             }
         }
@@ -639,7 +673,13 @@ impl Loader {
         };
         if chain.contains(&name) {
             return Err(src
-                .err(name_node, format!("role `{name}` depends on itself: {} -> {name}", chain.join(" -> ")))
+                .err(
+                    name_node,
+                    format!(
+                        "role `{name}` depends on itself: {} -> {name}",
+                        chain.join(" -> ")
+                    ),
+                )
                 .into());
         }
         let roles_dir = src_roles_dir(src);
@@ -648,11 +688,21 @@ impl Loader {
             let known = list_dirs(&roles_dir);
             let known: Vec<&str> = known.iter().map(String::as_str).collect();
             return Err(src
-                .err(name_node, format!("role `{name}` not found in {}", roles_dir.display()))
-                .hint(did_you_mean(&name, &known, "roles are looked up in `roles/` beside the playbook"))
+                .err(
+                    name_node,
+                    format!("role `{name}` not found in {}", roles_dir.display()),
+                )
+                .hint(did_you_mean(
+                    &name,
+                    &known,
+                    "roles are looked up in `roles/` beside the playbook",
+                ))
                 .into());
         }
-        let key = format!("{name}\u{0}{}", serde_json::to_string(&outer.vars).unwrap_or_default());
+        let key = format!(
+            "{name}\u{0}{}",
+            serde_json::to_string(&outer.vars).unwrap_or_default()
+        );
         if !seen.insert(key) {
             // Ansible runs a role once per play for the same parameters.
             return Ok((Vec::new(), Vec::new()));
@@ -766,7 +816,13 @@ impl Loader {
         Ok(tasks)
     }
 
-    fn task_list(&mut self, src: &Src, node: &Node, ctx: &Ctx, what: &str) -> Result<Vec<Task>, Error> {
+    fn task_list(
+        &mut self,
+        src: &Src,
+        node: &Node,
+        ctx: &Ctx,
+        what: &str,
+    ) -> Result<Vec<Task>, Error> {
         let mut out = Vec::new();
         for item in src.seq(node, what)? {
             out.extend(self.task(src, item, ctx)?);
@@ -791,11 +847,18 @@ impl Loader {
         let mut always = None;
         for (k, v) in entries {
             let key = k.key_text();
-            let is_action = ACTION_KEYS.contains(&key.as_str()) || Module::from_name(&key).is_some();
+            let is_action =
+                ACTION_KEYS.contains(&key.as_str()) || Module::from_name(&key).is_some();
             if is_action {
                 if let Some((prev, _)) = action {
                     return Err(src
-                        .err(k, format!("a task does one thing: both `{}` and `{key}`", prev.key_text()))
+                        .err(
+                            k,
+                            format!(
+                                "a task does one thing: both `{}` and `{key}`",
+                                prev.key_text()
+                            ),
+                        )
                         .hint("split it into two tasks")
                         .into());
                 }
@@ -859,7 +922,9 @@ impl Loader {
         }
         let Some((akey, aval)) = action else {
             if let Some((k, _)) = rescue.or(always) {
-                return Err(src.err(k, format!("`{}` needs a `block:`", k.key_text())).into());
+                return Err(src
+                    .err(k, format!("`{}` needs a `block:`", k.key_text()))
+                    .into());
             }
             return Err(src
                 .err(first, "this task has no module")
@@ -870,12 +935,16 @@ impl Loader {
         if name != "block"
             && let Some((k, _)) = rescue.or(always)
         {
-            return Err(src.err(k, format!("`{}` needs a `block:`", k.key_text())).into());
+            return Err(src
+                .err(k, format!("`{}` needs a `block:`", k.key_text()))
+                .into());
         }
         if let Some(a) = args_kw
             && Module::from_name(&name).is_none()
         {
-            return Err(src.err(a, format!("`args` does not apply to `{name}`")).into());
+            return Err(src
+                .err(a, format!("`args` does not apply to `{name}`"))
+                .into());
         }
         match name.as_str() {
             "block" => {
@@ -936,14 +1005,20 @@ impl Loader {
                     .find(|(k, _)| !IMPORT_KEYS.contains(&k.key_text().as_str()))
                 {
                     return Err(src
-                        .err(k, format!("`{}` does not apply to import_tasks", k.key_text()))
+                        .err(
+                            k,
+                            format!("`{}` does not apply to import_tasks", k.key_text()),
+                        )
                         .hint("use `include_tasks:` for loops and results, which are run-time")
                         .into());
                 }
                 let file = task_file_arg(src, aval, "import_tasks")?;
                 if file.contains("{{") {
                     return Err(src
-                        .err(aval, "import_tasks is static: its file name cannot be a template")
+                        .err(
+                            aval,
+                            "import_tasks is static: its file name cannot be a template",
+                        )
                         .hint("use `include_tasks:` for a file chosen at run time")
                         .into());
                 }
@@ -1117,9 +1192,7 @@ fn task_file_arg(src: &Src, v: &Node, key: &str) -> Result<String, Located> {
 
 fn serial(src: &Src, v: &Node) -> Result<Vec<Serial>, Located> {
     let one = |n: &Node| -> Result<Serial, Located> {
-        let bad = || {
-            src.err(n, "`serial` must be a count (3) or a percentage (\"30%\")")
-        };
+        let bad = || src.err(n, "`serial` must be a count (3) or a percentage (\"30%\")");
         let t = n.as_scalar().ok_or_else(bad)?.trim();
         if let Some(p) = t.strip_suffix('%') {
             let p: f64 = p.trim().parse().map_err(|_| bad())?;
@@ -1142,7 +1215,8 @@ fn loop_value(src: &Src, key: &str, v: &Node) -> Result<Loop, Located> {
     let value = v.to_json(false);
     match (&value, key) {
         (Value::String(s), _) if s.contains("{{") => {}
-        (Value::Array(_), "loop" | "with_items" | "with_list") | (Value::Object(_), "with_dict") => {}
+        (Value::Array(_), "loop" | "with_items" | "with_list")
+        | (Value::Object(_), "with_dict") => {}
         _ => {
             let want = if key == "with_dict" {
                 "a mapping or a template"
@@ -1182,7 +1256,11 @@ fn loop_control(src: &Src, v: &Node) -> Result<LoopControl, Located> {
             _ => {
                 return Err(src
                     .err(k, format!("`loop_control: {key}` is not supported"))
-                    .hint(did_you_mean(&key, &["loop_var", "label", "index_var"], "supported: loop_var, label, index_var")));
+                    .hint(did_you_mean(
+                        &key,
+                        &["loop_var", "label", "index_var"],
+                        "supported: loop_var, label, index_var",
+                    )));
             }
         }
     }
@@ -1219,7 +1297,10 @@ fn module_args(src: &Src, module: Module, v: &Node) -> Result<Map<String, Value>
         Kind::Scalar { .. } => Ok(Map::new()),
         Kind::Seq(_) => Err(src.err(
             v,
-            format!("`{}` takes a mapping of arguments, not a list", module.name()),
+            format!(
+                "`{}` takes a mapping of arguments, not a list",
+                module.name()
+            ),
         )),
     }
 }
@@ -1299,7 +1380,10 @@ fn split_words(s: &str) -> Result<Vec<Word>, String> {
 /// `key=value` with a valid identifier as key.
 fn split_kv(word: &str) -> Option<(&str, &str)> {
     let (k, v) = word.split_once('=')?;
-    let ok = k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ok = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     ok.then_some((k, v))
 }
@@ -1308,8 +1392,8 @@ fn split_kv(word: &str) -> Option<(&str, &str)> {
 fn kv_args(s: &str) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for w in split_words(s)? {
-        let (k, v) = split_kv(&w.text)
-            .ok_or_else(|| format!("`{}` is not a key=value argument", w.text))?;
+        let (k, v) =
+            split_kv(&w.text).ok_or_else(|| format!("`{}` is not a key=value argument", w.text))?;
         out.insert(k.to_owned(), Value::String(v.to_owned()));
     }
     Ok(out)
@@ -1444,7 +1528,12 @@ mod tests {
         assert!(p.ignore_unreachable);
         assert_eq!(p.sections.len(), 3);
         assert_eq!(p.handlers[0].listen, ["topic"]);
-        assert!(p.sections.iter().flatten().all(|t| t.check_mode == Some(true)));
+        assert!(
+            p.sections
+                .iter()
+                .flatten()
+                .all(|t| t.check_mode == Some(true))
+        );
         assert!(ok("- hosts: all\n").plays[0].gather_facts);
     }
 
@@ -1504,7 +1593,10 @@ mod tests {
         assert_eq!(t.r#become, Some(false));
         assert_eq!(t.become_user.as_deref(), Some("app"));
         assert_eq!(t.until, Some(vec!["r is success".to_owned()]));
-        assert_eq!((t.retries, t.delay, t.timeout), (Some(3), Some(5), Some(60)));
+        assert_eq!(
+            (t.retries, t.delay, t.timeout),
+            (Some(3), Some(5), Some(60))
+        );
         assert_eq!(t.vars["v"], false);
         assert_eq!(t.check_mode, Some(false));
     }
@@ -1531,7 +1623,10 @@ mod tests {
         assert_eq!(a.args["_raw_params"], "ls -l");
         assert_eq!(a.args["chdir"], "/tmp");
         assert_eq!(a.args["creates"], "/x");
-        let a = action(&task("    - shell: echo \"a  b\" removes='/my dir' | tr a b\n")).clone();
+        let a = action(&task(
+            "    - shell: echo \"a  b\" removes='/my dir' | tr a b\n",
+        ))
+        .clone();
         assert_eq!(a.args["_raw_params"], "echo \"a  b\" | tr a b");
         assert_eq!(a.args["removes"], "/my dir");
         let a = action(&task("    - shell: |\n        echo chdir=/x\n        ls\n")).clone();
@@ -1545,9 +1640,15 @@ mod tests {
         assert_eq!(a.args["path"], "/x");
         assert_eq!(a.args["state"], "absent");
         assert!(!a.args.contains_key("_raw_params"));
-        let a = action(&task("    - apt: name=foo state=present update_cache=yes\n")).clone();
+        let a = action(&task(
+            "    - apt: name=foo state=present update_cache=yes\n",
+        ))
+        .clone();
         assert_eq!(a.args["update_cache"], "yes");
-        let a = action(&task("    - debug: msg=\"hello {{ who | default('x y') }}\"\n")).clone();
+        let a = action(&task(
+            "    - debug: msg=\"hello {{ who | default('x y') }}\"\n",
+        ))
+        .clone();
         assert_eq!(a.args["msg"], "hello {{ who | default('x y') }}");
         let a = action(&task("    - apt:\n        name: foo\n        update_cache: yes\n        mode: 0644\n        n: 3\n")).clone();
         assert_eq!(a.args["update_cache"], "yes");
@@ -1561,7 +1662,10 @@ mod tests {
         assert_eq!(a.args["name"], "m");
         let a = action(&task("    - debug:\n        var: x\n")).clone();
         assert_eq!(a.args["var"], "x");
-        let a = action(&task("    - shell: echo hi\n      args:\n        chdir: /a\n        executable: /bin/bash\n")).clone();
+        let a = action(&task(
+            "    - shell: echo hi\n      args:\n        chdir: /a\n        executable: /bin/bash\n",
+        ))
+        .clone();
         assert_eq!(a.args["chdir"], "/a");
         assert_eq!(a.args["executable"], "/bin/bash");
     }
@@ -1594,7 +1698,10 @@ mod tests {
             } => {
                 assert_eq!(block.len(), 1);
                 assert_eq!(rescue.len(), 1);
-                assert!(matches!(always[0].kind, TaskKind::Meta(Meta::FlushHandlers)));
+                assert!(matches!(
+                    always[0].kind,
+                    TaskKind::Meta(Meta::FlushHandlers)
+                ));
             }
             other => panic!("{other:?}"),
         }
@@ -1661,7 +1768,10 @@ mod tests {
         assert_eq!(web.when, ["inventory_hostname != 'skip'"]);
         assert_eq!(web.tags, ["web"]);
         assert_eq!(web.vars["port"], 8080);
-        assert_eq!(roles[3].when, ["inventory_hostname != 'skip'", "port is defined"]);
+        assert_eq!(
+            roles[3].when,
+            ["inventory_hostname != 'skip'", "port is defined"]
+        );
         assert!(roles[1].when.is_empty());
         let extra = &p.sections[1];
         assert_eq!(extra[0].when, ["do_extra"]);
@@ -1703,7 +1813,10 @@ mod tests {
     #[test]
     fn vars_files_are_checked_and_recorded() {
         let (d, r) = load(&[
-            ("play.yml", "- hosts: all\n  vars_files: [v.yml, \"{{ env }}.yml\"]\n"),
+            (
+                "play.yml",
+                "- hosts: all\n  vars_files: [v.yml, \"{{ env }}.yml\"]\n",
+            ),
             ("v.yml", "x: 1\n"),
         ]);
         let pb = r.unwrap();
@@ -1728,7 +1841,10 @@ mod tests {
             "3:7",
             "docs/SUBSET.md",
         );
-        assert!(out.contains("module `frobnicate` is not supported"), "{out}");
+        assert!(
+            out.contains("module `frobnicate` is not supported"),
+            "{out}"
+        );
         fails(
             "- hosts: all\n  tasks:\n    - shel: ls\n",
             "3:7",
@@ -1739,7 +1855,7 @@ mod tests {
             "4:7",
             "split it",
         );
-        fails("- hosts: all\n  tasks:\n    - command: [ls\n", "", "");
+        fails("- hosts: all\n  tasks:\n    - command: [ls\n", "3:", "");
         fails(
             "- hosts: all\n  tasks:\n    - command: ls\n      loop: 5\n",
             "4:13",
@@ -1780,19 +1896,47 @@ mod tests {
             "3:13",
             "flush_handlers",
         );
-        fails("- hosts: all\n  gather_fact: no\n", "2:3", "did you mean `gather_facts`?");
+        fails(
+            "- hosts: all\n  gather_fact: no\n",
+            "2:3",
+            "did you mean `gather_facts`?",
+        );
         fails("- hosts: all\n  become: maybe\n", "2:11", "yes/no");
         fails("- hosts: all\n  become_method: su\n", "2:18", "SUBSET");
         fails("- hosts: all\n  module_defaults: {}\n", "2:3", "anchors");
         fails("- hosts: all\n  ignore_errors: true\n", "2:3", "block");
-        fails("- hosts: all\n  tasks:\n    - ping:\n      when: a\n      when: b\n", "5:7", "");
-        fails("- hosts: all\n  tasks:\n    - file: path=/x oops\n", "3:13", "key=value");
-        fails("- hosts: all\n  tasks:\n    - ping:\n      loop_control: {pause: 1}\n", "4:22", "");
-        fails("- hosts: all\n  tasks:\n    - name: only a name\n", "3:7", "add one module");
-        fails("- hosts: all\n  tasks:\n    - ping:\n      rescue: []\n", "4:7", "");
+        fails(
+            "- hosts: all\n  tasks:\n    - ping:\n      when: a\n      when: b\n",
+            "5:7",
+            "",
+        );
+        fails(
+            "- hosts: all\n  tasks:\n    - file: path=/x oops\n",
+            "3:13",
+            "key=value",
+        );
+        fails(
+            "- hosts: all\n  tasks:\n    - ping:\n      loop_control: {pause: 1}\n",
+            "4:22",
+            "",
+        );
+        fails(
+            "- hosts: all\n  tasks:\n    - name: only a name\n",
+            "3:7",
+            "add one module",
+        );
+        fails(
+            "- hosts: all\n  tasks:\n    - ping:\n      rescue: []\n",
+            "4:7",
+            "",
+        );
         fails("- hosts: all\n  tasks:\n    - !vault x: 1\n", "3:7", "");
         fails("- name: no hosts\n", "1:3", "hosts: all");
-        fails("- hosts: all\n  tasks:\n    - with_fileglob: x\n      debug: msg=x\n", "3:7", "loop");
+        fails(
+            "- hosts: all\n  tasks:\n    - with_fileglob: x\n      debug: msg=x\n",
+            "3:7",
+            "loop",
+        );
     }
 
     #[test]
@@ -1813,7 +1957,10 @@ mod tests {
         assert!(out.contains("did you mean `common`?"), "{out}");
         assert!(out.contains("play.yml:2:11"), "{out}");
         let (_d, r) = load(&[
-            ("play.yml", "- hosts: all\n  tasks:\n    - import_tasks: a.yml\n"),
+            (
+                "play.yml",
+                "- hosts: all\n  tasks:\n    - import_tasks: a.yml\n",
+            ),
             ("a.yml", "- import_tasks: a.yml\n"),
         ]);
         assert!(r.unwrap_err().render().contains("import cycle"));
@@ -1839,17 +1986,50 @@ mod tests {
         let out = r.unwrap_err().render();
         assert!(out.contains("alias bomb"), "{out}");
         assert!(start.elapsed() < std::time::Duration::from_secs(2));
-        let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         let (_d, r) = load(&[("play.yml", &deep)]);
-        assert!(r.unwrap_err().render().contains("nesting deeper"));
+        let out = r.unwrap_err().render();
+        assert!(out.contains("nesting deeper"), "{out}");
     }
 
     #[test]
     fn garbled_input_never_panics() {
         const PIECES: &[&str] = &[
-            "- ", "hosts: ", "all", "\n", "  ", "tasks:", "[", "]", "{", "}", ":", "&a ", "*a",
-            "<<: ", "\"", "'", "|", ">", "#", "!!str ", "!x ", "---\n", "...", "? ", ",", "{{",
-            "}}", "command: ls", "when: ", "block:", "\t", "é", "%", "@", "- import_tasks: x\n",
+            "- ",
+            "hosts: ",
+            "all",
+            "\n",
+            "  ",
+            "tasks:",
+            "[",
+            "]",
+            "{",
+            "}",
+            ":",
+            "&a ",
+            "*a",
+            "<<: ",
+            "\"",
+            "'",
+            "|",
+            ">",
+            "#",
+            "!!str ",
+            "!x ",
+            "---\n",
+            "...",
+            "? ",
+            ",",
+            "{{",
+            "}}",
+            "command: ls",
+            "when: ",
+            "block:",
+            "\t",
+            "é",
+            "%",
+            "@",
+            "- import_tasks: x\n",
         ];
         let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
         let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! The subset kamo supports is refused-or-exact: anything outside it is an error with its
 //! location before any host is touched (see docs/SUBSET.md).
 
-pub mod model;
 pub mod load;
+pub mod model;
 pub mod modules;
 pub mod yaml;

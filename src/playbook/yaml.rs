@@ -32,7 +32,10 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     /// A scalar with its text, and whether it was written plain (unquoted, not a block).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -104,7 +107,9 @@ impl Node {
         match &self.kind {
             Kind::Scalar { text, plain: false } => Value::String(text.clone()),
             Kind::Scalar { text, plain: true } => resolve_plain(text, yaml11_bools),
-            Kind::Seq(items) => Value::Array(items.iter().map(|n| n.to_json(yaml11_bools)).collect()),
+            Kind::Seq(items) => {
+                Value::Array(items.iter().map(|n| n.to_json(yaml11_bools)).collect())
+            }
             Kind::Map(entries) => Value::Object(
                 entries
                     .iter()
@@ -170,7 +175,10 @@ fn resolve_plain(text: &str, yaml11_bools: bool) -> Value {
         return Value::from(i);
     }
     if !leading_zero
-        && digits.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && digits
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'.')
         && digits
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
@@ -271,7 +279,9 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 sizes.push((1, 0));
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let open = stack.pop().ok_or_else(|| YamlError::at(line, col, "unbalanced YAML"))?;
+                let open = stack
+                    .pop()
+                    .ok_or_else(|| YamlError::at(line, col, "unbalanced YAML"))?;
                 let (size, height) = sizes.pop().unwrap_or((1, 0));
                 let (node, anchor) = match open {
                     Open::Seq(mut n, items, a) => {
@@ -313,7 +323,11 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
         if let Some((node, anchor, size, height)) = finished {
             total += usize::from(size == 1 && height == 0);
             if total > MAX_NODES {
-                return Err(YamlError::at(line, col, format!("document larger than {MAX_NODES} nodes")));
+                return Err(YamlError::at(
+                    line,
+                    col,
+                    format!("document larger than {MAX_NODES} nodes"),
+                ));
             }
             if let Some(top) = sizes.last_mut() {
                 top.0 += size;
