@@ -146,7 +146,7 @@ pub fn load_playbook(path: &Path) -> Result<Playbook, Error> {
 /// Loads a task list file (for include_tasks at run time): same task rules.
 pub fn load_tasks(path: &Path, role: Option<Arc<RoleCtx>>) -> Result<Vec<Task>, Error> {
     let mut loader = Loader::default();
-    loader.task_file(path, None, role.as_ref())
+    loader.task_file(path, None, role)
 }
 
 /// Loads a vars file (vars_files / include_vars): a YAML mapping.
@@ -417,14 +417,11 @@ impl Loader {
         let Some(root) = root else {
             return Err(Located::new(path, 0, "the playbook is empty").into());
         };
-        let items = match &root.kind {
-            Kind::Seq(items) => items,
-            _ => {
-                return Err(src
-                    .err(&root, "a playbook must be a list of plays")
-                    .hint("start each play with `- hosts: ...`")
-                    .into());
-            }
+        let Kind::Seq(items) = &root.kind else {
+            return Err(src
+                .err(&root, "a playbook must be a list of plays")
+                .hint("start each play with `- hosts: ...`")
+                .into());
         };
         let mut plays = Vec::new();
         for item in items {
@@ -446,7 +443,6 @@ impl Loader {
                         .into());
                 }
                 let file = src.string(v, "import_playbook")?;
-                let _ = k;
                 let target = src.dir.join(&file);
                 plays.extend(self.playbook(&target, Some((&src, v)))?);
             } else {
@@ -457,6 +453,7 @@ impl Loader {
         Ok(plays)
     }
 
+    #[allow(clippy::too_many_lines)]
     fn play(&mut self, src: &Src, node: &Node) -> Result<Play, Error> {
         let entries = src.map(node, "a play")?;
         let first = entries.first().map_or(node, |(k, _)| k);
@@ -736,7 +733,7 @@ impl Loader {
             vars,
         });
         if let Some(main) = main_file(&path.join("tasks")) {
-            tasks.extend(self.task_file(&main, None, Some(&ctx))?);
+            tasks.extend(self.task_file(&main, None, Some(ctx.clone()))?);
         }
         if let Some(main) = main_file(&path.join("handlers")) {
             let (hsrc, root) = self.read(&main, None)?;
@@ -800,12 +797,12 @@ impl Loader {
         &mut self,
         path: &Path,
         from: Option<(&Src, &Node)>,
-        role: Option<&Arc<RoleCtx>>,
+        role: Option<Arc<RoleCtx>>,
     ) -> Result<Vec<Task>, Error> {
         self.enter(path, from)?;
         let (src, root) = self.read(path, from)?;
         let ctx = Ctx {
-            role: role.cloned(),
+            role,
             handlers: false,
         };
         let tasks = match root {
@@ -1030,10 +1027,7 @@ impl Loader {
                     become_user: task.become_user,
                 };
                 let mut tasks =
-                    self.task_file(&src.dir.join(&file), Some((src, aval)), ctx.role.as_ref())?;
-                if ctx.handlers {
-                    // Imported handlers stay handlers; nothing else changes.
-                }
+                    self.task_file(&src.dir.join(&file), Some((src, aval)), ctx.role.clone())?;
                 for t in &mut tasks {
                     outer.apply(t);
                 }
