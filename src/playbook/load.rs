@@ -426,7 +426,7 @@ impl Loader {
         let mut plays = Vec::new();
         for item in items {
             let entries = src.map(item, "a play")?;
-            if let Some((k, v)) = entries
+            if let Some((_, v)) = entries
                 .iter()
                 .find(|(k, _)| k.key_text() == "import_playbook")
             {
