@@ -8,3 +8,4 @@ pub mod load;
 pub mod model;
 pub mod modules;
 pub mod template;
+pub mod yaml;
