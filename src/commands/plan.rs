@@ -91,10 +91,15 @@ fn render(entries: &[Entry], scripts: bool, hosts: usize) -> String {
                 "       skipped: {}\n",
                 e.reason.as_deref().unwrap_or("")
             )),
-            "runtime" => s.push_str(&format!(
-                "       decided at run time: {}\n",
-                e.reason.as_deref().unwrap_or("")
-            )),
+            "runtime" => {
+                s.push_str(&format!(
+                    "       decided at run time: {}\n",
+                    e.reason.as_deref().unwrap_or("")
+                ));
+                for line in &e.summary {
+                    s.push_str(&format!("       would then run on {}: {line}\n", e.host));
+                }
+            }
             _ => s.push_str(&format!(
                 "       ERROR: {}\n",
                 e.reason.as_deref().unwrap_or("")

@@ -259,6 +259,7 @@ impl Planner<'_> {
         for u in &walk.unknown {
             base.remove(u);
         }
+        vars::resolve_nested(self.templater, &mut base);
         let ctx = Value::Object(base.clone());
         // Loop items.
         let items: Option<Vec<Value>> = match &t.r#loop {
@@ -318,7 +319,8 @@ impl Planner<'_> {
                         let (status, reason) = self.explain(&err, w, walk);
                         e.status = status;
                         e.reason = Some(format!("condition `{w}` {reason}"));
-                        decided = false;
+                        // A run-time condition still shows what the task would send.
+                        decided = status == "runtime";
                         break;
                     }
                 }
@@ -328,7 +330,9 @@ impl Planner<'_> {
                 match self.templater.render_value(&raw, &ctx) {
                     Ok(Value::Object(mut args)) => {
                         if action.module.controller_only() {
-                            e.status = "controller";
+                            if e.status == "run" {
+                                e.status = "controller";
+                            }
                             e.summary.push(describe_controller(action.module, &args));
                         } else {
                             match controller_inputs(
@@ -355,6 +359,7 @@ impl Planner<'_> {
                                         match compose_script(self.templater, t, &step, &vars) {
                                             Ok(script) => {
                                                 e.script_sha256 = Some(script_digest(&script));
+                                                // Exact text, even when the condition waits for the run.
                                                 e.script = Some(script);
                                                 e.summary = step.summary;
                                             }

@@ -133,6 +133,7 @@ impl Engine {
                 .filter_map(|h| self.hosts.get(h).map(|st| (h, st)))
                 .map(|(h, st)| {
                     let mut v = vars::for_task(&scope, h, &st.vars, t.role.as_deref(), &t.vars);
+                    vars::resolve_nested(&self.templater, &mut v);
                     if let Some(hv) = &hostvars {
                         v.insert("hostvars".into(), hv.clone());
                     }

@@ -139,3 +139,44 @@ pub fn hostvars_value<'a>(
     }
     Value::Object(m)
 }
+
+/// Renders variables whose values are themselves templates (`greeting: "hi {{ name }}"`),
+/// as Ansible resolves them lazily. A few passes settle chains of references; a value that
+/// cannot be rendered yet (it reads a run-time value) stays as written and fails, located,
+/// where a task uses it.
+pub fn resolve_nested(
+    templater: &crate::playbook::template::Templater,
+    vars: &mut Map<String, Value>,
+) {
+    fn is_template(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains("{{") || s.contains("{%"),
+            Value::Array(a) => a.iter().any(is_template),
+            Value::Object(m) => m.values().any(is_template),
+            _ => false,
+        }
+    }
+    for _ in 0..4 {
+        let pending: Vec<String> = vars
+            .iter()
+            .filter(|(k, v)| *k != "hostvars" && is_template(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let ctx = Value::Object(vars.clone());
+        let mut progressed = false;
+        for k in pending {
+            if let Ok(v) = templater.render_value(&vars[&k], &ctx) {
+                if v != vars[&k] {
+                    progressed = true;
+                }
+                vars.insert(k, v);
+            }
+        }
+        if !progressed {
+            return;
+        }
+    }
+}
