@@ -570,7 +570,182 @@ impl Runner<'_> {
             ),
             Module::Pause => (pause(&args).await, None),
             Module::IncludeVars => (self.include_vars(&args), None),
+            Module::Reboot => self.reboot(job, &args).await,
+            Module::WaitForConnection => self.wait_for_connection(job, &args).await,
             _ => self.remote(job, args, vars).await,
+        }
+    }
+
+    /// A fresh connection to the job's host, replacing the old one.
+    async fn reconnect(&self, job: &mut Job) -> Result<Arc<Connection>, TransportError> {
+        let target = job.target.clone()?;
+        let conn = if target.local {
+            Connection::Local
+        } else {
+            Connection::Ssh(crate::transport::ssh::Session::connect(&target, self.ssh).await?)
+        };
+        let c = Arc::new(conn);
+        job.conn = Some(c.clone());
+        Ok(c)
+    }
+
+    fn sudo_for(&self, job: &Job) -> Option<Become> {
+        self.sudo.as_ref().map(|(_, user)| {
+            let pw = job
+                .target
+                .as_ref()
+                .ok()
+                .and_then(|t| t.become_password.clone());
+            let user = user
+                .clone()
+                .or_else(|| job.target.as_ref().ok().and_then(|t| t.become_user.clone()));
+            Become::new(user, pw)
+        })
+    }
+
+    /// `reboot`: issue the reboot, then wait (bounded by `reboot_timeout`, default 600 s) until
+    /// the host has gone away and answers again, or reports a new boot id.
+    async fn reboot(
+        &self,
+        job: &mut Job,
+        args: &Map<String, Value>,
+    ) -> (ModuleResult, Option<TransportError>) {
+        let timeout = args
+            .get("reboot_timeout")
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            .unwrap_or(600);
+        let command = args
+            .get("reboot_command")
+            .and_then(Value::as_str)
+            .unwrap_or("systemctl reboot || reboot")
+            .to_owned();
+        let test = args
+            .get("test_command")
+            .and_then(Value::as_str)
+            .unwrap_or("whoami")
+            .to_owned();
+        if self.flags.check {
+            return (
+                ModuleResult {
+                    changed: true,
+                    msg: Some("would reboot".into()),
+                    ..ModuleResult::default()
+                },
+                None,
+            );
+        }
+        let conn = match &job.conn {
+            Some(c) => c.clone(),
+            None => match self.reconnect(job).await {
+                Ok(c) => c,
+                Err(e) => return (ModuleResult::default(), Some(e)),
+            },
+        };
+        let boot_id = "cat /proc/sys/kernel/random/boot_id 2>/dev/null";
+        let before = conn
+            .exec(boot_id, None, None)
+            .await
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        let sudo = self.sudo_for(job);
+        // Detached, so the command's channel can close cleanly before the host goes down.
+        let line = format!(
+            "nohup /bin/sh -c {} >/dev/null 2>&1 &",
+            modules::sh::q(&format!("sleep 1; {command}"))
+        );
+        let _ = conn.exec(&line, None, sudo.as_ref()).await;
+        job.conn = None;
+        drop(conn);
+        let started = Instant::now();
+        let mut went_down = false;
+        while started.elapsed() < Duration::from_secs(timeout) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match self.reconnect(job).await {
+                Err(_) => went_down = true,
+                Ok(c) => {
+                    let now = c
+                        .exec(boot_id, None, None)
+                        .await
+                        .map(|o| o.stdout)
+                        .unwrap_or_default();
+                    if went_down || (!now.is_empty() && now != before) {
+                        let ok = c
+                            .exec(&test, None, None)
+                            .await
+                            .is_ok_and(|o| o.exit == Exit::Code(0));
+                        if ok {
+                            return (
+                                ModuleResult {
+                                    changed: true,
+                                    data: [
+                                        ("rebooted".to_owned(), json!(true)),
+                                        ("elapsed".to_owned(), json!(started.elapsed().as_secs())),
+                                    ]
+                                    .into_iter()
+                                    .collect(),
+                                    ..ModuleResult::default()
+                                },
+                                None,
+                            );
+                        }
+                    }
+                    job.conn = None;
+                }
+            }
+        }
+        (
+            failed(format!(
+                "the host did not come back within reboot_timeout={timeout}s"
+            )),
+            None,
+        )
+    }
+
+    /// `wait_for_connection`: retry connecting (and `true`) until `timeout` (default 600 s).
+    async fn wait_for_connection(
+        &self,
+        job: &mut Job,
+        args: &Map<String, Value>,
+    ) -> (ModuleResult, Option<TransportError>) {
+        let num = |k: &str, d: u64| {
+            args.get(k)
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                .unwrap_or(d)
+        };
+        let (timeout, delay, sleep) = (num("timeout", 600), num("delay", 0), num("sleep", 1));
+        tokio::time::sleep(Duration::from_secs(delay)).await;
+        let started = Instant::now();
+        loop {
+            let conn = match &job.conn {
+                Some(c) => Ok(c.clone()),
+                None => self.reconnect(job).await,
+            };
+            if let Ok(c) = conn {
+                if c.exec("true", None, None)
+                    .await
+                    .is_ok_and(|o| o.exit == Exit::Code(0))
+                {
+                    return (
+                        ModuleResult {
+                            data: [("elapsed".to_owned(), json!(started.elapsed().as_secs()))]
+                                .into_iter()
+                                .collect(),
+                            ..ModuleResult::default()
+                        },
+                        None,
+                    );
+                }
+                job.conn = None;
+            }
+            if started.elapsed() >= Duration::from_secs(timeout) {
+                return (
+                    failed(format!(
+                        "timed out waiting for the connection after {timeout}s"
+                    )),
+                    None,
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(sleep.max(1))).await;
         }
     }
 
@@ -705,17 +880,7 @@ impl Runner<'_> {
             job.conn = Some(c.clone());
             c
         };
-        let sudo = self.sudo.as_ref().map(|(_, user)| {
-            let pw = job
-                .target
-                .as_ref()
-                .ok()
-                .and_then(|t| t.become_password.clone());
-            let user = user
-                .clone()
-                .or_else(|| job.target.as_ref().ok().and_then(|t| t.become_user.clone()));
-            Become::new(user, pw)
-        });
+        let sudo = self.sudo_for(job);
         let fut = conn.exec("/bin/sh -s", Some(script.into_bytes()), sudo.as_ref());
         let output = match self.task.timeout {
             Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), fut).await {
