@@ -20,6 +20,8 @@
 //! field (`{"before": "...", "after": "..."}`) for the engine to render.
 
 pub mod command;
+pub mod copy;
+pub mod fsutil;
 pub mod sh;
 
 use serde_json::{Map, Value};
@@ -115,6 +117,7 @@ pub fn build(
 ) -> Result<RemoteStep, ArgError> {
     match module {
         Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
+        Module::Copy | Module::Template => copy::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
