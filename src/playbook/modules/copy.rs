@@ -241,13 +241,13 @@ mod tests {
             &json!({"dest": d, "content": "x"}),
             Flags::default(),
         );
-        assert!(r.failed && r.msg.unwrap().contains("is a directory"));
+        assert!(r.failed && r.msg.clone().unwrap().contains("is a directory"));
         let r = run(
             Module::Copy,
             &json!({"dest": format!("{d}/missing/f"), "content": "x"}),
             Flags::default(),
         );
-        assert!(r.failed && r.msg.unwrap().contains("does not exist"));
+        assert!(r.failed && r.msg.clone().unwrap().contains("does not exist"));
         let e = build(
             Module::Copy,
             &args(json!({"dest": "/x", "src": "a"})),

@@ -21,6 +21,7 @@
 
 pub mod command;
 pub mod copy;
+pub mod file;
 pub mod fsutil;
 pub mod sh;
 
@@ -118,6 +119,7 @@ pub fn build(
     match module {
         Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
         Module::Copy | Module::Template => copy::build(module, args, flags),
+        Module::File => file::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
