@@ -24,6 +24,7 @@ pub mod copy;
 pub mod file;
 pub mod fsutil;
 pub mod sh;
+pub mod stat;
 
 use serde_json::{Map, Value};
 
@@ -120,6 +121,7 @@ pub fn build(
         Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
         Module::Copy | Module::Template => copy::build(module, args, flags),
         Module::File => file::build(module, args, flags),
+        Module::Stat | Module::Slurp | Module::Fetch => stat::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
