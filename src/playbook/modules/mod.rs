@@ -21,6 +21,7 @@
 
 pub mod command;
 pub mod copy;
+pub mod edit;
 pub mod file;
 pub mod fsutil;
 pub mod sh;
@@ -121,6 +122,9 @@ pub fn build(
         Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
         Module::Copy | Module::Template => copy::build(module, args, flags),
         Module::File => file::build(module, args, flags),
+        Module::Lineinfile => edit::lineinfile(args, flags),
+        Module::Blockinfile => edit::blockinfile(args, flags),
+        Module::Replace => edit::replace(args, flags),
         Module::Stat | Module::Slurp | Module::Fetch => stat::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
