@@ -26,6 +26,7 @@ pub mod file;
 pub mod fsutil;
 pub mod sh;
 pub mod stat;
+pub mod unarchive;
 
 use serde_json::{Map, Value};
 
@@ -125,6 +126,7 @@ pub fn build(
         Module::Lineinfile => edit::lineinfile(args, flags),
         Module::Blockinfile => edit::blockinfile(args, flags),
         Module::Replace => edit::replace(args, flags),
+        Module::Unarchive => unarchive::build(module, args, flags),
         Module::Stat | Module::Slurp | Module::Fetch => stat::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
