@@ -62,18 +62,30 @@ pub fn py_to_ere(module: Module, key: &str, re: &str) -> Result<String, ArgError
                 match n {
                     'd' => out.push_str("[0-9]"),
                     'D' => out.push_str("[^0-9]"),
-                    'w' | 'W' | 's' | 'S' | 'b' | 'B' => {
-                        out.push('\\');
-                        out.push(n);
-                    }
                     't' => out.push('\t'),
                     'r' => out.push('\r'),
                     'n' => return Err(err("`\\n` (a pattern spanning lines)")),
-                    '1'..='9' => {
-                        out.push('\\');
-                        out.push(n);
-                    }
-                    '.' | '[' | ']' | '(' | ')' | '*' | '+' | '?' | '{' | '}' | '|' | '^' | '$'
+                    // Kept: GNU extensions (\w \s \b), backreferences, escaped specials.
+                    'w'
+                    | 'W'
+                    | 's'
+                    | 'S'
+                    | 'b'
+                    | 'B'
+                    | '1'..='9'
+                    | '.'
+                    | '['
+                    | ']'
+                    | '('
+                    | ')'
+                    | '*'
+                    | '+'
+                    | '?'
+                    | '{'
+                    | '}'
+                    | '|'
+                    | '^'
+                    | '$'
                     | '\\' => {
                         out.push('\\');
                         out.push(n);
@@ -90,11 +102,7 @@ pub fn py_to_ere(module: Module, key: &str, re: &str) -> Result<String, ArgError
                 ));
             }
             '?' if after_quant => return Err(err("a lazy quantifier")),
-            '*' | '+' | '?' => {
-                out.push(c);
-                quant = true;
-            }
-            '}' => {
+            '*' | '+' | '?' | '}' => {
                 out.push(c);
                 quant = true;
             }
@@ -397,8 +405,8 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
             Some(r) => py_to_ere(m, k, r).map(Some),
         }
     };
-    let ia_re = ere("insertafter", &ia)?;
-    let ib_re = ere("insertbefore", &ib)?;
+    let after_re = ere("insertafter", &ia)?;
+    let before_re = ere("insertbefore", &ib)?;
     let how = match (&regexp, &search) {
         (Some((r, _)), _) => format!(" (regexp {r})"),
         (_, Some(s)) => format!(" (search string {s})"),
@@ -408,8 +416,8 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
     if let Some((_, e)) = &regexp {
         regexes.push(e);
     }
-    regexes.extend(ia_re.iter().map(String::as_str));
-    regexes.extend(ib_re.iter().map(String::as_str));
+    regexes.extend(after_re.iter().map(String::as_str));
+    regexes.extend(before_re.iter().map(String::as_str));
     let mut s = start(m, &c, create, flags, &regexes);
     let summary;
     if c.present {
@@ -448,12 +456,12 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
             );
             let pos = if ia.as_deref() == Some("BOF") || ib.as_deref() == Some("BOF") {
                 "kamo_i=1\n".to_owned()
-            } else if let Some(r) = &ia_re {
+            } else if let Some(r) = &after_re {
                 format!(
                     "{}if [ -n \"$kamo_k\" ]; then kamo_i=$((kamo_k + 1)); else kamo_i=-1; fi\n",
                     find_line("kamo_k", "E", r, firstmatch)
                 )
-            } else if let Some(r) = &ib_re {
+            } else if let Some(r) = &before_re {
                 format!(
                     "{}if [ -n \"$kamo_k\" ]; then kamo_i=$kamo_k; else kamo_i=-1; fi\n",
                     find_line("kamo_k", "E", r, firstmatch)
@@ -544,11 +552,11 @@ pub fn blockinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep
             Some(r) => py_to_ere(m, k, r).map(Some),
         }
     };
-    let ia_re = ere("insertafter", &ia)?;
-    let ib_re = ere("insertbefore", &ib)?;
-    let regexes: Vec<&str> = ia_re
+    let after_re = ere("insertafter", &ia)?;
+    let before_re = ere("insertbefore", &ib)?;
+    let regexes: Vec<&str> = after_re
         .iter()
-        .chain(ib_re.iter())
+        .chain(before_re.iter())
         .map(String::as_str)
         .collect();
     let mut s = start(m, &c, create, flags, &regexes);
@@ -577,12 +585,12 @@ pub fn blockinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep
         s.push_str("else\n");
         let pos = if ia.as_deref() == Some("BOF") || ib.as_deref() == Some("BOF") {
             "kamo_i=1\n".to_owned()
-        } else if let Some(r) = &ia_re {
+        } else if let Some(r) = &after_re {
             format!(
                 "{}if [ -n \"$kamo_k\" ]; then kamo_i=$((kamo_k + 1)); else kamo_i=-1; fi\n",
                 find_line("kamo_k", "E", r, false)
             )
-        } else if let Some(r) = &ib_re {
+        } else if let Some(r) = &before_re {
             format!(
                 "{}if [ -n \"$kamo_k\" ]; then kamo_i=$kamo_k; else kamo_i=-1; fi\n",
                 find_line("kamo_k", "E", r, false)

@@ -438,7 +438,7 @@ mod tests {
         let was = mode_of(&f);
         assert_eq!(ok(M, &a, CHECK).changed, was != 0o600);
         assert_eq!(mode_of(&f), was);
-        ok(M, &a, Flags::default());
+        let _ = ok(M, &a, Flags::default());
         assert_eq!(mode_of(&f), 0o600);
         let r = ok(M, &a, Flags::default());
         assert!(!r.changed && r.data["state"] == "file");

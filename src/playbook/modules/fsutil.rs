@@ -390,10 +390,13 @@ pub fn path_arg(
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
     Sha256::digest(bytes)
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -404,6 +407,7 @@ pub mod testing {
     use crate::playbook::model::Module;
     use crate::playbook::modules::{Flags, ModuleResult, build, interpret};
 
+    #[must_use]
     pub fn args(v: Value) -> Map<String, Value> {
         match v {
             Value::Object(m) => m,
@@ -420,6 +424,7 @@ pub mod testing {
         diff: true,
     };
 
+    #[must_use]
     pub fn run_script(script: &str) -> ModuleResult {
         use std::io::Write;
         use std::process::{Command, Stdio};
@@ -445,6 +450,7 @@ pub mod testing {
     }
 
     /// Builds and runs; panics on an argument error.
+    #[must_use]
     pub fn run(module: Module, a: &Value, flags: Flags) -> ModuleResult {
         let step =
             build(module, &args(a.clone()), flags).unwrap_or_else(|e| panic!("build failed: {e}"));
@@ -452,12 +458,14 @@ pub mod testing {
     }
 
     /// Builds and runs, expecting success; returns the result.
+    #[must_use]
     pub fn ok(module: Module, a: &Value, flags: Flags) -> ModuleResult {
         let r = run(module, a, flags);
         assert!(!r.failed, "{module:?} failed: {r:?}");
         r
     }
 
+    #[must_use]
     pub fn mode_of(p: &std::path::Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
         std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777

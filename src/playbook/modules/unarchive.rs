@@ -50,9 +50,16 @@ pub fn build(
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(ArgError::new(M, "`extra_opts` must be a list of strings")),
     };
-    let extra_sh: String = extra.iter().map(|w| format!(" {}", q(w))).collect();
+    let extra_sh: String = extra.iter().fold(String::new(), |mut s, w| {
+        s.push(' ');
+        s.push_str(&q(w));
+        s
+    });
     let lower = src.to_ascii_lowercase();
-    let kind = if lower.ends_with(".zip") {
+    let kind = if std::path::Path::new(&lower)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+    {
         "zip"
     } else if [
         ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz", ".tar.zst",
