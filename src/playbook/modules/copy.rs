@@ -8,14 +8,17 @@
 //!
 //! Supported: `dest`, `content`, `_content_b64`, `_src_name` (a `dest` that is a directory
 //! gets the source's base name), `mode` (octal or symbolic), `owner`, `group`, `backup`,
-//! `force` (no: an existing file keeps its content; attributes are still applied), `follow`
+//! `force` (no: an existing file keeps its content; attributes are still applied),
+//! `validate` (a command with `%s`, run on the temp file before it replaces `dest`), `follow`
 //! (yes: write through a symlink at `dest`; no, the default: a changed file replaces the
 //! link). Not supported: `validate`, `directory_mode`, `remote_src`, copying directories.
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use super::fsutil::{Attrs, Install, fail, install, lib, new_tmp, open_json, sha256_hex};
+use super::fsutil::{
+    Attrs, Install, fail, install, lib, new_tmp, open_json, parse_validate, sha256_hex,
+};
 use super::sh::{arg_bool, arg_str, known_args, prelude, q};
 use super::{ArgError, Flags, RemoteStep};
 use crate::playbook::model::Module;
@@ -32,6 +35,7 @@ const KNOWN: &[&str] = &[
     "backup",
     "force",
     "follow",
+    "validate",
 ];
 
 pub fn build(
@@ -135,6 +139,7 @@ pub fn build(
         backup,
         keep_existing: !force,
         shown_dest: &shown_dest,
+        validate: parse_validate(module, args)?,
         flags,
     }));
 
@@ -273,6 +278,44 @@ mod tests {
                 .starts_with("template: unsupported argument(s): bogus"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn validate_runs_on_the_new_content_before_the_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sudoers 'x'");
+        fs::write(&f, "old ok\n").unwrap();
+        let p = f.display().to_string();
+        let a = json!({"dest": p, "content": "bad\n", "validate": "grep -q 'ok' %s"});
+        let r = run(Module::Copy, &a, Flags::default());
+        assert!(
+            r.failed && r.msg.clone().unwrap().contains("validation"),
+            "{r:?}"
+        );
+        assert_eq!(fs::read_to_string(&f).unwrap(), "old ok\n");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file removed"
+        );
+        let a = json!({"dest": p, "content": "new ok\n", "validate": "grep -q ok %s"});
+        assert!(ok(Module::Copy, &a, Flags::default()).changed);
+        assert_eq!(fs::read_to_string(&f).unwrap(), "new ok\n");
+        let e = build(
+            Module::Copy,
+            &args(json!({"dest": "/x", "content": "a", "validate": "true"})),
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("%s"));
+        // A destination directory with the engine's source name.
+        let d = dir.path().display().to_string();
+        let r = ok(
+            Module::Copy,
+            &json!({"dest": d, "content": "n", "_src_name": "n.txt"}),
+            Flags::default(),
+        );
+        assert_eq!(r.data["dest"], format!("{d}/n.txt"));
     }
 
     #[test]

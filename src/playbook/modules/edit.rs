@@ -3,7 +3,7 @@
 //! Lines are found with `grep -n` (ERE, `-F` for literal strings), the edit is done by line
 //! number with `awk` (or `sed -E` for `replace` and `backrefs`) into a temp file next to the
 //! file, then the shared install step compares (`cmp`), applies mode/owner/group, keeps a
-//! backup and renames it over the file. A symlinked path is edited through the link.
+//! backup, runs `validate` on the temp file and renames it over the file. A symlinked path is edited through the link.
 //!
 //! Regular expressions are written in Python syntax in playbooks; they are translated to GNU
 //! ERE on the controller ([`py_to_ere`]): `\d`/`\D` become `[0-9]`/`[^0-9]`, `\w \W \s \S \b
@@ -17,12 +17,14 @@
 //! Differences from Ansible: awk writes a final newline after the last line of an edited
 //! file; `lineinfile` without a match for `regexp` leaves the file alone when the exact
 //! line is already present; `line` and `search_string` cannot contain newlines; `replace`
-//! refuses `after`/`before`; `validate`, `unsafe_writes`, `firstmatch` for blockinfile,
+//! refuses `after`/`before`; `unsafe_writes`, `firstmatch` for blockinfile,
 //! `append_newline`/`prepend_newline` are not supported.
 
 use serde_json::{Map, Value, json};
 
-use super::fsutil::{Attrs, Install, fail, install, lib, new_tmp, open_json, path_arg};
+use super::fsutil::{
+    Attrs, Install, fail, install, lib, new_tmp, open_json, parse_validate, path_arg,
+};
 use super::sh::{arg_bool, arg_str, known_args, prelude, q, result_static};
 use super::{ArgError, Flags, RemoteStep};
 use crate::playbook::model::Module;
@@ -242,6 +244,7 @@ fn awk_edit(text_expr: &str, a: &str, b: &str, i: &str) -> String {
 /// /dev/null when it will be created), the temp file.
 struct Common {
     path: String,
+    validate: Option<String>,
     attrs: Attrs,
     backup: bool,
     present: bool,
@@ -261,6 +264,7 @@ fn common(m: Module, args: &Map<String, Value>) -> Result<Common, ArgError> {
     };
     Ok(Common {
         path,
+        validate: parse_validate(m, args)?,
         attrs: Attrs::parse(m, args)?,
         backup: arg_bool(m, args, "backup", false)?,
         present,
@@ -325,6 +329,7 @@ fn finish(m: Module, c: &Common, flags: Flags, mut s: String) -> String {
         backup: c.backup,
         keep_existing: false,
         shown_dest: &c.path,
+        validate: c.validate.clone(),
         flags,
     }));
     s
@@ -363,6 +368,7 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
             "mode",
             "owner",
             "group",
+            "validate",
         ],
     )?;
     let c = common(m, args)?;
@@ -519,6 +525,7 @@ pub fn blockinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep
             "mode",
             "owner",
             "group",
+            "validate",
         ],
     )?;
     let c = common(m, args)?;
@@ -619,7 +626,7 @@ pub fn replace(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, Ar
         args,
         &[
             "path", "dest", "name", "regexp", "replace", "after", "before", "backup", "mode",
-            "owner", "group",
+            "owner", "group", "validate",
         ],
     )?;
     if args.contains_key("after") || args.contains_key("before") {
@@ -757,6 +764,36 @@ mod tests {
         assert!(e.contains("not supported"), "{e}");
         let e = build_err(json!({"path": "/x", "line": "a", "bogus": 1}));
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn summaries() {
+        let s = |m: Module, a: Value| {
+            super::super::build(m, &args(a), Flags::default())
+                .unwrap()
+                .summary
+        };
+        assert_eq!(
+            s(
+                Module::Lineinfile,
+                json!({"path": "/etc/conf", "line": "foo=1", "regexp": "^foo="})
+            ),
+            vec!["ensure line `foo=1` in /etc/conf (regexp ^foo=)"]
+        );
+        assert_eq!(
+            s(
+                Module::Blockinfile,
+                json!({"path": "/etc/b", "block": "a\nb\n"})
+            ),
+            vec!["ensure block `# BEGIN ANSIBLE MANAGED BLOCK` (2 lines) in /etc/b"]
+        );
+        assert_eq!(
+            s(
+                Module::Replace,
+                json!({"path": "/etc/r", "regexp": "a+", "replace": "b"})
+            ),
+            vec!["replace `a+` with `b` in /etc/r"]
+        );
     }
 
     fn build_err(a: Value) -> String {

@@ -269,6 +269,9 @@ pub struct Install<'a> {
     pub keep_existing: bool,
     /// The destination as the playbook names it (diff headers).
     pub shown_dest: &'a str,
+    /// `validate`: the command line (words already quoted, `%s` as `"$kamo_tmp"`) run
+    /// on the new content before it replaces the destination.
+    pub validate: Option<String>,
     pub flags: Flags,
 }
 
@@ -346,6 +349,15 @@ pub fn install(o: &Install<'_>) -> String {
             "chmod -- \"$want_mode\" \"$kamo_tmp\" || {}\n",
             fail(m, "cannot set the mode")
         ));
+        if let Some(v) = &o.validate {
+            s.push_str(&format!(
+                "{v} </dev/null >&2 || {}\n",
+                fail(
+                    m,
+                    "validation of the new content failed (see stderr); nothing was changed"
+                )
+            ));
+        }
         if o.backup {
             s.push_str(&format!(
                 "if [ \"$exists\" = 1 ]; then kamo_bak=\"$d.$$.$(date +%Y-%m-%d@%H:%M:%S)~\"; cp -p -- \"$d\" \"$kamo_bak\" || {}; kamo_j=\"$kamo_j,\\\"backup_file\\\":$(kamo_jstr \"$kamo_bak\")\"; fi\n",
@@ -364,6 +376,42 @@ pub fn install(o: &Install<'_>) -> String {
     }
     s.push_str("kamo_result \"$kamo_j}\"\n");
     s
+}
+
+/// `validate`: the command (Ansible runs it without a shell) as sh words, each `%s`
+/// replaced by the temp file holding the new content.
+pub fn parse_validate(
+    module: Module,
+    args: &Map<String, Value>,
+) -> Result<Option<String>, ArgError> {
+    let Some(v) = arg_str(module, args, "validate")? else {
+        return Ok(None);
+    };
+    if !v.contains("%s") {
+        return Err(ArgError::new(
+            module,
+            format!("`validate` must contain %s: {v}"),
+        ));
+    }
+    let words = shlex::split(&v)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| ArgError::new(module, format!("cannot split `validate`: {v}")))?;
+    let sh_words: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.split("%s")
+                .map(|part| {
+                    if part.is_empty() {
+                        String::new()
+                    } else {
+                        q(part)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\"$kamo_tmp\"")
+        })
+        .collect();
+    Ok(Some(sh_words.join(" ")))
 }
 
 /// The first of `keys` present, as a path.

@@ -81,7 +81,7 @@ fn stat(args: &Map<String, Value>) -> Result<RemoteStep, ArgError> {
         .replace('\n', "; ")
     ));
     s.push_str(&format!(
-        "set -- $(stat {l}-c '%a %u %g %s %Y %X %Z %h %i %d' -- \"$p\") || {}\n",
+        "kamo_st=$(stat {l}-c '%a %u %g %s %Y %X %Z %h %i %d' -- \"$p\") || {}\nset -- $kamo_st\n",
         fail(m, &format!("cannot stat {path}"))
     ));
     let nolink = if follow { "" } else { " && [ ! -L \"$p\" ]" };
