@@ -16,9 +16,7 @@
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use super::fsutil::{
-    Attrs, Install, fail, install, lib, new_tmp, open_json, parse_validate, sha256_hex,
-};
+use super::fsutil::{Attrs, Install, fail, install, lib, new_tmp, parse_validate, sha256_hex};
 use super::sh::{arg_bool, arg_str, known_args, prelude, q};
 use super::{ArgError, Flags, RemoteStep};
 use crate::playbook::model::Module;
@@ -100,14 +98,8 @@ pub fn build(
     let mut s = prelude();
     s.push_str(&lib());
     s.push_str(&format!("d={}\n", q(&shown_dest)));
-    let mut fields = Map::new();
-    fields.insert("dest".into(), Value::from(shown_dest.clone()));
-    s.push_str(&open_json(&fields));
     match &src_name {
-        Some(n) => s.push_str(&format!(
-            "if [ -d \"$d\" ]; then d=\"$d\"/{}; kamo_j=\"$kamo_j,\\\"dest\\\":$(kamo_jstr \"$d\")\"; fi\n",
-            q(n)
-        )),
+        Some(n) => s.push_str(&format!("if [ -d \"$d\" ]; then d=\"$d\"/{}; fi\n", q(n))),
         None => s.push_str(&format!(
             "if [ -d \"$d\" ]; then {}; fi\n",
             fail(
@@ -116,6 +108,9 @@ pub fn build(
             )
         )),
     }
+    // The destination as used (a directory gets the source name): a string made on the
+    // host, so it goes through the JSON encoder.
+    s.push_str("kamo_j=\"{\\\"dest\\\":$(kamo_jstr \"$d\")\"\n");
     if follow {
         s.push_str("if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\n");
     }

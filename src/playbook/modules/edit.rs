@@ -815,6 +815,19 @@ mod tests {
         );
         assert!(!ok(Module::Blockinfile, &a, Flags::default()).changed);
         let a = json!({"path": p, "block": "new"});
+        let both = Flags {
+            check: true,
+            diff: true,
+        };
+        let r = ok(Module::Blockinfile, &a, both);
+        assert!(
+            r.changed
+                && r.data["diff"]["after"]
+                    .as_str()
+                    .unwrap()
+                    .contains("\nnew\n")
+        );
+        assert!(!fs::read_to_string(&f).unwrap().contains("new"));
         let r = ok(Module::Blockinfile, &a, DIFF);
         assert!(r.changed);
         assert!(
