@@ -235,10 +235,14 @@ const AWK_EDIT: &str = "BEGIN { t = ENVIRON[\"KAMO_T\"] } NR == i { print t } NR
 
 fn awk_edit(text_expr: &str, a: &str, b: &str, i: &str) -> String {
     format!(
-        "KAMO_T={text_expr} awk -v a=\"{a}\" -v b=\"{b}\" -v i=\"{i}\" {} < \"$kamo_src\" > \"$kamo_tmp\"\n",
-        q(AWK_EDIT)
+        "KAMO_T={text_expr} awk -v a=\"{a}\" -v b=\"{b}\" -v i=\"{i}\" {} < \"$kamo_src\" > \"$kamo_tmp\" || {}\n",
+        q(AWK_EDIT),
+        WRITE_FAILED
     )
 }
+
+/// Writing the temp file failed (disk full...): stop before anything is replaced.
+const WRITE_FAILED: &str = "kamo_fail '{\"failed\":true,\"msg\":\"cannot write the edited copy (disk full?); nothing was changed\"}'";
 
 /// Common arguments and the start of an edit script: `d`, `kamo_src` (the file or
 /// /dev/null when it will be created), the temp file.
@@ -284,7 +288,10 @@ fn start(m: Module, c: &Common, create: bool, flags: Flags, regexes: &[&str]) ->
         s.push_str(&format!(
             "printf '' | grep -E -e {} >/dev/null 2>&1; [ $? -le 1 ] || {}\n",
             q(re),
-            fail(m, &format!("invalid regular expression {re}"))
+            fail(
+                m,
+                &format!("invalid regular expression (as POSIX ERE) {re}")
+            )
         ));
     }
     s.push_str("if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\nkamo_src=$d\n");
@@ -455,11 +462,13 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
         }
         s.push_str(&awk_edit("\"$kamo_line\"", "$kamo_m", "$kamo_m", "$kamo_m"));
         if backrefs {
-            s.push_str("else cat -- \"$kamo_src\" > \"$kamo_tmp\"\n");
+            s.push_str(&format!(
+                "else cat -- \"$kamo_src\" > \"$kamo_tmp\" || {WRITE_FAILED}\n"
+            ));
         } else {
-            s.push_str(
-                "elif [ -n \"$kamo_e\" ]; then cat -- \"$kamo_src\" > \"$kamo_tmp\"\nelse\n",
-            );
+            s.push_str(&format!(
+                "elif [ -n \"$kamo_e\" ]; then cat -- \"$kamo_src\" > \"$kamo_tmp\" || {WRITE_FAILED}\nelse\n",
+            ));
             let pos = if ia.as_deref() == Some("BOF") || ib.as_deref() == Some("BOF") {
                 "kamo_i=1\n".to_owned()
             } else if let Some(r) = &after_re {
@@ -493,7 +502,7 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
         };
         summary = format!("remove {what} from {}", c.path);
         s.push_str(&format!(
-            "kamo_n=$(grep -ca{opts} -e {p} -- \"$kamo_src\")\nif [ \"$kamo_n\" -gt 0 ]; then grep -va{opts} -e {p} -- \"$kamo_src\" > \"$kamo_tmp\"; else cat -- \"$kamo_src\" > \"$kamo_tmp\"; fi\nkamo_j=\"$kamo_j,\\\"found\\\":$kamo_n\"\n",
+            "kamo_n=$(grep -ca{opts} -e {p} -- \"$kamo_src\")\nif [ \"$kamo_n\" -gt 0 ]; then grep -va{opts} -e {p} -- \"$kamo_src\" > \"$kamo_tmp\"; [ $? -le 1 ] || {WRITE_FAILED}; else cat -- \"$kamo_src\" > \"$kamo_tmp\" || {WRITE_FAILED}; fi\nkamo_j=\"$kamo_j,\\\"found\\\":$kamo_n\"\n",
             p = q(&pat)
         ));
     }
@@ -610,7 +619,9 @@ pub fn blockinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep
     } else {
         summary = format!("remove block `{m0}` from {}", c.path);
         s.push_str(&awk_edit("''", "$kamo_a", "$kamo_b", "0"));
-        s.push_str("else\ncat -- \"$kamo_src\" > \"$kamo_tmp\"\n");
+        s.push_str(&format!(
+            "else\ncat -- \"$kamo_src\" > \"$kamo_tmp\" || {WRITE_FAILED}\n"
+        ));
     }
     s.push_str("fi\n");
     Ok(RemoteStep {
