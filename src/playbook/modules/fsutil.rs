@@ -44,7 +44,10 @@ kamo_jesc() {
   { p = $0 }
   END { if (NR > 0) { if (t == 1) printf "[... truncated at 64 KiB]"; else { printf "%s", e(p); if (nl == 1) printf "\\n" } } printf "\"" }'
 }
-kamo_jstr() { printf '%s' "$1" | kamo_jesc 0 0; }
+kamo_jstr() {
+  if command -v iconv >/dev/null 2>&1 && ! printf '%s' "$1" | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1; then printf '"(not UTF-8)"'
+  else printf '%s' "$1" | kamo_jesc 0 0; fi
+}
 kamo_jtext() {
   if [ ! -f "$1" ]; then printf '""'; return 0; fi
   if ! tr -d '\000' < "$1" | cmp -s - "$1"; then printf '"(binary content not shown)"'; return 0; fi

@@ -264,6 +264,19 @@ mod tests {
             r.data["stat"]["checksum"],
             super::super::fsutil::sha256_hex(b"hello")
         );
+        // A link whose target is not UTF-8 still gives a parseable result.
+        let odd = base.join("odd");
+        std::os::unix::fs::symlink(
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"bad\xff"),
+            &odd,
+        )
+        .unwrap();
+        let r = ok(
+            Module::Stat,
+            &json!({"path": odd.display().to_string()}),
+            Flags::default(),
+        );
+        assert_eq!(r.data["stat"]["lnk_target"], "(not UTF-8)");
         let r = ok(
             Module::Stat,
             &json!({"path": base.display().to_string()}),
