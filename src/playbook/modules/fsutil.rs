@@ -541,6 +541,13 @@ mod tests {
             m(json!("u=rw,g=r,o=r")).unwrap(),
             Some(Mode::Symbolic("u=rw,g=r,o=r".into()))
         );
+        // `mode: 0644` unquoted in YAML.
+        let y: Value = serde_yaml::from_str("mode: 0644").unwrap();
+        assert_eq!(
+            parse_mode(Module::File, y.as_object().unwrap()).unwrap(),
+            Some(Mode::Octal("0644".into())),
+            "{y}"
+        );
         assert!(m(json!("0999")).is_err());
         assert!(m(json!("rw-r--r--")).is_err());
         assert!(m(json!("u=rw;reboot")).is_err());
