@@ -20,7 +20,13 @@
 //! field (`{"before": "...", "after": "..."}`) for the engine to render.
 
 pub mod command;
+pub mod copy;
+pub mod edit;
+pub mod file;
+pub mod fsutil;
 pub mod sh;
+pub mod stat;
+pub mod unarchive;
 
 use serde_json::{Map, Value};
 
@@ -115,6 +121,13 @@ pub fn build(
 ) -> Result<RemoteStep, ArgError> {
     match module {
         Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
+        Module::Copy | Module::Template => copy::build(module, args, flags),
+        Module::File => file::build(module, args, flags),
+        Module::Lineinfile => edit::lineinfile(args, flags),
+        Module::Blockinfile => edit::blockinfile(args, flags),
+        Module::Replace => edit::replace(args, flags),
+        Module::Unarchive => unarchive::build(module, args, flags),
+        Module::Stat | Module::Slurp | Module::Fetch => stat::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }

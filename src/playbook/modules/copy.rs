@@ -1,0 +1,332 @@
+//! `copy` and `template`: write known bytes to a file on the host, atomically.
+//!
+//! The content is `content:` or `_content_b64` (the engine reads `src:` on the controller, or
+//! renders the template, and passes the bytes base64-encoded). It travels in the script,
+//! is decoded into a temp file next to the destination, compared with `cmp`, given its
+//! mode/owner/group and moved over the destination with `mv -f`; a failure leaves the
+//! destination untouched and the trap removes the temp file.
+//!
+//! Supported: `dest`, `content`, `_content_b64`, `_src_name` (a `dest` that is a directory
+//! gets the source's base name), `mode` (octal or symbolic), `owner`, `group`, `backup`,
+//! `force` (no: an existing file keeps its content; attributes are still applied),
+//! `validate` (a command with `%s`, run on the temp file before it replaces `dest`), `follow`
+//! (yes: write through a symlink at `dest`; no, the default: a changed file replaces the
+//! link). Not supported: `validate`, `directory_mode`, `remote_src`, copying directories.
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+
+use super::fsutil::{Attrs, Install, fail, install, lib, new_tmp, parse_validate, sha256_hex};
+use super::sh::{arg_bool, arg_str, known_args, prelude, q};
+use super::{ArgError, Flags, RemoteStep};
+use crate::playbook::model::Module;
+
+const KNOWN: &[&str] = &[
+    "dest",
+    "content",
+    "_content_b64",
+    "_src_name",
+    "src",
+    "mode",
+    "owner",
+    "group",
+    "backup",
+    "force",
+    "follow",
+    "validate",
+];
+
+pub fn build(
+    module: Module,
+    args: &Map<String, Value>,
+    flags: Flags,
+) -> Result<RemoteStep, ArgError> {
+    known_args(module, args, KNOWN)?;
+    let dest = arg_str(module, args, "dest")?
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| ArgError::new(module, "missing required argument `dest`"))?;
+    let bytes = match (
+        arg_str(module, args, "_content_b64")?,
+        arg_str(module, args, "content")?,
+    ) {
+        (Some(b64), None) => base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|e| ArgError::new(module, format!("`_content_b64` is not base64: {e}")))?,
+        (None, Some(text)) => {
+            if args.contains_key("src") {
+                return Err(ArgError::new(module, "`src` and `content` are exclusive"));
+            }
+            text.into_bytes()
+        }
+        (Some(_), Some(_)) => {
+            return Err(ArgError::new(
+                module,
+                "`content` and a resolved `src` are exclusive",
+            ));
+        }
+        (None, None) if args.contains_key("src") => {
+            return Err(ArgError::new(module, "src must be resolved by the engine"));
+        }
+        (None, None) => {
+            return Err(ArgError::new(
+                module,
+                "one of `content` or `src` is required",
+            ));
+        }
+    };
+    let attrs = Attrs::parse(module, args)?;
+    let backup = arg_bool(module, args, "backup", false)?;
+    let force = arg_bool(module, args, "force", true)?;
+    let follow = arg_bool(module, args, "follow", false)?;
+    let src_name = arg_str(module, args, "_src_name")?;
+    if let Some(n) = &src_name
+        && (n.is_empty() || n.contains('/') || n == "." || n == "..")
+    {
+        return Err(ArgError::new(module, format!("invalid `_src_name` {n:?}")));
+    }
+    let shown_dest = match (&src_name, dest.ends_with('/')) {
+        (Some(n), true) => format!("{dest}{n}"),
+        (None, true) => {
+            return Err(ArgError::new(
+                module,
+                format!("dest {dest} is a directory and no source file name is known"),
+            ));
+        }
+        _ => dest.clone(),
+    };
+
+    let mut s = prelude();
+    s.push_str(&lib());
+    s.push_str(&format!("d={}\n", q(&shown_dest)));
+    match &src_name {
+        Some(n) => s.push_str(&format!("if [ -d \"$d\" ]; then d=\"$d\"/{}; fi\n", q(n))),
+        None => s.push_str(&format!(
+            "if [ -d \"$d\" ]; then {}; fi\n",
+            fail(
+                module,
+                &format!("dest {shown_dest} is a directory and no source file name is known")
+            )
+        )),
+    }
+    // The destination as used (a directory gets the source name): a string made on the
+    // host, so it goes through the JSON encoder.
+    s.push_str("kamo_j=\"{\\\"dest\\\":$(kamo_jstr \"$d\")\"\n");
+    if follow {
+        s.push_str("if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\n");
+    }
+    s.push_str(&format!(
+        "[ -d \"$(dirname -- \"$d\")\" ] || {}\n",
+        fail(
+            module,
+            &format!("the directory of {shown_dest} does not exist")
+        )
+    ));
+    s.push_str(&new_tmp(module, flags));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    s.push_str(&format!(
+        "printf '%s' {} | base64 -d > \"$kamo_tmp\" || {}\n",
+        q(&b64),
+        fail(module, "cannot write the temporary file")
+    ));
+    s.push_str(&install(&Install {
+        module,
+        attrs: &attrs,
+        backup,
+        keep_existing: !force,
+        shown_dest: &shown_dest,
+        validate: parse_validate(module, args)?,
+        flags,
+    }));
+
+    let mut summary = vec![format!(
+        "write {shown_dest}: {} bytes, sha256 {}{}{}",
+        bytes.len(),
+        sha256_hex(&bytes),
+        attrs.shown(),
+        if force { "" } else { " (only if absent)" }
+    )];
+    if backup {
+        summary.push(format!("keep a backup of {shown_dest} when it changes"));
+    }
+    let _ = json!(null);
+    Ok(RemoteStep { script: s, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fsutil::testing::{CHECK, DIFF, NASTY, args, mode_of, ok, run};
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn writes_then_is_idempotent_with_mode_and_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join(NASTY);
+        fs::create_dir(&base).unwrap();
+        let f = base.join("conf $(id) 'x'");
+        let a = json!({"dest": f.display().to_string(), "content": "a=1\n", "mode": "0640", "owner": "root", "group": "0"});
+        let r = ok(Module::Copy, &a, CHECK);
+        assert!(r.changed);
+        assert!(!f.exists());
+        let r = ok(Module::Copy, &a, Flags::default());
+        assert!(r.changed, "{r:?}");
+        assert_eq!(fs::read_to_string(&f).unwrap(), "a=1\n");
+        assert_eq!(mode_of(&f), 0o640);
+        assert_eq!(r.data["mode"], "0640");
+        assert_eq!(r.data["size"], 4);
+        assert_eq!(r.data["checksum_sha256"], sha256_hex(b"a=1\n"));
+        assert!(!dir.path().join("pwned").exists());
+        assert_eq!(fs::read_dir(&base).unwrap().count(), 1, "no temp file left");
+        let r = ok(Module::Copy, &a, Flags::default());
+        assert!(!r.changed, "{r:?}");
+        let r = ok(Module::Copy, &a, CHECK);
+        assert!(!r.changed);
+        // Only the mode differs.
+        let a2 = json!({"dest": f.display().to_string(), "content": "a=1\n", "mode": "u=rw,g=,o="});
+        let r = ok(Module::Copy, &a2, CHECK);
+        assert!(r.changed);
+        assert_eq!(mode_of(&f), 0o640);
+        assert!(ok(Module::Copy, &a2, Flags::default()).changed);
+        assert_eq!(mode_of(&f), 0o600);
+        assert!(!ok(Module::Copy, &a2, Flags::default()).changed);
+    }
+
+    #[test]
+    fn replaces_atomically_keeps_mode_backup_and_diff() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        fs::write(&f, "old\n").unwrap();
+        fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o751)).unwrap();
+        let ino =
+            |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let before = ino(&f);
+        let a = json!({"dest": f.display().to_string(), "_content_b64": "bmV3CmxpbmUK", "backup": true});
+        let r = ok(Module::Copy, &a, DIFF);
+        assert!(r.changed);
+        assert_eq!(fs::read_to_string(&f).unwrap(), "new\nline\n");
+        assert_ne!(ino(&f), before, "replaced by rename");
+        assert_eq!(mode_of(&f), 0o751);
+        assert_eq!(r.data["diff"]["before"], "old\n");
+        assert_eq!(r.data["diff"]["after"], "new\nline\n");
+        let bak = r.data["backup_file"].as_str().unwrap();
+        assert!(bak.ends_with('~'));
+        assert_eq!(fs::read_to_string(bak).unwrap(), "old\n");
+        let r = ok(Module::Copy, &a, DIFF);
+        assert!(!r.changed && r.data.get("backup_file").is_none() && r.data.get("diff").is_none());
+    }
+
+    #[test]
+    fn force_no_directories_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let f = dir.path().join("f");
+        fs::write(&f, "keep").unwrap();
+        let r = ok(
+            Module::Copy,
+            &json!({"dest": f.display().to_string(), "content": "x", "force": "no"}),
+            Flags::default(),
+        );
+        assert!(!r.changed);
+        assert_eq!(fs::read_to_string(&f).unwrap(), "keep");
+        // Into a directory, with the source name.
+        let r = ok(
+            Module::Template,
+            &json!({"dest": d, "_content_b64": "eA==", "_src_name": "t.conf"}),
+            Flags::default(),
+        );
+        assert!(r.changed);
+        assert_eq!(fs::read_to_string(dir.path().join("t.conf")).unwrap(), "x");
+        let r = run(
+            Module::Copy,
+            &json!({"dest": d, "content": "x"}),
+            Flags::default(),
+        );
+        assert!(r.failed && r.msg.clone().unwrap().contains("is a directory"));
+        let r = run(
+            Module::Copy,
+            &json!({"dest": format!("{d}/missing/f"), "content": "x"}),
+            Flags::default(),
+        );
+        assert!(r.failed && r.msg.clone().unwrap().contains("does not exist"));
+        let e = build(
+            Module::Copy,
+            &args(json!({"dest": "/x", "src": "a"})),
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "copy: src must be resolved by the engine");
+        let e = build(
+            Module::Copy,
+            &args(json!({"dest": "/x", "content": "a", "mode": "0989"})),
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("invalid mode"));
+        let e = build(
+            Module::Template,
+            &args(json!({"dest": "/x", "content": "a", "bogus": 1})),
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("template: unsupported argument(s): bogus"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validate_runs_on_the_new_content_before_the_move() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sudoers 'x'");
+        fs::write(&f, "old ok\n").unwrap();
+        let p = f.display().to_string();
+        let a = json!({"dest": p, "content": "bad\n", "validate": "grep -q 'ok' %s"});
+        let r = run(Module::Copy, &a, Flags::default());
+        assert!(
+            r.failed && r.msg.clone().unwrap().contains("validation"),
+            "{r:?}"
+        );
+        assert_eq!(fs::read_to_string(&f).unwrap(), "old ok\n");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file removed"
+        );
+        let a = json!({"dest": p, "content": "new ok\n", "validate": "grep -q ok %s"});
+        assert!(ok(Module::Copy, &a, Flags::default()).changed);
+        assert_eq!(fs::read_to_string(&f).unwrap(), "new ok\n");
+        let e = build(
+            Module::Copy,
+            &args(json!({"dest": "/x", "content": "a", "validate": "true"})),
+            Flags::default(),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("%s"));
+        // A destination directory with the engine's source name.
+        let d = dir.path().display().to_string();
+        let r = ok(
+            Module::Copy,
+            &json!({"dest": d, "content": "n", "_src_name": "n.txt"}),
+            Flags::default(),
+        );
+        assert_eq!(r.data["dest"], format!("{d}/n.txt"));
+    }
+
+    #[test]
+    fn summary_is_exact() {
+        let step = build(
+            Module::Copy,
+            &args(json!({"dest": "/etc/x", "content": "hello\n", "mode": "644", "owner": "root"})),
+            Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            step.summary,
+            vec![format!(
+                "write /etc/x: 6 bytes, sha256 {}, mode 0644, owner root",
+                sha256_hex(b"hello\n")
+            )]
+        );
+    }
+}

@@ -1,0 +1,587 @@
+//! Shared parts of the file modules: a small sh function library, attribute handling (mode,
+//! owner, group) and the atomic "install new content" step used by `copy`, `template`,
+//! `lineinfile`, `blockinfile` and `replace`.
+//!
+//! Result JSON is assembled in sh from a prefix built on the controller (`kamo_j`, an object
+//! without its closing brace) and fields computed on the host that are JSON-safe by
+//! construction: `true`/`false`, digits, hex digests, octal modes, or strings passed through
+//! `kamo_jesc` (an awk JSON string encoder; file content goes through it only after a NUL
+//! and UTF-8 check, so the result line always parses).
+
+use serde_json::{Map, Value, json};
+
+use super::sh::{arg_str, q};
+use super::{ArgError, Flags};
+use crate::playbook::model::Module;
+
+/// Diff texts are capped at this many bytes (the last, partial line is dropped and a note
+/// line is added).
+pub const DIFF_CAP: usize = 65536;
+
+/// The sh function library of the file modules; goes right after [`super::sh::prelude`].
+#[must_use]
+pub fn lib() -> String {
+    let mut s = MODE_FNS.to_owned();
+    s.push_str(r#"kamo_tmp=''
+kamo_cleanup() { if [ -n "$kamo_tmp" ]; then rm -rf -- "$kamo_tmp"; fi; }
+trap kamo_cleanup EXIT
+trap 'exit 129' HUP INT TERM
+kamo_fail() { kamo_result "$1"; exit 0; }
+kamo_tf() { if [ "$1" = 1 ]; then printf true; else printf false; fi; }
+kamo_newmode() { printf '%04o' $(( $1 & ~0$(umask) )); }
+kamo_owner_is() { [ "$(stat -c %U -- "$1")" = "$2" ] || [ "$(stat -c %u -- "$1")" = "$2" ]; }
+kamo_group_is() { [ "$(stat -c %G -- "$1")" = "$2" ] || [ "$(stat -c %g -- "$1")" = "$2" ]; }
+kamo_jesc() {
+  awk -v t="$1" -v nl="$2" 'function e(s,  n, i, o, k, ch, a) {
+    gsub(/\\/, "&&", s)
+    n = split(s, a, "\"")
+    o = a[1]; for (i = 2; i <= n; i++) o = o "\\\"" a[i]
+    for (ch in c) while ((k = index(o, ch)) > 0) o = substr(o, 1, k - 1) c[ch] substr(o, k + 1)
+    return o
+  }
+  BEGIN { for (i = 1; i < 32; i++) c[sprintf("%c", i)] = sprintf("\\u%04x", i); printf "\"" }
+  NR > 1 { printf "%s\\n", e(p) }
+  { p = $0 }
+  END { if (NR > 0) { if (t == 1) printf "[... truncated at 64 KiB]"; else { printf "%s", e(p); if (nl == 1) printf "\\n" } } printf "\"" }'
+}
+kamo_jstr() {
+  if command -v iconv >/dev/null 2>&1 && ! printf '%s' "$1" | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1; then printf '"(not UTF-8)"'
+  else printf '%s' "$1" | kamo_jesc 0 0; fi
+}
+kamo_jtext() {
+  if [ ! -f "$1" ]; then printf '""'; return 0; fi
+  if ! tr -d '\000' < "$1" | cmp -s - "$1"; then printf '"(binary content not shown)"'; return 0; fi
+  kamo_t=0; kamo_nl=1
+  if [ "$(stat -c %s -- "$1")" -gt 65536 ]; then kamo_t=1
+  elif [ -n "$(tail -c 1 -- "$1")" ]; then kamo_nl=0; fi
+  if command -v iconv >/dev/null 2>&1 && ! { if [ "$kamo_t" = 1 ]; then head -c 65536 -- "$1" | sed '$d'; else cat -- "$1"; fi; } | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1; then
+    printf '"(binary content not shown)"'; return 0
+  fi
+  head -c 65536 -- "$1" | kamo_jesc "$kamo_t" "$kamo_nl"
+}
+"#);
+    s
+}
+
+/// `kamo_mode PATH` (4-digit octal) and `kamo_symmode BASE f|d SYMBOLIC` (the octal mode a
+/// symbolic chmod gives, tried on a scratch file); also used inside `find -exec sh -c`.
+pub const MODE_FNS: &str = r#"kamo_mode() { printf '%04o' "0$(stat -c %a -- "$1")"; }
+kamo_symmode() {
+  if [ "$2" = d ]; then kamo_s=$(mktemp -d) || return 1; else kamo_s=$(mktemp) || return 1; fi
+  if chmod -- "$1" "$kamo_s" 2>/dev/null && chmod -- "$3" "$kamo_s" 2>/dev/null; then kamo_mode "$kamo_s"; kamo_r=$?; else kamo_r=1; fi
+  rm -rf -- "$kamo_s"; return "$kamo_r"
+}
+"#;
+
+/// `kamo_fail` with a message known on the controller.
+#[must_use]
+pub fn fail(module: Module, msg: &str) -> String {
+    format!(
+        "kamo_fail {}",
+        q(&json!({"failed": true, "msg": format!("{}: {msg}", module.name())}).to_string())
+    )
+}
+
+/// Sets `kamo_j` to the JSON object `fields` without its closing brace; `fields` must not be
+/// empty, so later fields are appended as `,"key":value`.
+#[must_use]
+pub fn open_json(fields: &Map<String, Value>) -> String {
+    let mut s = Value::Object(fields.clone()).to_string();
+    s.pop();
+    format!("kamo_j={}\n", q(&s))
+}
+
+/// A JSON string for a value known on the controller.
+#[must_use]
+pub fn js(s: &str) -> String {
+    Value::from(s).to_string()
+}
+
+/// A mode as written in a playbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Four octal digits, e.g. `0644`.
+    Octal(String),
+    /// A chmod symbolic mode, e.g. `u=rw,g=r,o=r`, applied with chmod.
+    Symbolic(String),
+}
+
+impl Mode {
+    #[must_use]
+    pub fn shown(&self) -> &str {
+        match self {
+            Mode::Octal(s) | Mode::Symbolic(s) => s,
+        }
+    }
+
+    /// sh that sets `want_mode` from `$kamo_base` (the current or default octal mode);
+    /// `kind` is `f` or `d` (how `X` applies).
+    #[must_use]
+    pub fn want_sh(&self, module: Module, kind: &str) -> String {
+        match self {
+            Mode::Octal(m) => format!("want_mode={m}\n"),
+            Mode::Symbolic(m) => format!(
+                "want_mode=$(kamo_symmode \"$kamo_base\" {kind} {}) || {}\n",
+                q(m),
+                fail(module, &format!("invalid mode {m}"))
+            ),
+        }
+    }
+}
+
+/// Reads `mode`: octal (`"0644"`, `"644"`, or a YAML number whose digits are octal, as
+/// `mode: 0644` parses to 644) or symbolic (`u=rw,g=r,o=r`, `a+x`, `u+X`).
+pub fn parse_mode(module: Module, args: &Map<String, Value>) -> Result<Option<Mode>, ArgError> {
+    let Some(raw) = arg_str(module, args, "mode")? else {
+        return Ok(None);
+    };
+    let m = raw.trim();
+    let bad = || {
+        ArgError::new(
+            module,
+            format!(
+                "invalid mode {raw:?}: use octal digits as a quoted string (\"0644\") or a \
+                 symbolic mode (\"u=rw,g=r,o=r\")"
+            ),
+        )
+    };
+    if !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()) {
+        if m.len() > 5 || !m.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(bad());
+        }
+        let n = u32::from_str_radix(m, 8).map_err(|_| bad())?;
+        if n > 0o7777 {
+            return Err(bad());
+        }
+        return Ok(Some(Mode::Octal(format!("{n:04o}"))));
+    }
+    let clause_ok = |c: &str| {
+        let who_end = c.find(['+', '-', '=']);
+        match who_end {
+            Some(i) => {
+                c[..i].bytes().all(|b| b"ugoa".contains(&b))
+                    && c[i..].bytes().all(|b| b"+-=rwxXstugo".contains(&b))
+                    && !c[i..].is_empty()
+            }
+            None => false,
+        }
+    };
+    if m.split(',').all(clause_ok) {
+        Ok(Some(Mode::Symbolic(m.to_owned())))
+    } else {
+        Err(bad())
+    }
+}
+
+/// `mode`, `owner`, `group` of a task.
+#[derive(Debug, Clone, Default)]
+pub struct Attrs {
+    pub mode: Option<Mode>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+}
+
+impl Attrs {
+    pub fn parse(module: Module, args: &Map<String, Value>) -> Result<Self, ArgError> {
+        let name = |key: &str| -> Result<Option<String>, ArgError> {
+            match arg_str(module, args, key)? {
+                Some(n) if n.is_empty() || n.contains([':', '\n']) => Err(ArgError::new(
+                    module,
+                    format!("invalid {key} {n:?}: a user or group name or a numeric id"),
+                )),
+                other => Ok(other),
+            }
+        };
+        Ok(Self {
+            mode: parse_mode(module, args)?,
+            owner: name("owner")?,
+            group: name("group")?,
+        })
+    }
+
+    /// `mode 0644, owner root` (empty without attributes).
+    #[must_use]
+    pub fn words(&self) -> String {
+        self.shown().trim_start_matches(", ").to_owned()
+    }
+
+    /// The summary suffix: `, mode 0644, owner root, group adm`.
+    #[must_use]
+    pub fn shown(&self) -> String {
+        let mut s = String::new();
+        if let Some(m) = &self.mode {
+            s.push_str(&format!(", mode {}", m.shown()));
+        }
+        if let Some(o) = &self.owner {
+            s.push_str(&format!(", owner {o}"));
+        }
+        if let Some(g) = &self.group {
+            s.push_str(&format!(", group {g}"));
+        }
+        s
+    }
+
+    /// sh: `attr_changed=1` when the existing `$1`-like path `var` differs in owner/group
+    /// (mode is compared by the caller through `want_mode`).
+    #[must_use]
+    pub fn owner_group_differ_sh(&self, var: &str) -> String {
+        let mut s = String::new();
+        if let Some(o) = &self.owner {
+            s.push_str(&format!(
+                "kamo_owner_is \"${var}\" {} || attr_changed=1\n",
+                q(o)
+            ));
+        }
+        if let Some(g) = &self.group {
+            s.push_str(&format!(
+                "kamo_group_is \"${var}\" {} || attr_changed=1\n",
+                q(g)
+            ));
+        }
+        s
+    }
+
+    /// sh that applies owner and group to `$var` (`-h`: to a link itself).
+    #[must_use]
+    pub fn chown_sh(&self, module: Module, var: &str, opts: &str) -> String {
+        let mut s = String::new();
+        if let Some(o) = &self.owner {
+            s.push_str(&format!(
+                "chown {opts}-- {} \"${var}\" || {}\n",
+                q(o),
+                fail(module, &format!("cannot set owner {o}"))
+            ));
+        }
+        if let Some(g) = &self.group {
+            s.push_str(&format!(
+                "chgrp {opts}-- {} \"${var}\" || {}\n",
+                q(g),
+                fail(module, &format!("cannot set group {g}"))
+            ));
+        }
+        s
+    }
+}
+
+/// Options of the install step.
+pub struct Install<'a> {
+    pub module: Module,
+    pub attrs: &'a Attrs,
+    pub backup: bool,
+    /// `force: no`: an existing destination keeps its content.
+    pub keep_existing: bool,
+    /// The destination as the playbook names it (diff headers).
+    pub shown_dest: &'a str,
+    /// `validate`: the command line (words already quoted, `%s` as `"$kamo_tmp"`) run
+    /// on the new content before it replaces the destination.
+    pub validate: Option<String>,
+    pub flags: Flags,
+}
+
+/// sh that creates `kamo_tmp` for the new content: next to `$d` (so `mv` is atomic), or in
+/// `$TMPDIR` in check mode (nothing is created next to the destination).
+#[must_use]
+pub fn new_tmp(module: Module, flags: Flags) -> String {
+    if flags.check {
+        format!(
+            "kamo_tmp=$(mktemp) || {}\n",
+            fail(module, "cannot create a temporary file")
+        )
+    } else {
+        format!(
+            "kamo_tmp=$(mktemp -- \"$(dirname -- \"$d\")/.kamo.XXXXXX\") || {}\n",
+            fail(
+                module,
+                "cannot create a temporary file in the destination directory"
+            )
+        )
+    }
+}
+
+/// The install step: `$d` is the destination, `$kamo_tmp` holds the new content and
+/// `kamo_j` the open result object. Compares content (`cmp`), mode, owner and group, then,
+/// unless in check mode, sets attributes on the temp file, keeps a backup and moves it over
+/// `$d`, or only fixes attributes. Appends `changed`, `checksum_sha256`, `size`, `mode`,
+/// `backup_file` and `diff` to `kamo_j` and prints the result.
+#[must_use]
+pub fn install(o: &Install<'_>) -> String {
+    let m = o.module;
+    let mut s = String::new();
+    s.push_str("exists=0; if [ -e \"$d\" ]; then exists=1; fi\n");
+    s.push_str(&format!(
+        "if [ \"$exists\" = 1 ] && [ ! -f \"$d\" ]; then {}; fi\n",
+        fail(
+            m,
+            &format!("{} exists and is not a regular file", o.shown_dest)
+        )
+    ));
+    s.push_str(
+        "content_changed=1; if [ \"$exists\" = 1 ] && cmp -s -- \"$d\" \"$kamo_tmp\"; then content_changed=0; fi\n",
+    );
+    if o.keep_existing {
+        s.push_str("if [ \"$exists\" = 1 ]; then content_changed=0; fi\n");
+    }
+    s.push_str(
+        "if [ \"$exists\" = 1 ]; then kamo_base=$(kamo_mode \"$d\"); else kamo_base=$(kamo_newmode 0666); fi\nwant_mode=$kamo_base\n",
+    );
+    if let Some(mode) = &o.attrs.mode {
+        s.push_str(&mode.want_sh(m, "f"));
+    }
+    s.push_str("attr_changed=0\nif [ \"$exists\" = 1 ]; then\n[ \"$want_mode\" = \"$kamo_base\" ] || attr_changed=1\n");
+    s.push_str(&o.attrs.owner_group_differ_sh("d"));
+    s.push_str("fi\n");
+    s.push_str("changed=0; if [ \"$content_changed\" = 1 ] || [ \"$attr_changed\" = 1 ]; then changed=1; fi\n");
+    s.push_str("if [ \"$content_changed\" = 1 ]; then kamo_new=$kamo_tmp; else kamo_new=$d; fi\n");
+    s.push_str(
+        "kamo_j=\"$kamo_j,\\\"changed\\\":$(kamo_tf \"$changed\"),\\\"checksum_sha256\\\":\\\"$(sha256sum < \"$kamo_new\" | cut -c1-64)\\\",\\\"size\\\":$(stat -c %s -- \"$kamo_new\"),\\\"mode\\\":\\\"$want_mode\\\"\"\n",
+    );
+    if o.flags.diff {
+        let head = q(&format!(
+            ",\"diff\":{{\"before_header\":{h},\"after_header\":{h},\"before\":",
+            h = js(o.shown_dest)
+        ));
+        s.push_str(&format!(
+            "if [ \"$content_changed\" = 1 ]; then kamo_j=\"$kamo_j\"{head}\"$(kamo_jtext \"$d\"),\\\"after\\\":$(kamo_jtext \"$kamo_tmp\")}}\"; fi\n"
+        ));
+    }
+    if !o.flags.check {
+        s.push_str("if [ \"$changed\" = 1 ]; then\nif [ \"$content_changed\" = 1 ]; then\n");
+        s.push_str("if [ \"$exists\" = 1 ]; then chown -- \"$(stat -c %u:%g -- \"$d\")\" \"$kamo_tmp\" 2>/dev/null || :; fi\n");
+        s.push_str(&o.attrs.chown_sh(m, "kamo_tmp", ""));
+        s.push_str(&format!(
+            "chmod -- \"$want_mode\" \"$kamo_tmp\" || {}\n",
+            fail(m, "cannot set the mode")
+        ));
+        if let Some(v) = &o.validate {
+            s.push_str(&format!(
+                "{v} </dev/null >&2 || {}\n",
+                fail(
+                    m,
+                    "validation of the new content failed (see stderr); nothing was changed"
+                )
+            ));
+        }
+        if o.backup {
+            s.push_str(&format!(
+                "if [ \"$exists\" = 1 ]; then kamo_bak=\"$d.$$.$(date +%Y-%m-%d@%H:%M:%S)~\"; cp -p -- \"$d\" \"$kamo_bak\" || {}; kamo_j=\"$kamo_j,\\\"backup_file\\\":$(kamo_jstr \"$kamo_bak\")\"; fi\n",
+                fail(m, "cannot write the backup file")
+            ));
+        }
+        s.push_str(&format!(
+            "mv -f -- \"$kamo_tmp\" \"$d\" || {}\nkamo_tmp=''\nelse\n",
+            fail(m, &format!("cannot replace {}", o.shown_dest))
+        ));
+        s.push_str(&o.attrs.chown_sh(m, "d", ""));
+        s.push_str(&format!(
+            "chmod -- \"$want_mode\" \"$d\" || {}\nfi\nfi\n",
+            fail(m, "cannot set the mode")
+        ));
+    }
+    s.push_str("kamo_result \"$kamo_j}\"\n");
+    s
+}
+
+/// `validate`: the command (Ansible runs it without a shell) as sh words, each `%s`
+/// replaced by the temp file holding the new content.
+pub fn parse_validate(
+    module: Module,
+    args: &Map<String, Value>,
+) -> Result<Option<String>, ArgError> {
+    let Some(v) = arg_str(module, args, "validate")? else {
+        return Ok(None);
+    };
+    if !v.contains("%s") {
+        return Err(ArgError::new(
+            module,
+            format!("`validate` must contain %s: {v}"),
+        ));
+    }
+    let words = shlex::split(&v)
+        .filter(|w| !w.is_empty())
+        .ok_or_else(|| ArgError::new(module, format!("cannot split `validate`: {v}")))?;
+    let sh_words: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.split("%s")
+                .map(|part| {
+                    if part.is_empty() {
+                        String::new()
+                    } else {
+                        q(part)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\"$kamo_tmp\"")
+        })
+        .collect();
+    Ok(Some(sh_words.join(" ")))
+}
+
+/// The first of `keys` present, as a path.
+pub fn path_arg(
+    module: Module,
+    args: &Map<String, Value>,
+    keys: &[&str],
+) -> Result<String, ArgError> {
+    for k in keys {
+        if let Some(p) = arg_str(module, args, k)? {
+            if p.is_empty() {
+                return Err(ArgError::new(module, format!("`{k}` is empty")));
+            }
+            return Ok(p);
+        }
+    }
+    Err(ArgError::new(
+        module,
+        format!("missing required argument `{}`", keys[0]),
+    ))
+}
+
+/// Hex sha256 of bytes.
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write as _;
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! Running module scripts with the local /bin/sh, as a host would.
+    use serde_json::{Map, Value};
+
+    use crate::playbook::model::Module;
+    use crate::playbook::modules::{Flags, ModuleResult, build, interpret};
+
+    #[must_use]
+    pub fn args(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    pub const CHECK: Flags = Flags {
+        check: true,
+        diff: false,
+    };
+    pub const DIFF: Flags = Flags {
+        check: false,
+        diff: true,
+    };
+
+    #[must_use]
+    pub fn run_script(script: &str) -> ModuleResult {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut c = Command::new("/bin/sh")
+            .arg("-s")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = c.wait_with_output().unwrap();
+        interpret(
+            Module::Ping,
+            &out.stdout,
+            &out.stderr,
+            out.status.code().map(i64::from),
+        )
+    }
+
+    /// Builds and runs; panics on an argument error.
+    #[must_use]
+    pub fn run(module: Module, a: &Value, flags: Flags) -> ModuleResult {
+        let step =
+            build(module, &args(a.clone()), flags).unwrap_or_else(|e| panic!("build failed: {e}"));
+        run_script(&step.script)
+    }
+
+    /// Builds and runs, expecting success; returns the result.
+    #[must_use]
+    pub fn ok(module: Module, a: &Value, flags: Flags) -> ModuleResult {
+        let r = run(module, a, flags);
+        assert!(!r.failed, "{module:?} failed: {r:?}");
+        r
+    }
+
+    #[must_use]
+    pub fn mode_of(p: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A directory name full of shell metacharacters.
+    pub const NASTY: &str = "a dir 'q' \"dq\" $(touch pwned) `x`;\nnl";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::playbook::model::Module;
+
+    #[test]
+    fn modes_parse() {
+        let m = |v: Value| parse_mode(Module::File, &testing::args(json!({ "mode": v })));
+        assert_eq!(m(json!("644")).unwrap(), Some(Mode::Octal("0644".into())));
+        assert_eq!(m(json!(755)).unwrap(), Some(Mode::Octal("0755".into())));
+        assert_eq!(m(json!("04755")).unwrap(), Some(Mode::Octal("4755".into())));
+        assert_eq!(
+            m(json!("u=rw,g=r,o=r")).unwrap(),
+            Some(Mode::Symbolic("u=rw,g=r,o=r".into()))
+        );
+        // `mode: 0644` unquoted in YAML.
+        let y: Value = serde_yaml::from_str("mode: 0644").unwrap();
+        assert_eq!(
+            parse_mode(Module::File, y.as_object().unwrap()).unwrap(),
+            Some(Mode::Octal("0644".into())),
+            "{y}"
+        );
+        assert!(m(json!("0999")).is_err());
+        assert!(m(json!("rw-r--r--")).is_err());
+        assert!(m(json!("u=rw;reboot")).is_err());
+    }
+
+    #[test]
+    fn json_escaping_of_host_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        let text = "a\\b \"q\"\ttab\r\u{1}é\nlast";
+        std::fs::write(&f, text).unwrap();
+        let script = format!(
+            "{}{}kamo_j='{{\"x\":1'\nkamo_j=\"$kamo_j,\\\"t\\\":$(kamo_jtext {})\"\nkamo_result \"$kamo_j}}\"\n",
+            super::super::sh::prelude(),
+            lib(),
+            q(&f.display().to_string())
+        );
+        let r = testing::run_script(&script);
+        assert_eq!(r.data["t"], text, "{r:?}");
+        std::fs::write(&f, b"bin\0ary").unwrap();
+        let r = testing::run_script(&script);
+        assert_eq!(r.data["t"], "(binary content not shown)");
+        std::fs::write(&f, b"bad \xff utf8\n").unwrap();
+        let r = testing::run_script(&script);
+        assert_eq!(r.data["t"], "(binary content not shown)");
+        let big = "0123456789abcdef\n".repeat(5000);
+        std::fs::write(&f, &big).unwrap();
+        let r = testing::run_script(&script);
+        let t = r.data["t"].as_str().unwrap();
+        assert!(
+            t.ends_with("\n[... truncated at 64 KiB]"),
+            "{}",
+            &t[t.len() - 40..]
+        );
+        assert!(t.len() < DIFF_CAP + 100);
+    }
+}
