@@ -19,8 +19,10 @@
 //! change and report `changed` without changing it. With `diff`, file modules add a `diff`
 //! field (`{"before": "...", "after": "..."}`) for the engine to render.
 
+pub mod apt;
 pub mod command;
 pub mod sh;
+pub mod syslib;
 
 use serde_json::{Map, Value};
 
@@ -115,6 +117,7 @@ pub fn build(
 ) -> Result<RemoteStep, ArgError> {
     match module {
         Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
+        Module::Apt | Module::Package => apt::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
