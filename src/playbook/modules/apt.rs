@@ -181,7 +181,7 @@ pub fn build(
     }
 
     let mut summary = Vec::new();
-    let mut s = sys_prelude();
+    let mut s = sys_prelude(flags);
     s.push_str("set -f\nDEBIAN_FRONTEND=noninteractive; export DEBIAN_FRONTEND\n");
     s.push_str(&format!(
         "command -v apt-get >/dev/null 2>&1 || kamo_fail {}\n",

@@ -21,8 +21,10 @@
 
 pub mod apt;
 pub mod command;
+pub mod kernel;
 pub mod sh;
 pub mod syslib;
+pub mod systemd;
 
 use serde_json::{Map, Value};
 
@@ -118,6 +120,10 @@ pub fn build(
     match module {
         Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
         Module::Apt | Module::Package => apt::build(module, args, flags),
+        Module::Systemd | Module::Service => systemd::build(module, args, flags),
+        Module::Sysctl | Module::Modprobe | Module::Hostname | Module::Ping => {
+            kernel::build(module, args, flags)
+        }
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }

@@ -11,18 +11,27 @@
 //!   result whose `msg` holds the description, the rc and the tool's stderr;
 //! - `kamo_fail MSG [RC]`: ends the script with a failed result;
 //! - `kamo_done`: ends the script with `changed` from `$kamo_changed` and the extra JSON fields
-//!   collected in `$kamo_extra` (each starting with a comma).
+//!   collected in `$kamo_extra` (each starting with a comma);
+//! - `kamo_put PATH MODE`: makes PATH hold the bytes of `$kamo_errf.new` (a new file gets
+//!   MODE; an existing one keeps its mode and owner), marks a change only if they differ, and
+//!   writes nothing in check mode (`$kamo_check`); `kamo_ensure PATH CONTENT MODE` puts CONTENT;
+//! - `kamo_remove PATH`: removes a file if it exists (a change), not in check mode.
 
 use serde_json::{Map, Value};
 
-use super::ArgError;
 use super::sh::{arg_str, prelude};
+use super::{ArgError, Flags};
 use crate::playbook::model::Module;
 
 /// The common prelude plus the system-module shell library.
 #[must_use]
-pub fn sys_prelude() -> String {
+pub fn sys_prelude(flags: Flags) -> String {
     let mut s = prelude();
+    s.push_str(if flags.check {
+        "kamo_check=true\n"
+    } else {
+        "kamo_check=false\n"
+    });
     s.push_str(
         r#"kamo_js() { printf '%s' "$1" | tr '\011' ' ' | tr -d '\000-\010\013-\037' | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | awk 'BEGIN { printf "\"" } { if (NR > 1) printf "\\n"; printf "%s", $0 } END { printf "\"" }'; }
 kamo_errf=$(mktemp) || { kamo_result '{"failed":true,"msg":"mktemp failed"}'; exit 0; }
@@ -33,6 +42,12 @@ kamo_run() { "$@" </dev/null 2>"$kamo_errf"; kamo_rc=$?; cat "$kamo_errf" >&2; r
 kamo_fail() { kamo_result "{\"changed\":$kamo_changed,\"failed\":true,\"msg\":$(kamo_js "$1"),\"rc\":${2:-1}$kamo_extra}"; exit 0; }
 kamo_must() { kamo_d=$1; shift; kamo_run "$@" || kamo_fail "$kamo_d failed (rc $kamo_rc): $(cat "$kamo_errf")" "$kamo_rc"; }
 kamo_done() { kamo_result "{\"changed\":$kamo_changed$kamo_extra}"; exit 0; }
+kamo_put() { if [ -f "$1" ] && cmp -s "$kamo_errf.new" "$1"; then return 1; fi; kamo_changed=true; $kamo_check && return 0
+  kamo_must "mkdir -p ${1%/*}" mkdir -p "${1%/*}"
+  if [ ! -e "$1" ]; then kamo_must "create $1" touch "$1"; kamo_must "chmod $2 $1" chmod "$2" "$1"; fi
+  kamo_must "write $1" cp "$kamo_errf.new" "$1"; }
+kamo_ensure() { printf '%s' "$2" > "$kamo_errf.new"; kamo_put "$1" "$3"; }
+kamo_remove() { [ -e "$1" ] || [ -L "$1" ] || return 1; kamo_changed=true; $kamo_check || kamo_must "rm $1" rm -f "$1"; }
 "#,
     );
     s
@@ -256,7 +271,7 @@ mod tests {
             "tool",
             "echo 'bad \"thing\" \\ here' >&2; printf 'l1\\tx\\n' >&2; exit 7",
         );
-        let mut script = sys_prelude();
+        let mut script = sys_prelude(Flags::default());
         script.push_str(
             "kamo_extra=\",\\\"k\\\":$(kamo_js 'a\"b')\"\nkamo_must 'tool x' tool x\nkamo_done\n",
         );
