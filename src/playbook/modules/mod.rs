@@ -19,6 +19,7 @@
 //! change and report `changed` without changing it. With `diff`, file modules add a `diff`
 //! field (`{"before": "...", "after": "..."}`) for the engine to render.
 
+pub mod accounts;
 pub mod apt;
 pub mod command;
 pub mod kernel;
@@ -124,6 +125,7 @@ pub fn build(
         Module::Sysctl | Module::Modprobe | Module::Hostname | Module::Ping => {
             kernel::build(module, args, flags)
         }
+        Module::User | Module::Group => accounts::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
