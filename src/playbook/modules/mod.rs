@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod apt;
 pub mod command;
 pub mod kernel;
+pub mod mount;
 pub mod sh;
 pub mod syslib;
 pub mod systemd;
@@ -126,6 +127,7 @@ pub fn build(
             kernel::build(module, args, flags)
         }
         Module::User | Module::Group => accounts::build(module, args, flags),
+        Module::Mount => mount::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
