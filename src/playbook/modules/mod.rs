@@ -27,6 +27,7 @@ pub mod mount;
 pub mod sh;
 pub mod syslib;
 pub mod systemd;
+pub mod wait_for;
 
 use serde_json::{Map, Value};
 
@@ -128,6 +129,7 @@ pub fn build(
         }
         Module::User | Module::Group => accounts::build(module, args, flags),
         Module::Mount => mount::build(module, args, flags),
+        Module::WaitFor => wait_for::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
