@@ -21,6 +21,7 @@
 
 pub mod accounts;
 pub mod apt;
+pub mod apt_sources;
 pub mod command;
 pub mod kernel;
 pub mod mount;
@@ -130,6 +131,7 @@ pub fn build(
         Module::User | Module::Group => accounts::build(module, args, flags),
         Module::Mount => mount::build(module, args, flags),
         Module::WaitFor => wait_for::build(module, args, flags),
+        Module::AptKey | Module::AptRepository => apt_sources::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
