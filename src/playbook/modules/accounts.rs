@@ -259,7 +259,7 @@ fn user(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgError>
              kamo_cur=${{kamo_cur%,}}\n"
         ));
         if append {
-            let cases: String = groups
+            let cases = groups
                 .iter()
                 .flatten()
                 .map(|g| {
@@ -268,7 +268,8 @@ fn user(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgError>
                         q(g)
                     )
                 })
-                .collect();
+                .collect::<Vec<_>>()
+                .concat();
             s.push_str(&format!(
                 "kamo_miss=false\n{cases}if $kamo_miss; then set -- \"$@\" -a -G {}; fi\n",
                 q(csv)

@@ -97,6 +97,7 @@ impl Spec {
     }
 }
 
+#[allow(clippy::too_many_lines)]
 pub fn build(
     module: Module,
     args: &Map<String, Value>,
@@ -104,13 +105,14 @@ pub fn build(
 ) -> Result<RemoteStep, ArgError> {
     if module == Module::Package {
         known_args(module, args, PACKAGE_KNOWN)?;
-        if let Some(u) = arg_str(module, args, "use")? {
-            if u != "auto" && u != "apt" {
-                return Err(ArgError::new(
-                    module,
-                    format!("`use: {u}` is not supported; only apt hosts are"),
-                ));
-            }
+        if let Some(u) = arg_str(module, args, "use")?
+            && u != "auto"
+            && u != "apt"
+        {
+            return Err(ArgError::new(
+                module,
+                format!("`use: {u}` is not supported; only apt hosts are"),
+            ));
         }
     } else {
         known_args(module, args, KNOWN)?;
@@ -160,10 +162,10 @@ pub fn build(
             "`deb` is not supported; copy the .deb and use `command: dpkg -i ...`",
         ));
     }
-    if let Some(u) = arg_str(module, args, "upgrade")? {
-        if !matches!(u.as_str(), "no" | "false" | "False") {
-            return Err(ArgError::new(module, "`upgrade` is not supported"));
-        }
+    if let Some(u) = arg_str(module, args, "upgrade")?
+        && !matches!(u.as_str(), "no" | "false" | "False")
+    {
+        return Err(ArgError::new(module, "`upgrade` is not supported"));
     }
     let purge = arg_bool(module, args, "purge", false)?;
     let autoremove = arg_bool(module, args, "autoremove", false)?;
@@ -371,7 +373,7 @@ exit 0"#,
         );
         sb.stub(
             "apt-cache",
-            r#"printf '  Installed: 1.0\n  Candidate: 2.0\n'"#,
+            r"printf '  Installed: 1.0\n  Candidate: 2.0\n'",
         );
         sb
     }

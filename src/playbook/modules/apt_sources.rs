@@ -116,7 +116,9 @@ fn apt_key(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgErr
             ));
         }
     };
-    let asc = keyring.ends_with(".asc");
+    let asc = std::path::Path::new(&keyring)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("asc"));
     s.push_str("trap 'rm -f \"$kamo_errf\" \"$kamo_errf.new\" \"$kamo_errf.key\"' EXIT\n");
     s.push_str(&src);
     s.push_str(&format!(

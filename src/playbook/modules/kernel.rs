@@ -195,7 +195,11 @@ fn modprobe(args: &Map<String, Value>, flags: Flags, root: &str) -> Result<Remot
         format!(" {}", words.join(" "))
     };
     let (cond, cmd, desc) = if present {
-        let qp: String = words.iter().map(|w| format!(" {}", q(w))).collect();
+        let qp = words
+            .iter()
+            .map(|w| format!(" {}", q(w)))
+            .collect::<Vec<_>>()
+            .concat();
         (
             "! $kamo_loaded",
             format!("modprobe {n}{qp}"),

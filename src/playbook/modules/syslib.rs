@@ -132,10 +132,10 @@ pub fn arg_req(
     keys: &[&str],
 ) -> Result<String, ArgError> {
     for k in keys {
-        if let Some(v) = arg_str(module, args, k)? {
-            if !v.is_empty() {
-                return Ok(v);
-            }
+        if let Some(v) = arg_str(module, args, k)?
+            && !v.is_empty()
+        {
+            return Ok(v);
         }
     }
     Err(ArgError::new(module, format!("`{}` is required", keys[0])))
@@ -143,6 +143,7 @@ pub fn arg_req(
 
 /// Test support: a sandbox with fake tools first on `PATH` that log their argv.
 #[cfg(test)]
+#[allow(clippy::must_use_candidate, clippy::new_without_default)]
 pub mod testkit {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;

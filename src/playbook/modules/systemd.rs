@@ -51,13 +51,14 @@ pub fn build(
 ) -> Result<RemoteStep, ArgError> {
     if module == Module::Service {
         known_args(module, args, SERVICE_KNOWN)?;
-        if let Some(u) = arg_str(module, args, "use")? {
-            if u != "auto" && u != "systemd" {
-                return Err(ArgError::new(
-                    module,
-                    format!("`use: {u}` is not supported; only systemd hosts are"),
-                ));
-            }
+        if let Some(u) = arg_str(module, args, "use")?
+            && u != "auto"
+            && u != "systemd"
+        {
+            return Err(ArgError::new(
+                module,
+                format!("`use: {u}` is not supported; only systemd hosts are"),
+            ));
         }
     } else {
         known_args(module, args, KNOWN)?;
@@ -292,14 +293,14 @@ exit 0"#,
         assert_eq!(step.summary, ["systemctl restart x"]);
         assert!(sb.run(Module::Service, &step).changed);
         assert!(sb.run(Module::Service, &step).changed);
-        let stop = build(
+        let stop_step = build(
             Module::Service,
             &args(json!({"name": "x", "state": "stopped"})),
             Flags::default(),
         )
         .unwrap();
-        assert!(sb.run(Module::Service, &stop).changed);
-        assert!(!sb.run(Module::Service, &stop).changed);
+        assert!(sb.run(Module::Service, &stop_step).changed);
+        assert!(!sb.run(Module::Service, &stop_step).changed);
         sb.take_log();
         sb.write("badreload", "");
         sb.write("active", "");
