@@ -3,7 +3,8 @@
 //! `apt`: `name`/`pkg`/`package` (a list, a comma string; `name=version` pins, a version may end
 //! in `*` as a prefix match), `state` (`present`/`installed`, `absent`/`removed`, `latest`,
 //! `fixed` as `present`), `purge`, `autoremove` (also without names), `update_cache` with
-//! `cache_valid_time`, `install_recommends`. Refused: `build-dep`, `force`, `deb`, `upgrade`
+//! `cache_valid_time`, `install_recommends`, `lock_timeout` (default 60: apt waits that long
+//! for the dpkg lock, e.g. while unattended-upgrades runs, via `-o DPkg::Lock::Timeout`). Refused: `build-dep`, `force`, `deb`, `upgrade`
 //! other than `no`, wildcards in names.
 //!
 //! The script queries each package with `dpkg-query -W -f='${Status} ${Version}'` (and
@@ -167,6 +168,8 @@ pub fn build(
     {
         return Err(ArgError::new(module, "`upgrade` is not supported"));
     }
+    let lock = arg_u64(module, args, "lock_timeout")?.unwrap_or(60);
+    let opts = format!("-o DPkg::Lock::Timeout={lock} {DPKG_OPTS}");
     let purge = arg_bool(module, args, "purge", false)?;
     let autoremove = arg_bool(module, args, "autoremove", false)?;
     let update_cache = arg_bool(module, args, "update_cache", false)?;
@@ -212,7 +215,9 @@ pub fn build(
         }
         s.push_str("if $kamo_cache; then kamo_changed=true\n");
         if !flags.check {
-            s.push_str("  kamo_must 'apt-get update' apt-get update -q\n");
+            s.push_str(&format!(
+                "  kamo_must 'apt-get update' apt-get update -q -o DPkg::Lock::Timeout={lock}\n"
+            ));
         }
         s.push_str("fi\nkamo_extra=\",\\\"cache_updated\\\":$kamo_cache\"\n");
     } else {
@@ -266,7 +271,7 @@ pub fn build(
                 ));
             }
             if !specs.is_empty() {
-                let cmd = format!("apt-get install -y {DPKG_OPTS}{recommends_opt}");
+                let cmd = format!("apt-get install -y {opts}{recommends_opt}");
                 summary.push(format!(
                     "{cmd} {} (only those {})",
                     shown.join(" "),
@@ -279,7 +284,7 @@ pub fn build(
                 s.push_str("if [ $# -gt 0 ]; then kamo_changed=true\n");
                 if !flags.check {
                     s.push_str(&format!(
-                        "  kamo_must \"apt-get install $*\" apt-get install -y {DPKG_OPTS}{recommends_opt} \"$@\"\n"
+                        "  kamo_must \"apt-get install $*\" apt-get install -y {opts}{recommends_opt} \"$@\"\n"
                     ));
                 }
                 s.push_str("fi\n");
@@ -304,7 +309,7 @@ pub fn build(
             }
             if !specs.is_empty() {
                 let cmd = format!(
-                    "apt-get remove -y {DPKG_OPTS}{}",
+                    "apt-get remove -y {opts}{}",
                     if purge { " --purge" } else { "" }
                 );
                 let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
@@ -331,7 +336,7 @@ pub fn build(
     if autoremove {
         let p = if purge { " --purge" } else { "" };
         summary.push(format!(
-            "apt-get autoremove -y {DPKG_OPTS}{p} (if it would remove anything)"
+            "apt-get autoremove -y {opts}{p} (if it would remove anything)"
         ));
         s.push_str(&format!(
             "kamo_ar=$(apt-get -s autoremove{p} </dev/null 2>/dev/null | grep -c '^Remv ') || kamo_ar=0\n\
@@ -339,7 +344,7 @@ pub fn build(
         ));
         if !flags.check {
             s.push_str(&format!(
-                "  kamo_must 'apt-get autoremove' apt-get autoremove -y {DPKG_OPTS}{p}\n"
+                "  kamo_must 'apt-get autoremove' apt-get autoremove -y {opts}{p}\n"
             ));
         }
         s.push_str("fi\n");
@@ -366,8 +371,8 @@ mod tests {
             "apt-get",
             r#"case " $* " in
 *" -s "*) [ -f "$T/autoremove" ] && echo 'Remv oldpkg [1]'; exit 0 ;;
-*" install "*) for a; do case "$a" in -*|install|Dpkg*) ;; *=*) echo "install ok installed ${a#*=}" > "$T/dpkg/${a%%=*}" ;; *) [ -f "$T/fail" ] && { echo "E: Unable to locate package $a" >&2; exit 100; }; echo "install ok installed 2.0" > "$T/dpkg/$a" ;; esac; done ;;
-*" remove "*) for a; do case "$a" in -*|remove|Dpkg*) ;; *) if [ "${purge:-}" ]; then rm -f "$T/dpkg/$a"; else echo "deinstall ok config-files 1.0" > "$T/dpkg/$a"; fi ;; esac; done ;;
+*" install "*) for a; do case "$a" in -*|install|*::*) ;; *=*) echo "install ok installed ${a#*=}" > "$T/dpkg/${a%%=*}" ;; *) [ -f "$T/fail" ] && { echo "E: Unable to locate package $a" >&2; exit 100; }; echo "install ok installed 2.0" > "$T/dpkg/$a" ;; esac; done ;;
+*" remove "*) for a; do case "$a" in -*|remove|*::*) ;; *) if [ "${purge:-}" ]; then rm -f "$T/dpkg/$a"; else echo "deinstall ok config-files 1.0" > "$T/dpkg/$a"; fi ;; esac; done ;;
 esac
 exit 0"#,
         );
@@ -387,7 +392,7 @@ exit 0"#,
         assert_eq!(
             step.summary,
             [
-                "apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --no-install-recommends nginx=1.2 curl (only those not installed)"
+                "apt-get install -y -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --no-install-recommends nginx=1.2 curl (only those not installed)"
             ]
         );
         let chk = sb.run(Module::Apt, &build(Module::Apt, &a, CHECK).unwrap());
@@ -399,7 +404,7 @@ exit 0"#,
         assert_eq!(r.data["cache_updated"], false);
         let log = sb.take_log();
         assert!(
-            log.contains("apt-get install -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --no-install-recommends nginx=1.2\n"),
+            log.contains("apt-get install -y -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --no-install-recommends nginx=1.2\n"),
             "{log}"
         );
         let r = sb.run(Module::Apt, &step);
@@ -454,7 +459,7 @@ exit 0"#,
         let r = sb.run(Module::Apt, &step);
         assert!(r.changed, "{r:?}");
         assert_eq!(r.data["packages"]["removed"], json!(["a"]));
-        assert!(sb.take_log().contains("apt-get remove -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --purge a\n"));
+        assert!(sb.take_log().contains("apt-get remove -y -o DPkg::Lock::Timeout=60 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --purge a\n"));
     }
 
     #[test]
@@ -470,7 +475,10 @@ exit 0"#,
         let r = sb.run(Module::Apt, &step);
         assert!(r.changed && r.data["cache_updated"] == true, "{r:?}");
         let log = sb.take_log();
-        assert!(log.contains("apt-get update -q\n"), "{log}");
+        assert!(
+            log.contains("apt-get update -q -o DPkg::Lock::Timeout=60\n"),
+            "{log}"
+        );
         assert!(log.contains("apt-get autoremove -y"), "{log}");
         // A fresh cache is not updated.
         sb.stub("stat", "date +%s");

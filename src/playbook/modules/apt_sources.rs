@@ -238,7 +238,7 @@ fn apt_repository(
         s.push_str(&format!(
             "kamo_found=false\nfor kamo_s in {all}; do [ -f \"$kamo_s\" ] && kamo_has \"$kamo_s\" && kamo_found=true; done\n\
              if ! $kamo_found; then\n\
-             {{ cat {f} 2>/dev/null; printf '%s\\n' \"$R\"; }} > \"$kamo_errf.new\"\n\
+             {{ awk '{{ print }}' {f} 2>/dev/null; printf '%s\\n' \"$R\"; }} > \"$kamo_errf.new\"\n\
              kamo_put {f} {mode} || true\nfi\n",
             f = q(&file),
         ));
@@ -255,7 +255,7 @@ fn apt_repository(
     if update {
         summary.push("apt-get update (if changed)".to_owned());
         if !flags.check {
-            s.push_str("if $kamo_changed; then DEBIAN_FRONTEND=noninteractive kamo_must 'apt-get update' apt-get update -q; fi\n");
+            s.push_str("if $kamo_changed; then DEBIAN_FRONTEND=noninteractive; export DEBIAN_FRONTEND; kamo_must 'apt-get update' apt-get update -q; fi\n");
         }
     }
     s.push_str("kamo_done\n");
