@@ -139,6 +139,12 @@ fn user(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgError>
         == Some("always");
     let groups_csv = groups.as_ref().map(|g| g.join(","));
 
+    // The result's uid, group (gid), home and shell, read back after the change.
+    s.push_str(&format!(
+        "kamo_uinfo() {{ kamo_l=$(getent passwd {n} </dev/null) || return 0\n\
+         kamo_ifs=$IFS; IFS=:; set -- $kamo_l; IFS=$kamo_ifs\n\
+         kamo_extra=\"$kamo_extra,\\\"uid\\\":${{3:-0}},\\\"group\\\":${{4:-0}},\\\"home\\\":$(kamo_js \"${{6:-}}\"),\\\"shell\\\":$(kamo_js \"${{7:-}}\")\"; }}\n"
+    ));
     // Creation.
     let mut add: Vec<(String, String)> = Vec::new(); // (shown, quoted)
     let mut shown_fields = Vec::new();
@@ -211,7 +217,7 @@ fn user(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgError>
         ));
         chpw(&mut s);
     }
-    s.push_str("  kamo_done\nfi\n");
+    s.push_str("  kamo_uinfo\n  kamo_done\nfi\n");
 
     // Modification.
     s.push_str(
@@ -300,7 +306,7 @@ fn user(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgError>
         }
         s.push_str("fi\n");
     }
-    s.push_str("kamo_done\n");
+    s.push_str("kamo_uinfo\nkamo_done\n");
     Ok(RemoteStep { script: s, summary })
 }
 
@@ -455,6 +461,8 @@ addg() { for g in $(echo "$groups" | tr , ' '); do awk -F: -v OFS=: -v g="$g" -v
         );
         let r = sb.run(Module::User, &step);
         assert!(!r.changed, "{r:?} {}", sb.take_log());
+        assert_eq!(r.data["uid"], 1200);
+        assert_eq!(r.data["shell"], "/bin/bash");
         let a = args(
             json!({"name": "deploy", "shell": "/bin/zsh", "groups": ["root"], "append": true}),
         );

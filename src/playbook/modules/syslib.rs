@@ -292,4 +292,52 @@ mod tests {
         assert_eq!(r.data["k"], "a\"b");
         assert_eq!(sb.take_log(), "tool x\n");
     }
+
+    #[test]
+    fn playbook_values_stay_data_in_every_module() {
+        use crate::playbook::modules::{Flags, build};
+        let sb = Sandbox::new();
+        for name in [
+            "systemctl",
+            "sysctl",
+            "mountpoint",
+            "mount",
+            "getent",
+            "useradd",
+            "usermod",
+        ] {
+            sb.stub(name, "exit 0");
+        }
+        let evil = "x$(touch${IFS}$T/pwned)`touch $T/pwned`";
+        let t = sb.t();
+        let cases = [
+            (Module::Systemd, json!({"name": evil, "state": "started"})),
+            (
+                Module::Sysctl,
+                json!({"name": "k", "value": evil, "sysctl_file": format!("{t}/s.conf")}),
+            ),
+            (
+                Module::Mount,
+                json!({"path": format!("/{evil}"), "src": evil, "fstype": "ext4", "state": "present", "fstab": format!("{t}/fstab")}),
+            ),
+            (
+                Module::WaitFor,
+                json!({"path": format!("{t}/{evil}"), "state": "absent", "timeout": 0}),
+            ),
+            (
+                Module::User,
+                json!({"name": "u", "shell": evil, "comment": evil, "password": evil}),
+            ),
+            (
+                Module::AptKey,
+                json!({"data": evil, "keyring": format!("{t}/k.asc")}),
+            ),
+        ];
+        for (m, a) in cases {
+            let step = build(m, &args(a.clone()), Flags::default()).unwrap();
+            let r = sb.run(m, &step);
+            assert!(!r.msg.unwrap_or_default().contains("no result"), "{a}");
+            assert!(!sb.dir.path().join("pwned").exists(), "{m:?} {a}");
+        }
+    }
 }
