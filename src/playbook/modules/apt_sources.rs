@@ -220,6 +220,9 @@ fn apt_repository(
         format!("remove {repo} from /etc/apt/sources.list and {dir}/*.list")
     }];
     let mut s = sys_prelude(flags);
+    if flags.diff {
+        s.push_str("kamo_diff=true\n");
+    }
     s.push_str(&format!(
         "R={} ; export R\n\
          kamo_extra=\",\\\"repo\\\":\"{}\",\\\"state\\\":\\\"{}\\\"\"\n\

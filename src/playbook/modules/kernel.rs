@@ -106,6 +106,9 @@ fn sysctl(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgErro
         format!("{name}={value} in {file}")
     }];
     let mut s = sys_prelude(flags);
+    if flags.diff {
+        s.push_str("kamo_diff=true\n");
+    }
     s.push_str(&format!(
         "kamo_f={}\n\
          [ ! -e \"$kamo_f\" ] || [ -r \"$kamo_f\" ] || kamo_fail \"cannot read $kamo_f\"\n\
@@ -280,6 +283,9 @@ fn hostname(args: &Map<String, Value>, flags: Flags, root: &str) -> Result<Remot
     )?;
     let etc = format!("{root}/etc/hostname");
     let mut s = sys_prelude(flags);
+    if flags.diff {
+        s.push_str("kamo_diff=true\n");
+    }
     let summary = vec![match using.as_deref() {
         Some("systemd") => format!("hostnamectl set-hostname {name}"),
         None => format!(
@@ -375,6 +381,20 @@ mod tests {
         );
         let r = sb.run(Module::Sysctl, &step);
         assert!(!r.changed, "{r:?}");
+        let diff = Flags {
+            check: true,
+            diff: true,
+        };
+        let a = args(json!({"name": "vm.x", "value": 2, "sysctl_file": f}));
+        let r = sb.run(Module::Sysctl, &build(Module::Sysctl, &a, diff).unwrap());
+        assert_eq!(
+            r.data["diff"]["before"],
+            "# c\nnet.ipv4.ip_forward=1\nvm.x=1"
+        );
+        assert_eq!(
+            r.data["diff"]["after"],
+            "# c\nnet.ipv4.ip_forward=1\nvm.x=2"
+        );
         let absent =
             args(json!({"name": "vm.x", "state": "absent", "sysctl_file": f, "reload": false}));
         assert!(

@@ -77,6 +77,9 @@ pub fn build(
     let p = q(&path);
     let mut summary = Vec::new();
     let mut s = sys_prelude(flags);
+    if flags.diff {
+        s.push_str("kamo_diff=true\n");
+    }
     s.push_str(&format!(
         "kamo_m=false; mountpoint -q {p} </dev/null 2>/dev/null && kamo_m=true\n\
          kamo_fc=false\n\

@@ -15,6 +15,7 @@
 //! - `kamo_put PATH MODE`: makes PATH hold the bytes of `$kamo_errf.new` (a new file gets
 //!   MODE; an existing one keeps its mode and owner), marks a change only if they differ, and
 //!   writes nothing in check mode (`$kamo_check`); `kamo_ensure PATH CONTENT MODE` puts CONTENT;
+//!   with `kamo_diff=true` (text files, `--diff`) it adds `diff: {before, after}`;
 //! - `kamo_remove PATH`: removes a file if it exists (a change), not in check mode.
 
 use serde_json::{Map, Value};
@@ -42,7 +43,10 @@ kamo_run() { "$@" </dev/null 2>"$kamo_errf"; kamo_rc=$?; cat "$kamo_errf" >&2; r
 kamo_fail() { kamo_result "{\"changed\":$kamo_changed,\"failed\":true,\"msg\":$(kamo_js "$1"),\"rc\":${2:-1}$kamo_extra}"; exit 0; }
 kamo_must() { kamo_d=$1; shift; kamo_run "$@" || kamo_fail "$kamo_d failed (rc $kamo_rc): $(cat "$kamo_errf")" "$kamo_rc"; }
 kamo_done() { kamo_result "{\"changed\":$kamo_changed$kamo_extra}"; exit 0; }
-kamo_put() { if [ -f "$1" ] && cmp -s "$kamo_errf.new" "$1"; then return 1; fi; kamo_changed=true; $kamo_check && return 0
+kamo_diff=false
+kamo_put() { if [ -f "$1" ] && cmp -s "$kamo_errf.new" "$1"; then return 1; fi; kamo_changed=true
+  if $kamo_diff; then kamo_extra="$kamo_extra,\"diff\":{\"before\":$(kamo_js "$(cat "$1" 2>/dev/null)"),\"after\":$(kamo_js "$(cat "$kamo_errf.new")")}"; fi
+  $kamo_check && return 0
   kamo_must "mkdir -p ${1%/*}" mkdir -p "${1%/*}"
   if [ ! -e "$1" ]; then kamo_must "create $1" touch "$1"; kamo_must "chmod $2 $1" chmod "$2" "$1"; fi
   kamo_must "write $1" cp "$kamo_errf.new" "$1"; }
