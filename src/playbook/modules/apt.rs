@@ -200,7 +200,7 @@ pub fn build(
     if update_cache {
         if valid_time > 0 {
             summary.push(format!(
-                "apt-get update (unless the cache is younger than {valid_time}s)"
+                "apt-get update -q -o DPkg::Lock::Timeout={lock} (unless the cache is younger than {valid_time}s)"
             ));
             s.push_str(&format!(
                 "kamo_stamp=/var/lib/apt/periodic/update-success-stamp\n\
@@ -210,7 +210,7 @@ pub fn build(
                  [ $((kamo_now - kamo_mt)) -lt {valid_time} ] || kamo_cache=true\n"
             ));
         } else {
-            summary.push("apt-get update".to_owned());
+            summary.push(format!("apt-get update -q -o DPkg::Lock::Timeout={lock}"));
             s.push_str("kamo_cache=true\n");
         }
         s.push_str("if $kamo_cache; then kamo_changed=true\n");

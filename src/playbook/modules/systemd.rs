@@ -5,7 +5,7 @@
 //! script asks `systemctl show -p LoadState`, `is-enabled` and `is-active` first and acts only
 //! when needed; `restarted` and `reloaded` always change (`reloaded` starts a stopped unit, as
 //! Ansible does). `daemon_reload`/`daemon_reexec` run before anything else and are not changes;
-//! in check mode they are skipped. The result holds `name`, `state`, `enabled` and a `status`
+//! in check mode they are skipped. The result holds `name`, `state` (when given) and a `status`
 //! object with `LoadState`, `ActiveState`, `SubState`, `UnitFileState` (after the actions).
 
 use serde_json::{Map, Value};
