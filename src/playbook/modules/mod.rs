@@ -19,14 +19,22 @@
 //! change and report `changed` without changing it. With `diff`, file modules add a `diff`
 //! field (`{"before": "...", "after": "..."}`) for the engine to render.
 
+pub mod accounts;
+pub mod apt;
+pub mod apt_sources;
 pub mod command;
 pub mod copy;
 pub mod edit;
 pub mod file;
 pub mod fsutil;
+pub mod kernel;
+pub mod mount;
 pub mod sh;
 pub mod stat;
+pub mod syslib;
+pub mod systemd;
 pub mod unarchive;
+pub mod wait_for;
 
 use serde_json::{Map, Value};
 
@@ -128,6 +136,15 @@ pub fn build(
         Module::Replace => edit::replace(args, flags),
         Module::Unarchive => unarchive::build(module, args, flags),
         Module::Stat | Module::Slurp | Module::Fetch => stat::build(module, args, flags),
+        Module::Apt | Module::Package => apt::build(module, args, flags),
+        Module::Systemd | Module::Service => systemd::build(module, args, flags),
+        Module::Sysctl | Module::Modprobe | Module::Hostname | Module::Ping => {
+            kernel::build(module, args, flags)
+        }
+        Module::User | Module::Group => accounts::build(module, args, flags),
+        Module::Mount => mount::build(module, args, flags),
+        Module::WaitFor => wait_for::build(module, args, flags),
+        Module::AptKey | Module::AptRepository => apt_sources::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
     }
 }
