@@ -249,11 +249,23 @@ impl Planner<'_> {
             return;
         };
         let mut base = vars::for_task(scope, host, &walk.vars, t.role.as_deref(), &t.vars);
-        if Value::Object(action.args.clone())
-            .to_string()
-            .contains("hostvars")
+        // Templates read hostvars from files the task text does not show. Offline, every
+        // host's inventory variables are known; its facts and registered values are not.
+        if action.module == Module::Template
+            || Value::Object(action.args.clone())
+                .to_string()
+                .contains("hostvars")
         {
-            let hv = vars::hostvars_value(self.inventory, std::iter::once((host, &walk.vars)));
+            let empty = HostVars::default();
+            let hv = vars::hostvars_value(
+                self.inventory,
+                self.inventory.hosts().map(|h| {
+                    (
+                        h.name.as_str(),
+                        if h.name == host { &walk.vars } else { &empty },
+                    )
+                }),
+            );
             base.insert("hostvars".into(), hv);
         }
         for u in &walk.unknown {

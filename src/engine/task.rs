@@ -105,7 +105,10 @@ impl Engine {
             location: t.span.to_string(),
             hosts: active.len(),
         });
-        let hostvars = task_text(t, action).contains("hostvars").then(|| {
+        // Templates read hostvars from files the task text does not show.
+        let wants_hostvars =
+            action.module == Module::Template || task_text(t, action).contains("hostvars");
+        let hostvars = wants_hostvars.then(|| {
             let all: Vec<(String, HostVars)> = self
                 .inventory
                 .hosts()

@@ -358,7 +358,9 @@ fn needs_render(v: &Json) -> bool {
 
 /// The inner expression of a string that is exactly one `{{ expr }}`.
 fn single_expression(text: &str) -> Option<&str> {
-    let t = text.trim();
+    // Exactly one expression, nothing around it: `"{{ x }}\n"` (a block scalar) is text
+    // ending in a newline, as Ansible renders it, not the bare value.
+    let t = text;
     let inner = t.strip_prefix("{{")?.strip_suffix("}}")?;
     // `{{ a }} and {{ b }}` also starts and ends with braces; it fails to compile as one
     // expression, and the caller then renders it as text.
@@ -1824,7 +1826,10 @@ mod unit_tests {
     #[test]
     fn native_types_for_a_single_expression() {
         assert_eq!(r("{{ port }}"), json!(8080));
-        assert_eq!(r("  {{ items }} "), json!([3, 1, 2, 1]));
+        assert_eq!(r("{{ items }}"), json!([3, 1, 2, 1]));
+        // Text around the expression makes the result text, newline included.
+        assert_eq!(r("{{ port }}\n"), json!("8080\n"));
+        assert_eq!(r(" {{ port }}"), json!(" 8080"));
         assert_eq!(r("{{ cfg }}"), json!({"a": 1, "nested": {"x": "y"}}));
         assert_eq!(r("{{ flag }}"), json!(true));
         assert_eq!(r("{{ none }}"), json!(null));

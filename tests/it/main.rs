@@ -12,3 +12,4 @@ mod exec;
 mod harness;
 mod host_keys;
 mod inventory_cli;
+mod playbook;

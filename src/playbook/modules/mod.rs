@@ -108,10 +108,13 @@ impl ModuleResult {
         if let Some(rc) = self.rc {
             m.insert("rc".into(), Value::from(rc));
         }
-        m.insert("stdout".into(), Value::String(self.stdout.clone()));
-        m.insert("stderr".into(), Value::String(self.stderr.clone()));
-        m.insert("stdout_lines".into(), lines(&self.stdout));
-        m.insert("stderr_lines".into(), lines(&self.stderr));
+        // Ansible strips the trailing newlines of registered output (`strip_empty_ends`).
+        let stdout = self.stdout.trim_end_matches(['\n', '\r']);
+        let stderr = self.stderr.trim_end_matches(['\n', '\r']);
+        m.insert("stdout".into(), Value::String(stdout.to_owned()));
+        m.insert("stderr".into(), Value::String(stderr.to_owned()));
+        m.insert("stdout_lines".into(), lines(stdout));
+        m.insert("stderr_lines".into(), lines(stderr));
         Value::Object(m)
     }
 }

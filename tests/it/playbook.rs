@@ -1,0 +1,282 @@
+//! `kamo run`, `kamo plan` and `kamo syntax-check` with real playbooks on real sshd hosts.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::support::kamo::{Kamo, Run, empty_home};
+use crate::support::sshd::SshCluster;
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/playbooks")
+        .join(rel)
+}
+
+/// A directory every test host (user kamotest) can write below.
+fn shared_base() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    d
+}
+
+fn kamo_run(c: &SshCluster, inv: &Path, playbook: &Path, base: &Path, extra: &[&str]) -> Run {
+    let home = empty_home();
+    Kamo::new(home.path())
+        .args(["run"])
+        .arg_path(playbook)
+        .args(["-i"])
+        .arg_path(inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
+        .args(["--output", "json", "-e"])
+        .arg_path(Path::new(&format!("base={}", base.display())))
+        .args(extra)
+        .run()
+}
+
+/// The recap line (always the last JSON line).
+fn recap(run: &Run) -> Value {
+    let last = run
+        .json_lines()
+        .pop()
+        .unwrap_or_else(|| panic!("no output: {run:?}"));
+    assert_eq!(last["event"], "recap", "{run:?}");
+    last
+}
+
+fn nodes_inventory(c: &SshCluster) -> PathBuf {
+    c.write_inventory("")
+}
+
+#[test]
+fn a_playbook_runs_changes_once_and_is_idempotent() {
+    let c = SshCluster::start(3);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let run = kamo_run(&c, &inv, &fixture("site.yml"), base.path(), &[]);
+    run.assert_code(0);
+    let r = recap(&run);
+    for h in &c.hosts {
+        let s = &r["hosts"][&h.name];
+        assert_eq!(s["failed"], 0, "{run:?}");
+        assert!(s["changed"].as_u64().unwrap() >= 8, "{s}");
+        let root = base.path().join(&h.name);
+        let conf = fs::read_to_string(root.join("etc/app.conf")).unwrap();
+        assert_eq!(conf, format!("# managed by kamo\nname={}\n", h.name));
+        assert_eq!(
+            fs::read_to_string(root.join("etc/port.conf")).unwrap(),
+            "port=8080\n"
+        );
+        let hosts = fs::read_to_string(root.join("etc/hosts")).unwrap();
+        for other in &c.hosts {
+            assert!(
+                hosts.contains(&format!("{} {}", other.addr, other.name)),
+                "{hosts}"
+            );
+        }
+        for p in ["alpha", "beta", "gamma"] {
+            assert_eq!(
+                fs::read_to_string(root.join(format!("{p}.pkg"))).unwrap(),
+                format!("{p}\n")
+            );
+        }
+        assert!(root.join("initialised").exists());
+        assert_eq!(
+            fs::read_to_string(root.join("restarts")).unwrap(),
+            "restarted\n",
+            "the handler ran once"
+        );
+    }
+    // The coordinator play saw every node's registered result through hostvars.
+    assert!(r["hosts"]["localhost"]["ok"].as_u64().unwrap() >= 1);
+
+    // Second run: nothing changes, the handler does not run again.
+    let run = kamo_run(&c, &inv, &fixture("site.yml"), base.path(), &[]);
+    run.assert_code(0);
+    let r = recap(&run);
+    for h in &c.hosts {
+        assert_eq!(r["hosts"][&h.name]["changed"], 0, "{}", run.stdout);
+        assert_eq!(
+            fs::read_to_string(base.path().join(&h.name).join("restarts")).unwrap(),
+            "restarted\n"
+        );
+    }
+}
+
+#[test]
+fn check_mode_changes_nothing_but_reports_what_would() {
+    let c = SshCluster::start(2);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let run = kamo_run(&c, &inv, &fixture("site.yml"), base.path(), &["--check"]);
+    let r = recap(&run);
+    for h in &c.hosts {
+        assert!(
+            r["hosts"][&h.name]["changed"].as_u64().unwrap() >= 1,
+            "{run:?}"
+        );
+    }
+    assert_eq!(
+        fs::read_dir(base.path()).unwrap().count(),
+        0,
+        "check mode wrote something"
+    );
+}
+
+#[test]
+fn plan_shows_exactly_what_run_sends() {
+    let c = SshCluster::start(2);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let home = empty_home();
+    let plan = Kamo::new(home.path())
+        .args(["plan"])
+        .arg_path(&fixture("site.yml"))
+        .args(["-i"])
+        .arg_path(&inv)
+        .args(["--output", "json", "-e"])
+        .arg_path(Path::new(&format!("base={}", base.path().display())))
+        .run();
+    plan.assert_code(0);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(
+        fs::read_dir(base.path()).unwrap().count(),
+        0,
+        "plan touched a host"
+    );
+    let mut planned: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for e in plan["plan"].as_array().unwrap() {
+        if let Some(d) = e["script_sha256"].as_str() {
+            planned.insert(
+                (
+                    e["host"].as_str().unwrap().into(),
+                    e["task"].as_str().unwrap().into(),
+                    e["item"].to_string(),
+                ),
+                d.into(),
+            );
+        }
+    }
+    // Tasks whose arguments read registered values are shown as run-time, not guessed.
+    let conf_assert = plan["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["task"] == "Only on Linux")
+        .unwrap();
+    assert_eq!(conf_assert["status"], "runtime", "{conf_assert}");
+
+    let run = kamo_run(&c, &inv, &fixture("site.yml"), base.path(), &[]);
+    run.assert_code(0);
+    let mut sent: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for e in run.json_lines() {
+        if let Some(d) = e["data"]["script_sha256"].as_str() {
+            sent.insert(
+                (
+                    e["host"].as_str().unwrap().into(),
+                    e["task"].as_str().unwrap().into(),
+                    e["item"].to_string(),
+                ),
+                d.into(),
+            );
+        }
+    }
+    let mut compared = 0;
+    for (k, d) in &planned {
+        if let Some(s) = sent.get(k) {
+            assert_eq!(s, d, "plan and run differ for {k:?}");
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 2 * 7,
+        "compared only {compared} scripts: planned {planned:?} sent {sent:?}"
+    );
+}
+
+#[test]
+fn an_unknown_module_is_refused_before_any_host_is_touched() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory(&format!(
+        "\n[dead]\nghost ansible_host={} ansible_port={}\n",
+        c.dead_addr(),
+        c.port
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("bad.yml");
+    fs::write(
+        &pb,
+        "- hosts: all\n  tasks:\n    - name: typo\n      frobnicate: { level: 11 }\n",
+    )
+    .unwrap();
+    let base = shared_base();
+    let run = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    run.assert_code(4);
+    assert!(run.stderr.contains("frobnicate"), "{}", run.stderr);
+    assert!(run.stderr.contains("bad.yml:4"), "{}", run.stderr);
+    let home = empty_home();
+    Kamo::new(home.path())
+        .args(["syntax-check"])
+        .arg_path(&pb)
+        .run()
+        .assert_code(4);
+    Kamo::new(home.path())
+        .args(["syntax-check"])
+        .arg_path(&fixture("site.yml"))
+        .run()
+        .assert_code(0);
+}
+
+#[test]
+fn block_rescue_always_and_failures() {
+    let c = SshCluster::start(2);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("blocks.yml");
+    fs::write(
+        &pb,
+        r#"- hosts: nodes
+  gather_facts: false
+  tasks:
+    - block:
+        - name: Fails on the first node only
+          shell: test {{ inventory_hostname }} != node01
+      rescue:
+        - name: Rescue
+          shell: touch {{ base }}/rescued-{{ inventory_hostname }}
+      always:
+        - name: Always
+          shell: touch {{ base }}/always-{{ inventory_hostname }}
+    - name: Fails for real on node02
+      shell: exit 3
+      when: inventory_hostname == "node02"
+    - name: After the failure
+      shell: touch {{ base }}/after-{{ inventory_hostname }}
+"#,
+    )
+    .unwrap();
+    let run = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    run.assert_code(2);
+    let r = recap(&run);
+    assert_eq!(r["hosts"]["node01"]["rescued"], 1, "{run:?}");
+    assert_eq!(r["hosts"]["node01"]["failed"], 0);
+    assert_eq!(r["hosts"]["node02"]["failed"], 1);
+    assert!(base.path().join("rescued-node01").exists());
+    assert!(!base.path().join("rescued-node02").exists());
+    assert!(
+        base.path().join("always-node01").exists() && base.path().join("always-node02").exists()
+    );
+    assert!(base.path().join("after-node01").exists());
+    assert!(
+        !base.path().join("after-node02").exists(),
+        "a failed host takes no further tasks"
+    );
+}
