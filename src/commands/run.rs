@@ -218,9 +218,7 @@ pub async fn run(args: RunArgs, verbose: u8) -> Result<ExitCode> {
     opts.check = args.check;
     opts.diff = args.diff;
     opts.forks = args.connection.forks as usize;
-    if args.step {
-        return Err(Error::Usage("--step is not supported yet".into()));
-    }
+    opts.step = args.step;
     let hosts = play_hosts(&inventory, &playbooks, &opts, &templater)?;
     let mut defaults = Defaults {
         user: args.connection.user.clone(),

@@ -32,8 +32,9 @@ use crate::transport::{Connection, Target, TransportError};
 use report::{Event, HostStats, Reporter};
 use vars::{HostVars, PlayScope};
 
-/// What the command line decided for the whole run.
+/// What the command line decided for the whole run (its flags mirror ansible-playbook's).
 #[derive(Debug, Clone, Default)]
+#[allow(clippy::struct_excessive_bools)]
 pub struct RunOptions {
     pub check: bool,
     pub diff: bool,
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub r#become: bool,
     pub become_user: Option<String>,
     pub limit: Vec<String>,
+    /// `--step`: confirm each task on the terminal.
+    pub step: bool,
 }
 
 /// Per-host state for the whole run.
@@ -150,6 +153,12 @@ impl Engine {
             st.ended = false;
             self.stats.entry(h.clone()).or_default();
         }
+        if play.strategy == crate::playbook::model::Strategy::Free {
+            self.reporter.event(&Event::Warning(format!(
+                "play at {}: strategy `free` runs like `linear` in this version (hosts move task by task together)",
+                play.span
+            )));
+        }
         let play_vars = self.play_vars(play, playbook)?;
         for batch in batches(&hosts, &play.serial) {
             let scope_hosts = batch.clone();
@@ -202,7 +211,10 @@ impl Engine {
                 name: name.to_owned(),
                 target,
                 conn: None,
-                vars: HostVars::default(),
+                vars: HostVars {
+                    inventory: Some(Arc::new(self.inventory.vars_for(name))),
+                    ..HostVars::default()
+                },
                 failed: false,
                 unreachable: false,
                 ended: false,
@@ -422,6 +434,9 @@ impl Engine {
                     if !self.tags_match(t) {
                         continue;
                     }
+                    if self.opts.step && !step_confirm(&t.display_name(), &mut self.opts.step)? {
+                        continue;
+                    }
                     let before = active.len();
                     self.run_task(ctx, t, active).await?;
                     let failed_now = before - active.len();
@@ -555,6 +570,30 @@ impl Engine {
     /// `--tags`/`--skip-tags` as Ansible: `always` runs unless skipped, `never` only when asked.
     fn tags_match(&self, t: &Task) -> bool {
         tags_match(&t.tags, &self.opts)
+    }
+}
+
+/// `--step`: asks `Perform task: NAME (N)o/(y)es/(c)ontinue:`; `c` stops asking.
+fn step_confirm(name: &str, step: &mut bool) -> Result<bool, Error> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage("--step needs a terminal to ask on".into()));
+    }
+    let mut err = std::io::stderr();
+    let _ = write!(err, "Perform task: {name} (N)o/(y)es/(c)ontinue: ");
+    let _ = err.flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::Other(format!("cannot read the answer: {e}")))?;
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(true),
+        "c" | "continue" => {
+            *step = false;
+            Ok(true)
+        }
+        _ => Ok(false),
     }
 }
 

@@ -84,7 +84,10 @@ impl Planner<'_> {
                 };
                 for host in &batch {
                     let mut walk = HostWalk {
-                        vars: HostVars::default(),
+                        vars: HostVars {
+                            inventory: Some(std::sync::Arc::new(self.inventory.vars_for(host))),
+                            ..HostVars::default()
+                        },
                         unknown: BTreeSet::new(),
                     };
                     if play.gather_facts {
@@ -248,7 +251,14 @@ impl Planner<'_> {
         let TaskKind::Action(action) = &t.kind else {
             return;
         };
-        let mut base = vars::for_task(scope, host, &walk.vars, t.role.as_deref(), &t.vars);
+        let text = format!(
+            "{} {:?} {:?}",
+            Value::Object(action.args.clone()),
+            t.when,
+            t.r#loop
+        );
+        let wide = vars::reads_wide(&text, action.module == Module::Template);
+        let mut base = vars::for_task(scope, host, &walk.vars, t.role.as_deref(), &t.vars, wide);
         // Templates read hostvars from files the task text does not show. Offline, every
         // host's inventory variables are known; its facts and registered values are not.
         if action.module == Module::Template

@@ -50,11 +50,14 @@ struct Job {
     vars: Map<String, Value>,
     conn: Option<Arc<Connection>>,
     target: Result<Target, TransportError>,
+    /// `delegate_to`: the task runs on this other host's connection, with this host's vars.
+    delegated: bool,
 }
 
 /// What one host's job produced, applied by the engine afterwards.
 struct JobOut {
     host: String,
+    delegated: bool,
     new_conn: Option<Arc<Connection>>,
     unreachable: Option<TransportError>,
     events: Vec<HostEvent>,
@@ -135,7 +138,14 @@ impl Engine {
                 .iter()
                 .filter_map(|h| self.hosts.get(h).map(|st| (h, st)))
                 .map(|(h, st)| {
-                    let mut v = vars::for_task(&scope, h, &st.vars, t.role.as_deref(), &t.vars);
+                    let mut v = vars::for_task(
+                        &scope,
+                        h,
+                        &st.vars,
+                        t.role.as_deref(),
+                        &t.vars,
+                        wants_hostvars,
+                    );
                     vars::resolve_nested(&self.templater, &mut v);
                     if let Some(hv) = &hostvars {
                         v.insert("hostvars".into(), hv.clone());
@@ -145,10 +155,17 @@ impl Engine {
                         vars: v,
                         conn: st.conn.clone(),
                         target: st.target.clone(),
+                        delegated: false,
                     }
                 })
                 .collect()
         };
+        let mut jobs = jobs;
+        if let Some(d) = &t.delegate_to {
+            for job in &mut jobs {
+                self.delegate(ctx, d, job).await;
+            }
+        }
         let sudo = match t.r#become.or(ctx.play.r#become) {
             Some(true) => Some((
                 true,
@@ -199,6 +216,41 @@ impl Engine {
         Ok(())
     }
 
+    /// Points a job at the `delegate_to` host's connection (opened once and kept).
+    async fn delegate(&mut self, ctx: &PlayCtx<'_>, spec: &str, job: &mut Job) {
+        let name = match self
+            .templater
+            .render_str(spec, &Value::Object(job.vars.clone()))
+        {
+            Ok(Value::String(s)) => s,
+            Ok(other) => other.to_string(),
+            Err(e) => {
+                job.target = Err(TransportError::new(
+                    crate::transport::Phase::Resolve,
+                    format!("delegate_to: {e}"),
+                ));
+                job.conn = None;
+                job.delegated = true;
+                return;
+            }
+        };
+        if name == job.host {
+            return;
+        }
+        self.ensure_host(&name, ctx.play);
+        job.delegated = true;
+        job.target = self.hosts.get(&name).map_or_else(
+            || {
+                Err(TransportError::new(
+                    crate::transport::Phase::Resolve,
+                    format!("delegate_to: unknown host {name}"),
+                ))
+            },
+            |h| h.target.clone(),
+        );
+        job.conn = self.connection(&name).await.ok();
+    }
+
     fn apply(&mut self, t: &Task, out: &JobOut, run_once_others: &[String]) {
         for ev in &out.events {
             self.count(ev);
@@ -211,8 +263,10 @@ impl Engine {
             let Some(st) = self.hosts.get_mut(h) else {
                 continue;
             };
+            // A delegated job ran on another host's connection: never keep it as this host's.
             if let Some(c) = &out.new_conn
                 && *h == out.host
+                && !out.delegated
             {
                 st.conn = Some(c.clone());
             }
@@ -245,6 +299,7 @@ impl Runner<'_> {
     async fn run_job(&self, mut job: Job) -> JobOut {
         let mut out = JobOut {
             host: job.host.clone(),
+            delegated: job.delegated,
             new_conn: None,
             unreachable: None,
             events: Vec::new(),
@@ -906,6 +961,14 @@ impl Runner<'_> {
             result.msg = Some(format!("the module script was killed by signal {s}"));
         }
         result.data.insert("script_sha256".into(), json!(digest));
+        if module == Module::Fetch
+            && !result.failed
+            && !result.skipped
+            && let Err(msg) = fetch_to_controller(&job.host, &args, &mut result, self.flags.check)
+        {
+            result.failed = true;
+            result.msg = Some(msg);
+        }
         (result, None)
     }
 }
@@ -1045,6 +1108,61 @@ pub(crate) fn compose_script(
     }
     script.push_str(&step.script);
     Ok(script)
+}
+
+/// `fetch`: writes the bytes the host sent to `dest` on the workstation: `dest/HOST/PATH`, or
+/// `dest` itself with `flat: yes` (`dest/BASENAME` when `dest` ends with `/`). Changed only
+/// when the local copy differs.
+fn fetch_to_controller(
+    host: &str,
+    args: &Map<String, Value>,
+    result: &mut ModuleResult,
+    check: bool,
+) -> Result<(), String> {
+    let Some(content) = result
+        .data
+        .remove("content")
+        .and_then(|v| v.as_str().map(str::to_owned))
+    else {
+        return Ok(()); // fail_on_missing: false and the file was missing
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(content.as_bytes())
+        .map_err(|e| format!("fetch: the host sent invalid base64: {e}"))?;
+    let src = args
+        .get("src")
+        .and_then(Value::as_str)
+        .ok_or("fetch: `src` is required")?;
+    let dest = args
+        .get("dest")
+        .and_then(Value::as_str)
+        .ok_or("fetch: `dest` is required")?;
+    let flat = args.get("flat").and_then(as_bool).unwrap_or(false);
+    let path = if flat {
+        if dest.ends_with('/') {
+            PathBuf::from(dest).join(Path::new(src).file_name().unwrap_or_default())
+        } else {
+            PathBuf::from(dest)
+        }
+    } else {
+        PathBuf::from(dest)
+            .join(host)
+            .join(src.trim_start_matches('/'))
+    };
+    let same = std::fs::read(&path).is_ok_and(|old| old == bytes);
+    result.changed = !same;
+    result
+        .data
+        .insert("dest".into(), json!(path.display().to_string()));
+    if same || check {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("fetch: cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(&path, &bytes)
+        .map_err(|e| format!("fetch: cannot write {}: {e}", path.display()))
 }
 
 /// SHA-256 of a script, hex.

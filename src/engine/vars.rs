@@ -27,6 +27,8 @@ pub struct PlayScope<'a> {
 /// Everything known about one host beyond the inventory.
 #[derive(Debug, Clone, Default)]
 pub struct HostVars {
+    /// The host's inventory variables, computed once per run (group merging is not free).
+    pub inventory: Option<std::sync::Arc<crate::inventory::Vars>>,
     pub facts: Map<String, Value>,
     /// `set_fact`, `register`, `include_vars`.
     pub runtime: Map<String, Value>,
@@ -47,12 +49,16 @@ pub fn for_task(
     hv: &HostVars,
     role: Option<&RoleCtx>,
     task_vars: &Vars,
+    wide: bool,
 ) -> Map<String, Value> {
     let mut m = Map::new();
     if let Some(r) = role {
         extend(&mut m, r.defaults.clone());
     }
-    extend(&mut m, scope.inventory.vars_for(host));
+    match &hv.inventory {
+        Some(v) => extend(&mut m, v.as_ref().clone()),
+        None => extend(&mut m, scope.inventory.vars_for(host)),
+    }
     extend(&mut m, hv.facts.clone());
     extend(&mut m, scope.play_vars.clone());
     if let Some(r) = role {
@@ -66,11 +72,23 @@ pub fn for_task(
     extend(&mut m, task_vars.clone());
     extend(&mut m, hv.runtime.clone());
     extend(&mut m, scope.extra_vars.clone());
-    magic(&mut m, scope, host);
+    magic(&mut m, scope, host, wide);
     m
 }
 
-fn magic(m: &mut Map<String, Value>, scope: &PlayScope<'_>, host: &str) {
+/// Whether a task may read the magic variables whose size grows with the inventory (`groups`,
+/// `play_hosts`, `ansible_play_hosts`, `ansible_play_batch`, `hostvars`). Building them for every
+/// host of every task would make a 1,000-host plan quadratic; a task that does not name them
+/// (and is not a template, whose file may) does not get them.
+#[must_use]
+pub fn reads_wide(text: &str, is_template: bool) -> bool {
+    is_template
+        || ["groups", "play_hosts", "ansible_play", "hostvars"]
+            .iter()
+            .any(|w| text.contains(w))
+}
+
+fn magic(m: &mut Map<String, Value>, scope: &PlayScope<'_>, host: &str, wide: bool) {
     m.insert("inventory_hostname".into(), Value::String(host.to_owned()));
     m.insert(
         "inventory_hostname_short".into(),
@@ -87,18 +105,20 @@ fn magic(m: &mut Map<String, Value>, scope: &PlayScope<'_>, host: &str) {
                 .collect(),
         ),
     );
-    m.insert("groups".into(), scope.groups.clone());
-    let hosts = Value::Array(
-        scope
-            .play_hosts
-            .iter()
-            .cloned()
-            .map(Value::String)
-            .collect(),
-    );
-    m.insert("play_hosts".into(), hosts.clone());
-    m.insert("ansible_play_hosts".into(), hosts.clone());
-    m.insert("ansible_play_batch".into(), hosts);
+    if wide {
+        m.insert("groups".into(), scope.groups.clone());
+        let hosts = Value::Array(
+            scope
+                .play_hosts
+                .iter()
+                .cloned()
+                .map(Value::String)
+                .collect(),
+        );
+        m.insert("play_hosts".into(), hosts.clone());
+        m.insert("ansible_play_hosts".into(), hosts.clone());
+        m.insert("ansible_play_batch".into(), hosts);
+    }
     m.insert("ansible_check_mode".into(), Value::Bool(scope.check_mode));
     m.insert("ansible_diff_mode".into(), Value::Bool(scope.diff_mode));
     m.insert(

@@ -89,6 +89,17 @@ pub struct Inventory {
     edges: HashMap<(String, String), Origin>,
     /// `(group, host)` pairs already recorded in `Group::hosts`, so adding stays O(1).
     members: HashSet<(String, String)>,
+    /// Host -> groups, built on first use after loading: a 1,000-host run asks for every
+    /// host's groups on every task, and scanning every group each time is quadratic.
+    index: std::sync::OnceLock<MemberIndex>,
+}
+
+/// Which groups each host is in, directly and through children, for one state of the inventory.
+#[derive(Debug, Clone, Default)]
+struct MemberIndex {
+    /// `(hosts, groups, memberships)` when built; a mismatch means the inventory changed.
+    fingerprint: (usize, usize, usize),
+    groups_of: HashMap<String, Vec<String>>,
 }
 
 pub(crate) const ALL: &str = "all";
@@ -499,8 +510,31 @@ impl Inventory {
         None
     }
 
+    fn fingerprint(&self) -> (usize, usize, usize) {
+        (self.hosts.len(), self.groups.len(), self.members.len())
+    }
+
     /// Names of the groups containing `host` directly or through children, including `all`.
     fn host_groups(&self, host: &str) -> Vec<String> {
+        let index = self.index.get_or_init(|| self.build_index());
+        if index.fingerprint == self.fingerprint() {
+            return index.groups_of.get(host).cloned().unwrap_or_default();
+        }
+        self.host_groups_uncached(host)
+    }
+
+    fn build_index(&self) -> MemberIndex {
+        MemberIndex {
+            fingerprint: self.fingerprint(),
+            groups_of: self
+                .hosts
+                .keys()
+                .map(|h| (h.clone(), self.host_groups_uncached(h)))
+                .collect(),
+        }
+    }
+
+    fn host_groups_uncached(&self, host: &str) -> Vec<String> {
         if !self.hosts.contains_key(host) {
             return Vec::new();
         }

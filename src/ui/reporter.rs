@@ -179,11 +179,14 @@ fn host_line(h: &HostEvent, verbose: u8) -> String {
             l
         }
     };
+    if let Some(diff) = h.data.get("diff") {
+        line.push_str(&unified_diff(diff));
+    }
     if !h.data.is_empty() && h.status != Status::Failed {
         let shown: serde_json::Map<String, Value> = h
             .data
             .iter()
-            .filter(|(k, _)| *k != "script_sha256")
+            .filter(|(k, _)| *k != "script_sha256" && *k != "diff")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if !shown.is_empty() {
@@ -208,6 +211,31 @@ fn host_line(h: &HostEvent, verbose: u8) -> String {
         }
     }
     line
+}
+
+/// A module's `diff` (`before`/`after` texts) as a unified diff, like `ansible --diff`.
+fn unified_diff(diff: &Value) -> String {
+    let text = |k: &str| {
+        diff.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (before, after) = (text("before"), text("after"));
+    let header = |k: &str, d: &str| diff.get(k).and_then(Value::as_str).unwrap_or(d).to_owned();
+    let rendered = similar::TextDiff::from_lines(&before, &after)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("before: {}", header("before_header", "before")),
+            &format!("after: {}", header("after_header", "after")),
+        )
+        .to_string();
+    if rendered.is_empty() {
+        String::new()
+    } else {
+        format!("\n{}", sanitize(rendered.trim_end().as_bytes()))
+    }
 }
 
 /// One JSON event per line; the recap is the last line.

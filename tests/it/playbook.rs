@@ -280,3 +280,192 @@ fn block_rescue_always_and_failures() {
         "a failed host takes no further tasks"
     );
 }
+
+/// Writes `text` as a playbook in a fresh directory and returns (dir, path).
+fn playbook(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("play.yml");
+    fs::write(&p, text).unwrap();
+    (dir, p)
+}
+
+#[test]
+fn serial_batches_and_max_fail_percentage_stop_the_play() {
+    let c = SshCluster::start(4);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let (_d, pb) = playbook(
+        r#"- hosts: nodes
+  gather_facts: false
+  serial: 2
+  max_fail_percentage: 0
+  tasks:
+    - name: Fail on node02
+      shell: test {{ inventory_hostname }} != node02
+    - name: Mark
+      shell: touch {{ base }}/marked-{{ inventory_hostname }}
+"#,
+    );
+    let run = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    run.assert_code(2);
+    // The first batch (node01, node02) exceeded 0 % failures: the play stopped there, so the
+    // second batch never ran, and node01 never reached the second task.
+    for n in ["node01", "node02", "node03", "node04"] {
+        assert!(
+            !base.path().join(format!("marked-{n}")).exists(),
+            "{n} ran after the stop"
+        );
+    }
+    let r = recap(&run);
+    assert_eq!(r["hosts"]["node03"]["ok"], 0, "{run:?}");
+}
+
+#[test]
+fn handlers_listen_become_delegate_and_fetch() {
+    let c = SshCluster::start(2);
+    let inv = c.write_inventory(&format!(
+        "ansible_become_password={}\n",
+        crate::support::sshd::TEST_PASSWORD
+    ));
+    let base = shared_base();
+    let fetched = tempfile::tempdir().unwrap();
+    let (_d, pb) = playbook(&format!(
+        r#"- hosts: nodes
+  gather_facts: false
+  tasks:
+    - name: As root
+      command: id -u
+      become: true
+      register: who
+      changed_when: false
+    - name: Record
+      copy:
+        dest: "{{{{ base }}}}/who-{{{{ inventory_hostname }}}}"
+        content: "{{{{ who.stdout }}}}\n"
+      notify: announce
+    - name: On the other node
+      shell: echo $SSH_CONNECTION > {{{{ base }}}}/delegated-{{{{ inventory_hostname }}}}
+      delegate_to: "{{{{ 'node02' if inventory_hostname == 'node01' else 'node01' }}}}"
+    - name: Bring it home
+      fetch:
+        src: "{{{{ base }}}}/who-{{{{ inventory_hostname }}}}"
+        dest: "{fetched}/"
+  handlers:
+    - name: say it
+      shell: touch {{{{ base }}}}/announced-{{{{ inventory_hostname }}}}
+      listen: announce
+"#,
+        fetched = fetched.path().display()
+    ));
+    let run = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    run.assert_code(0);
+    for (i, h) in c.hosts.iter().enumerate() {
+        assert_eq!(
+            fs::read_to_string(base.path().join(format!("who-{}", h.name))).unwrap(),
+            "0\n"
+        );
+        assert!(base.path().join(format!("announced-{}", h.name)).exists());
+        let other = &c.hosts[1 - i];
+        let d = fs::read_to_string(base.path().join(format!("delegated-{}", h.name))).unwrap();
+        assert!(
+            d.contains(&format!(" {} ", other.addr)),
+            "{} delegated to {}: {d}",
+            h.name,
+            other.name
+        );
+        let local = fetched
+            .path()
+            .join(&h.name)
+            .join(base.path().strip_prefix("/").unwrap())
+            .join(format!("who-{}", h.name));
+        assert_eq!(
+            fs::read_to_string(&local).unwrap(),
+            "0\n",
+            "{}",
+            local.display()
+        );
+    }
+    assert!(!run.stdout.contains(crate::support::sshd::TEST_PASSWORD));
+}
+
+#[test]
+fn an_undefined_variable_names_the_variable_task_and_place() {
+    let c = SshCluster::start(1);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let (_d, pb) = playbook(
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: Uses a typo\n      shell: echo {{ no_such_var }}\n",
+    );
+    let run = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    run.assert_code(2);
+    let ev = run
+        .json_lines()
+        .into_iter()
+        .find(|e| e["event"] == "host_result")
+        .unwrap();
+    let msg = ev["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("no_such_var") && msg.contains("Uses a typo") && msg.contains("play.yml:4"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn tags_select_tasks_and_json_ends_with_the_recap() {
+    let c = SshCluster::start(1);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let (_d, pb) = playbook(
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: a\n      shell: touch {{ base }}/a\n      tags: [alpha]\n    - name: b\n      shell: touch {{ base }}/b\n      tags: beta\n    - name: c\n      shell: touch {{ base }}/c\n      tags: [always]\n",
+    );
+    let run = kamo_run(&c, &inv, &pb, base.path(), &["--tags", "beta"]);
+    run.assert_code(0);
+    assert!(
+        !base.path().join("a").exists()
+            && base.path().join("b").exists()
+            && base.path().join("c").exists()
+    );
+    let events: Vec<String> = run
+        .json_lines()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events.first().map(String::as_str), Some("play_start"));
+    assert_eq!(events.last().map(String::as_str), Some("recap"));
+    assert!(events.iter().any(|e| e == "task_start") && events.iter().any(|e| e == "host_result"));
+}
+
+#[test]
+fn diff_shows_a_unified_diff_in_text_output() {
+    let c = SshCluster::start(1);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    fs::write(base.path().join("f.conf"), "a=1\nb=2\n").unwrap();
+    let (_d, pb) = playbook(
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - copy:\n        dest: \"{{ base }}/f.conf\"\n        content: \"a=1\\nb=3\\n\"\n",
+    );
+    let home = empty_home();
+    let run = Kamo::new(home.path())
+        .args(["run"])
+        .arg_path(&pb)
+        .args(["-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
+        .args(["--diff", "--check", "-e"])
+        .arg_path(Path::new(&format!("base={}", base.path().display())))
+        .args(["--state-dir"])
+        .arg_path(home.path())
+        .run();
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("-b=2") && run.stdout.contains("+b=3"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        fs::read_to_string(base.path().join("f.conf")).unwrap(),
+        "a=1\nb=2\n",
+        "check mode changed the file"
+    );
+}
