@@ -378,7 +378,13 @@ impl Planner<'_> {
                                     },
                                 ) {
                                     Ok(step) => {
-                                        match compose_script(self.templater, t, &step, &vars) {
+                                        match compose_script(
+                                            self.templater,
+                                            &play.environment,
+                                            t,
+                                            &step,
+                                            &vars,
+                                        ) {
                                             Ok(script) => {
                                                 e.script_sha256 = Some(script_digest(&script));
                                                 // Exact text, even when the condition waits for the run.

@@ -77,6 +77,7 @@ struct Runner<'a> {
     flags: Flags,
     sudo: Option<(bool, Option<String>)>,
     play_dir: &'a Path,
+    play_env: &'a crate::playbook::model::Vars,
     forks: usize,
 }
 
@@ -188,6 +189,7 @@ impl Engine {
             },
             sudo,
             play_dir: &ctx.play.dir,
+            play_env: &ctx.play.environment,
             forks: self.opts.forks,
         };
         let outs: Vec<JobOut> = futures::stream::iter(jobs)
@@ -914,7 +916,7 @@ impl Runner<'_> {
                 );
             }
         };
-        let script = match compose_script(self.templater, self.task, &step, vars) {
+        let script = match compose_script(self.templater, self.play_env, self.task, &step, vars) {
             Ok(s) => s,
             Err(e) => return (failed(self.located(&e)), None),
         };
@@ -1094,12 +1096,14 @@ pub(crate) fn controller_inputs(
 /// script. `plan` and `run` both call this, so what the plan shows is what the run sends.
 pub(crate) fn compose_script(
     templater: &Templater,
+    play_env: &crate::playbook::model::Vars,
     task: &Task,
     step: &modules::RemoteStep,
     vars: &Map<String, Value>,
 ) -> Result<String, TemplateError> {
     let mut script = String::new();
-    for (k, v) in &task.environment {
+    // The play's environment first, the task's on top (it wins for the same name).
+    for (k, v) in play_env.iter().chain(&task.environment) {
         let value = match templater.render_value(v, &Value::Object(vars.clone()))? {
             Value::String(s) => s,
             other => other.to_string(),

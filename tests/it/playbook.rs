@@ -469,3 +469,18 @@ fn diff_shows_a_unified_diff_in_text_output() {
         "check mode changed the file"
     );
 }
+
+#[test]
+fn play_and_task_environment_reach_the_command() {
+    let c = SshCluster::start(1);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let (_d, pb) = playbook(
+        "- hosts: nodes\n  gather_facts: false\n  environment:\n    A: from-play\n    B: from-play\n  tasks:\n    - shell: echo \"$A $B\" > {{ base }}/env\n      environment:\n        B: \"from task {{ inventory_hostname }}\"\n",
+    );
+    kamo_run(&c, &inv, &pb, base.path(), &[]).assert_code(0);
+    assert_eq!(
+        fs::read_to_string(base.path().join("env")).unwrap(),
+        "from-play from task node01\n"
+    );
+}
