@@ -82,41 +82,73 @@ impl Planner<'_> {
                     diff_mode: self.opts.diff,
                     playbook_dir: &playbook_dir,
                 };
-                for host in &batch {
-                    let mut walk = HostWalk {
-                        vars: HostVars {
-                            inventory: Some(std::sync::Arc::new(self.inventory.vars_for(host))),
-                            ..HostVars::default()
-                        },
-                        unknown: BTreeSet::new(),
-                    };
-                    if play.gather_facts {
-                        walk.unknown.insert("ansible_facts".into());
-                        for f in FACT_NAMES {
-                            walk.unknown.insert(format!("ansible_{f}"));
-                        }
-                    }
-                    for section in &play.sections {
-                        self.walk(
-                            &scope, play, &play_name, host, section, &mut walk, None, &mut out,
-                        );
-                    }
-                    for h in &play.handlers {
-                        self.walk(
-                            &scope,
-                            play,
-                            &play_name,
-                            host,
-                            std::slice::from_ref(h),
-                            &mut walk,
-                            Some("handler"),
-                            &mut out,
-                        );
-                    }
-                }
+                // Hosts are planned independently: split them over the cores, keep the order.
+                let threads =
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+                let chunk = batch.len().div_ceil(threads).max(1);
+                let parts: Vec<Vec<Entry>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = batch
+                        .chunks(chunk)
+                        .map(|hosts| {
+                            let scope = &scope;
+                            let play_name = &play_name;
+                            s.spawn(move || {
+                                let mut out = Vec::new();
+                                for host in hosts {
+                                    self.plan_host(scope, play, play_name, host, &mut out);
+                                }
+                                out
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect()
+                });
+                out.extend(parts.into_iter().flatten());
             }
         }
         Ok(out)
+    }
+
+    /// Every task of the play for one host.
+    fn plan_host(
+        &self,
+        scope: &PlayScope<'_>,
+        play: &Play,
+        play_name: &str,
+        host: &str,
+        out: &mut Vec<Entry>,
+    ) {
+        let mut walk = HostWalk {
+            vars: HostVars {
+                inventory: Some(std::sync::Arc::new(self.inventory.vars_for(host))),
+                ..HostVars::default()
+            },
+            unknown: BTreeSet::new(),
+        };
+        if play.gather_facts {
+            walk.unknown.insert("ansible_facts".into());
+            for f in FACT_NAMES {
+                walk.unknown.insert(format!("ansible_{f}"));
+            }
+        }
+        for section in &play.sections {
+            self.walk(scope, play, play_name, host, section, &mut walk, None, out);
+        }
+        for h in &play.handlers {
+            self.walk(
+                scope,
+                play,
+                play_name,
+                host,
+                std::slice::from_ref(h),
+                &mut walk,
+                Some("handler"),
+                out,
+            );
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -351,7 +383,20 @@ impl Planner<'_> {
                 let raw = Value::Object(action.args.clone());
                 match self.templater.render_value(&raw, &ctx) {
                     Ok(Value::Object(mut args)) => {
-                        if action.module.controller_only() {
+                        if action.module == Module::GetUrl {
+                            // Offline: nothing is downloaded, so the bytes and the script are
+                            // known only at run time.
+                            e.status = "runtime";
+                            e.reason = Some("the download happens at run time".into());
+                            e.summary.push(format!(
+                                "download {} on the workstation{}, then write it to {}",
+                                args.get("url").and_then(Value::as_str).unwrap_or("?"),
+                                args.get("checksum")
+                                    .and_then(Value::as_str)
+                                    .map_or_else(String::new, |c| format!(" (verify {c})")),
+                                args.get("dest").and_then(Value::as_str).unwrap_or("?")
+                            ));
+                        } else if action.module.controller_only() {
                             if e.status == "run" {
                                 e.status = "controller";
                             }

@@ -1059,6 +1059,10 @@ pub(crate) fn controller_inputs(
                 }
             }
         }
+        Module::GetUrl => {
+            get_url(args)?;
+            module = Module::Copy;
+        }
         Module::Script => {
             let raw = args
                 .remove("_raw_params")
@@ -1167,6 +1171,115 @@ fn fetch_to_controller(
     }
     std::fs::write(&path, &bytes)
         .map_err(|e| format!("fetch: cannot write {}: {e}", path.display()))
+}
+
+/// `get_url`: the workstation downloads the URL (through its proxy settings, with TLS
+/// verification), checks `checksum` (`sha256:HEX` or `sha1:HEX`) and hands the bytes to `copy`.
+/// Each URL is downloaded once per run, however many hosts need it.
+fn get_url(args: &mut Map<String, Value>) -> Result<(), String> {
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<std::collections::HashMap<String, Arc<Vec<u8>>>>> =
+        LazyLock::new(Default::default);
+    let url = args
+        .remove("url")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or("get_url: `url` is required")?;
+    let checksum = args
+        .remove("checksum")
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let timeout = args
+        .remove("timeout")
+        .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        .unwrap_or(10);
+    for unsupported in [
+        "url_username",
+        "url_password",
+        "client_cert",
+        "client_key",
+        "headers",
+        "use_proxy",
+        "http_agent",
+        "tmp_dest",
+    ] {
+        if args.contains_key(unsupported) {
+            return Err(format!("get_url: `{unsupported}` is not supported"));
+        }
+    }
+    if args.remove("validate_certs").and_then(|v| as_bool(&v)) == Some(false) {
+        return Err("get_url: validate_certs: false is not supported; kamo always verifies TLS certificates".into());
+    }
+    args.remove("force");
+    let cached = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&url)
+        .cloned();
+    let bytes = match cached {
+        Some(b) => b,
+        None => {
+            let agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(timeout)))
+                .build()
+                .new_agent();
+            let mut resp = agent
+                .get(&url)
+                .call()
+                .map_err(|e| format!("get_url: cannot download {url}: {e}"))?;
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(4 * 1024 * 1024 * 1024)
+                .read_to_vec()
+                .map_err(|e| format!("get_url: reading {url}: {e}"))?;
+            let b = Arc::new(body);
+            CACHE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(url.clone(), b.clone());
+            b
+        }
+    };
+    if let Some(c) = checksum {
+        let (alg, want) = c
+            .split_once(':')
+            .ok_or_else(|| format!("get_url: checksum {c:?} must look like sha256:HEX"))?;
+        let got = match alg {
+            "sha256" => hex(&sha2::Sha256::digest(bytes.as_slice())),
+            "sha1" => {
+                use sha1::Digest as _;
+                hex(&sha1::Sha1::digest(bytes.as_slice()))
+            }
+            other => {
+                return Err(format!(
+                    "get_url: checksum algorithm {other} is not supported (use sha256 or sha1)"
+                ));
+            }
+        };
+        if !got.eq_ignore_ascii_case(want.trim()) {
+            return Err(format!(
+                "get_url: checksum mismatch for {url}: expected {alg}:{want}, got {alg}:{got}; nothing was written"
+            ));
+        }
+    }
+    if args
+        .get("dest")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.ends_with('/'))
+    {
+        let name = url
+            .rsplit('/')
+            .next()
+            .unwrap_or("download")
+            .split('?')
+            .next()
+            .unwrap_or("download");
+        args.insert("_src_name".into(), json!(name));
+    }
+    args.insert(
+        "_content_b64".into(),
+        json!(base64::engine::general_purpose::STANDARD.encode(bytes.as_slice())),
+    );
+    Ok(())
 }
 
 /// SHA-256 of a script, hex.

@@ -484,3 +484,66 @@ fn play_and_task_environment_reach_the_command() {
         "from-play from task node01\n"
     );
 }
+
+/// A tiny HTTP server on loopback that answers `count` requests with `body`, then stops.
+fn serve(body: &'static [u8], count: usize) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/files/tool.bin", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        for _ in 0..count {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    (url, handle)
+}
+
+#[test]
+fn get_url_downloads_on_the_workstation_once_and_checks_the_checksum() {
+    let c = SshCluster::start(2);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    const BODY: &[u8] = b"tool v1\n";
+    // sha256 of BODY.
+    let sum = {
+        use sha2::Digest;
+        sha2::Sha256::digest(BODY)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let (url, server) = serve(BODY, 1);
+    let (_d, pb) = playbook(&format!(
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - get_url:\n        url: {url}\n        dest: \"{{{{ base }}}}/{{{{ inventory_hostname }}}}-\"\n        checksum: sha256:{sum}\n        mode: \"0755\"\n"
+    ));
+    kamo_run(&c, &inv, &pb, base.path(), &[]).assert_code(0);
+    server.join().unwrap(); // exactly one request served for two hosts
+    for h in &c.hosts {
+        assert_eq!(
+            fs::read(base.path().join(format!("{}-", h.name))).unwrap(),
+            BODY
+        );
+    }
+    let (url, server) = serve(BODY, 1);
+    let (_d, pb) = playbook(&format!(
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - get_url:\n        url: {url}\n        dest: \"{{{{ base }}}}/bad-{{{{ inventory_hostname }}}}\"\n        checksum: sha256:{}\n",
+        "0".repeat(64)
+    ));
+    let run = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    run.assert_code(2);
+    server.join().unwrap();
+    assert!(run.stdout.contains("checksum mismatch"), "{}", run.stdout);
+    assert!(!base.path().join("bad-node01").exists());
+}
