@@ -1214,30 +1214,29 @@ fn get_url(args: &mut Map<String, Value>) -> Result<(), String> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&url)
         .cloned();
-    let bytes = match cached {
-        Some(b) => b,
-        None => {
-            let agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(timeout)))
-                .build()
-                .new_agent();
-            let mut resp = agent
-                .get(&url)
-                .call()
-                .map_err(|e| format!("get_url: cannot download {url}: {e}"))?;
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(4 * 1024 * 1024 * 1024)
-                .read_to_vec()
-                .map_err(|e| format!("get_url: reading {url}: {e}"))?;
-            let b = Arc::new(body);
-            CACHE
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(url.clone(), b.clone());
-            b
-        }
+    let bytes = if let Some(b) = cached {
+        b
+    } else {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(timeout)))
+            .build()
+            .new_agent();
+        let mut resp = agent
+            .get(&url)
+            .call()
+            .map_err(|e| format!("get_url: cannot download {url}: {e}"))?;
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(4 * 1024 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| format!("get_url: reading {url}: {e}"))?;
+        let b = Arc::new(body);
+        CACHE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(url.clone(), b.clone());
+        b
     };
     if let Some(c) = checksum {
         let (alg, want) = c
