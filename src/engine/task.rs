@@ -4,7 +4,7 @@
 //!
 //! Host jobs run concurrently (bounded by `--forks`) and only *read* shared state; what they
 //! change (registered values, facts, new connections, failures) comes back as a
-//! [`JobOut`] and is applied in one place afterwards, so the order of results never matters.
+//! `JobOut` and is applied in one place afterwards, so the order of results never matters.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
