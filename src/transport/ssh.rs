@@ -570,6 +570,22 @@ fn signal_name_str(sig: &russh::Sig) -> String {
         .map_or(s.clone(), str::to_owned)
 }
 
+/// The SHA-2 hash to sign with for an RSA key: asked of the server once per connection
+/// (it can cost up to a second), none for other key types.
+async fn rsa_hash_for(
+    handle: &Handle<Client>,
+    is_rsa: bool,
+    cache: &mut Option<Option<HashAlg>>,
+) -> Result<Option<HashAlg>, russh::Error> {
+    if !is_rsa {
+        return Ok(None);
+    }
+    if cache.is_none() {
+        *cache = Some(handle.best_supported_rsa_hash().await?.flatten());
+    }
+    Ok(cache.flatten())
+}
+
 /// Tries, in OpenSSH's order: explicit keys (or the default ones), the agent, then a password.
 async fn authenticate(
     handle: &mut Handle<Client>,
@@ -594,20 +610,9 @@ async fn authenticate(
         let Some(key) = ctx.keys.get(path) else {
             continue;
         };
-        let hash = if key.algorithm().is_rsa() {
-            if rsa_hash.is_none() {
-                rsa_hash = Some(
-                    handle
-                        .best_supported_rsa_hash()
-                        .await
-                        .map_err(auth_err)?
-                        .flatten(),
-                );
-            }
-            rsa_hash.flatten()
-        } else {
-            None
-        };
+        let hash = rsa_hash_for(handle, key.algorithm().is_rsa(), &mut rsa_hash)
+            .await
+            .map_err(auth_err)?;
         let res = handle
             .authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(key, hash))
             .await
@@ -623,20 +628,9 @@ async fn authenticate(
                 let ids = agent.request_identities().await.unwrap_or_default();
                 for id in ids {
                     let pk = id.public_key().into_owned();
-                    let hash = if pk.algorithm().is_rsa() {
-                        if rsa_hash.is_none() {
-                            rsa_hash = Some(
-                                handle
-                                    .best_supported_rsa_hash()
-                                    .await
-                                    .map_err(auth_err)?
-                                    .flatten(),
-                            );
-                        }
-                        rsa_hash.flatten()
-                    } else {
-                        None
-                    };
+                    let hash = rsa_hash_for(handle, pk.algorithm().is_rsa(), &mut rsa_hash)
+                        .await
+                        .map_err(auth_err)?;
                     match handle
                         .authenticate_publickey_with(user.clone(), pk, hash, &mut agent)
                         .await
