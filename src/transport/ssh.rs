@@ -571,7 +571,9 @@ fn signal_name_str(sig: &russh::Sig) -> String {
 }
 
 /// The SHA-2 hash to sign with for an RSA key: asked of the server once per connection
-/// (it can cost up to a second), none for other key types.
+/// (it can cost up to a second), none for other key types. The cache is "not asked yet"
+/// (`None`) or the server's answer, which may itself be none.
+#[allow(clippy::option_option)]
 async fn rsa_hash_for(
     handle: &Handle<Client>,
     is_rsa: bool,
