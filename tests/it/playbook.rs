@@ -547,3 +547,59 @@ fn get_url_downloads_on_the_workstation_once_and_checks_the_checksum() {
     assert!(run.stdout.contains("checksum mismatch"), "{}", run.stdout);
     assert!(!base.path().join("bad-node01").exists());
 }
+
+#[test]
+fn reboot_waits_until_the_host_is_back() {
+    let mut c = SshCluster::start(1);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let (_d, pb) = playbook(
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - name: Reboot\n      reboot:\n        reboot_command: \"true\"\n        reboot_timeout: 60\n    - name: After\n      shell: touch {{ base }}/after-reboot\n",
+    );
+    let home = empty_home();
+    let mut child = Kamo::new(home.path())
+        .args(["run"])
+        .arg_path(&pb)
+        .args(["-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
+        .args(["--output", "json", "-e"])
+        .arg_path(Path::new(&format!("base={}", base.path().display())))
+        .args(["--state-dir"])
+        .arg_path(home.path())
+        .spawn();
+    // The harness takes the host down while kamo waits for it, then brings it back.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "kamo did not wait for the reboot"
+    );
+    c.reboot(std::time::Duration::from_secs(2));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "kamo did not finish after the reboot"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
+    let reboot: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "host_result" && e["task"] == "Reboot")
+        .unwrap_or_else(|| panic!("no reboot result: {out}"));
+    assert_eq!(reboot["status"], "changed", "{reboot}");
+    // It returned only after the host had been down (2 s after the start, for 2 s).
+    assert!(reboot["duration_ms"].as_u64().unwrap() >= 3500, "{reboot}");
+    assert!(
+        base.path().join("after-reboot").exists(),
+        "the task after the reboot ran on the new connection"
+    );
+}

@@ -378,6 +378,28 @@ impl SshCluster {
         path
     }
 
+    /// Simulates a reboot as an SSH client sees it: every sshd of the cluster and every open
+    /// session stop, nothing answers for `down`, then the same daemons start again.
+    pub fn reboot(&mut self, down: Duration) {
+        self.stop_all();
+        std::thread::sleep(down);
+        let addrs: Vec<Ipv4Addr> = self
+            .hosts
+            .iter()
+            .map(|h| h.addr.parse().expect("IPv4 test address"))
+            .collect();
+        let port = self.port;
+        for (k, chunk) in addrs.chunks(16).enumerate() {
+            self.spawn_sshd(k, 99, chunk, port);
+        }
+        if self.wait_ready(&addrs, port).is_err() {
+            panic!(
+                "sshd did not come back after the simulated reboot:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
     fn stop_all(&mut self) {
         for child in &self.children {
             // Connection handlers forked by our sshd: stop them first, while they are
