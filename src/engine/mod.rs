@@ -153,12 +153,6 @@ impl Engine {
             st.ended = false;
             self.stats.entry(h.clone()).or_default();
         }
-        if play.strategy == crate::playbook::model::Strategy::Free {
-            self.reporter.event(&Event::Warning(format!(
-                "play at {}: strategy `free` runs like `linear` in this version (hosts move task by task together)",
-                play.span
-            )));
-        }
         let play_vars = self.play_vars(play, playbook)?;
         for batch in batches(&hosts, &play.serial) {
             let scope_hosts = batch.clone();
@@ -181,7 +175,11 @@ impl Engine {
                 if aborted {
                     break;
                 }
-                aborted = self.run_list(&ctx, section, &mut active).await?;
+                aborted = if play.strategy == crate::playbook::model::Strategy::Free {
+                    self.run_section_free(&ctx, section, &mut active).await?
+                } else {
+                    self.run_list(&ctx, section, &mut active).await?
+                };
                 self.flush_handlers(&ctx, &mut active).await?;
             }
             if aborted {
@@ -447,6 +445,65 @@ impl Engine {
             }
         }
         Ok(false)
+    }
+
+    /// `strategy: free`: every host goes through the section at its own pace. Each host gets
+    /// an engine of its own (its state moved in, shared parts shared), they run concurrently,
+    /// and their states and counters are merged back; handlers then flush together.
+    async fn run_section_free(
+        &mut self,
+        ctx: &PlayCtx<'_>,
+        section: &[Task],
+        active: &mut Vec<String>,
+    ) -> Result<bool, Error> {
+        let order: Vec<String> = self.hosts.keys().cloned().collect();
+        let mut subs = Vec::new();
+        for h in active.iter() {
+            let Some(st) = self.hosts.shift_remove(h) else {
+                continue;
+            };
+            let mut hosts = IndexMap::new();
+            hosts.insert(h.clone(), st);
+            subs.push(Engine {
+                inventory: self.inventory.clone(),
+                templater: self.templater.clone(),
+                opts: self.opts.clone(),
+                reporter: self.reporter.clone(),
+                ssh: self.ssh.clone(),
+                hosts,
+                stats: IndexMap::new(),
+                groups: self.groups.clone(),
+                waiting_for_start: self.waiting_for_start.clone(),
+                targets: self.targets.clone(),
+            });
+        }
+        let done = futures::future::join_all(subs.into_iter().map(|mut e| async move {
+            let mut mine: Vec<String> = e.hosts.keys().cloned().collect();
+            let r = e.run_list(ctx, section, &mut mine).await;
+            (e, r)
+        }))
+        .await;
+        let mut stop = false;
+        let mut first_err = None;
+        for (e, r) in done {
+            match r {
+                Ok(s) => stop |= s,
+                Err(err) => first_err = first_err.or(Some(err)),
+            }
+            for (name, st) in e.hosts {
+                self.hosts.insert(name, st);
+            }
+            for (name, s) in e.stats {
+                self.stats.entry(name).or_default().add(&s);
+            }
+        }
+        self.hosts
+            .sort_by_cached_key(|k, _| order.iter().position(|o| o == k).unwrap_or(usize::MAX));
+        if let Some(err) = first_err {
+            return Err(err);
+        }
+        active.retain(|h| self.hosts.get(h).is_some_and(HostState::active));
+        Ok(stop)
     }
 
     fn must_stop(ctx: &PlayCtx<'_>, failed: usize, of: usize) -> bool {

@@ -33,6 +33,19 @@ pub struct HostStats {
     pub ignored: u32,
 }
 
+impl HostStats {
+    /// Adds another set of counters (merging per-host engines of `strategy: free`).
+    pub fn add(&mut self, o: &HostStats) {
+        self.ok += o.ok;
+        self.changed += o.changed;
+        self.unreachable += o.unreachable;
+        self.failed += o.failed;
+        self.skipped += o.skipped;
+        self.rescued += o.rescued;
+        self.ignored += o.ignored;
+    }
+}
+
 /// One host's result of one task, as reported.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostEvent {

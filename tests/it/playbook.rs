@@ -603,3 +603,30 @@ fn reboot_waits_until_the_host_is_back() {
         "the task after the reboot ran on the new connection"
     );
 }
+
+#[test]
+fn strategy_free_lets_fast_hosts_go_ahead() {
+    let c = SshCluster::start(2);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let text = |strategy: &str| {
+        format!(
+            "- hosts: nodes\n  gather_facts: false\n  strategy: {strategy}\n  tasks:\n    - shell: \"if [ {{{{ inventory_hostname }}}} = node01 ]; then sleep 2; fi; date +%s%N > {{{{ base }}}}/{strategy}-t1-{{{{ inventory_hostname }}}}\"\n    - shell: \"date +%s%N > {{{{ base }}}}/{strategy}-t2-{{{{ inventory_hostname }}}}\"\n"
+        )
+    };
+    let read = |name: &str| -> u128 {
+        fs::read_to_string(base.path().join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    for strategy in ["free", "linear"] {
+        let (_d, pb) = playbook(&text(strategy));
+        kamo_run(&c, &inv, &pb, base.path(), &[]).assert_code(0);
+    }
+    // free: node02 finished its second task while node01 was still in its first.
+    assert!(read("free-t2-node02") < read("free-t1-node01"));
+    // linear: nobody starts task 2 before everybody finished task 1.
+    assert!(read("linear-t2-node02") > read("linear-t1-node01"));
+}
