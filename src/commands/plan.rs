@@ -1,13 +1,19 @@
 //! `kamo plan PLAYBOOK`: the per-node dry run, offline. Nothing connects, nothing changes.
 
-use serde_json::json;
-
 use crate::cli::{OutputFormat, PlanArgs};
 use crate::engine::plan::{Entry, Planner};
 use crate::error::{ExitCode, Result};
 use crate::inventory::Inventory;
 use crate::playbook::template::Templater;
 use crate::ui;
+
+/// The JSON document of a plan, serialized straight from the entries (no copy into a tree).
+#[derive(serde::Serialize)]
+struct PlanDoc<'a> {
+    plan: &'a [Entry],
+    hosts: usize,
+    errors: usize,
+}
 
 pub fn run(args: &PlanArgs) -> Result<ExitCode> {
     let templater = Templater::new();
@@ -16,6 +22,7 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
     let inventory = Inventory::load(&sources)?;
     let opts = super::run::options(&args.vars, &args.inventory.limit)?;
     let planner = Planner {
+        keep_scripts: args.scripts || args.output == OutputFormat::Json,
         inventory: &inventory,
         templater: &templater,
         opts: &opts,
@@ -37,9 +44,11 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
     let hosts: std::collections::BTreeSet<&str> = entries.iter().map(|e| e.host.as_str()).collect();
     let errors = entries.iter().filter(|e| e.status == "error").count();
     match args.output {
-        OutputFormat::Json => {
-            ui::print_json(&json!({"plan": entries, "hosts": hosts.len(), "errors": errors}));
-        }
+        OutputFormat::Json => ui::write_json(&PlanDoc {
+            plan: &entries,
+            hosts: hosts.len(),
+            errors,
+        }),
         OutputFormat::Text => ui::print_text(&render(&entries, args.scripts, hosts.len())),
     }
     Ok(if errors > 0 {

@@ -41,6 +41,9 @@ pub struct Entry {
 }
 
 pub struct Planner<'a> {
+    /// Keep each task's full script in its entry (JSON output, `--scripts`); otherwise only
+    /// its digest, which keeps a 1,000-host plan small.
+    pub keep_scripts: bool,
     pub inventory: &'a Inventory,
     pub templater: &'a Templater,
     pub opts: &'a RunOptions,
@@ -432,6 +435,11 @@ impl Planner<'_> {
                                         ) {
                                             Ok(script) => {
                                                 e.script_sha256 = Some(script_digest(&script));
+                                                let script = if self.keep_scripts {
+                                                    script
+                                                } else {
+                                                    String::new()
+                                                };
                                                 // Exact text, even when the condition waits for the run.
                                                 e.script = Some(script);
                                                 e.summary = step.summary;

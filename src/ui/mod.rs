@@ -30,6 +30,15 @@ pub fn print_json(v: &Value) {
     write_all(&format!("{v}\n"));
 }
 
+/// A large serializable value as one JSON line, written as it is serialized.
+pub fn write_json<T: serde::Serialize>(v: &T) {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    if serde_json::to_writer(&mut out, v).is_ok() {
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+}
+
 /// A line on stderr (warnings, summaries for people).
 pub fn eprint_line(text: &str) {
     let mut err = std::io::stderr().lock();

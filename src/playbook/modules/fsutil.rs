@@ -8,7 +8,7 @@
 //! `kamo_jesc` (an awk JSON string encoder; file content goes through it only after a NUL
 //! and UTF-8 check, so the result line always parses).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::sh::{arg_str, q};
 use super::{ArgError, Flags};
@@ -76,9 +76,12 @@ kamo_symmode() {
 /// `kamo_fail` with a message known on the controller.
 #[must_use]
 pub fn fail(module: Module, msg: &str) -> String {
+    // Built as text, not through a `json!` map: scripts hold many of these, and a 1,000-host
+    // plan builds 50,000 scripts.
+    let text = serde_json::to_string(&format!("{}: {msg}", module.name())).unwrap_or_default();
     format!(
         "kamo_fail {}",
-        q(&json!({"failed": true, "msg": format!("{}: {msg}", module.name())}).to_string())
+        q(&format!("{{\"failed\":true,\"msg\":{text}}}"))
     )
 }
 
@@ -530,6 +533,7 @@ pub mod testing {
 mod tests {
     use super::*;
     use crate::playbook::model::Module;
+    use serde_json::json;
 
     #[test]
     fn modes_parse() {
