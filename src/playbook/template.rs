@@ -30,13 +30,17 @@
 //! - **Sandbox**: no loader (`include`, `import`, `extends` cannot read files), no `lookup`,
 //!   `query`/`q`, no environment or filesystem access; no filter reads the controller.
 //!
+//! - **Cost**: the variables are converted to engine values once per call (once for a whole
+//!   [`Templater::render_value`]); strings without markup cost nothing.
+//!
 //! Not supported (an error, never a silent difference): `lookup`/`query`/`q`, the `exists`
 //! family of tests, `ipaddr` and other collection filters, FQCN filter names
 //! (`ansible.builtin.to_json`), `{% break %}`/`{% continue %}`, `{% do %}`, template
 //! inheritance and includes. Known differences: `to_yaml`/`to_nice_yaml` emit serde_yaml's
 //! block style (semantically equal YAML, not PyYAML's layout), `from_yaml` follows YAML 1.2
 //! (`yes` is a string), `~` concatenation prints `true`/`none` in MiniJinja's spelling, and
-//! regular expressions use the `regex` crate (no look-around or backreferences in patterns).
+//! regular expressions use the `regex` crate (no look-around or backreferences in patterns),
+//! and `mandatory` cannot name the missing variable in its message.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
