@@ -630,3 +630,53 @@ fn strategy_free_lets_fast_hosts_go_ahead() {
     // linear: nobody starts task 2 before everybody finished task 1.
     assert!(read("linear-t2-node02") > read("linear-t1-node01"));
 }
+
+#[test]
+fn roles_with_defaults_templates_files_handlers_and_dependencies() {
+    let c = SshCluster::start(1);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let dir = tempfile::tempdir().unwrap();
+    let w = |rel: &str, text: &str| {
+        let p = dir.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    };
+    w(
+        "site.yml",
+        "- hosts: nodes\n  gather_facts: false\n  roles:\n    - role: app\n      vars:\n        colour: blue\n",
+    );
+    w(
+        "roles/base/tasks/main.yml",
+        "- name: base first\n  shell: echo base >> {{ base }}/order\n",
+    );
+    w("roles/app/meta/main.yml", "dependencies:\n  - base\n");
+    w("roles/app/defaults/main.yml", "port: 8080\ncolour: red\n");
+    w(
+        "roles/app/tasks/main.yml",
+        "- name: app second\n  shell: echo app >> {{ base }}/order\n- name: config from the role's templates\n  template:\n    src: app.conf.j2\n    dest: \"{{ base }}/app.conf\"\n  notify: reload app\n- name: blob from the role's files\n  copy:\n    src: blob.txt\n    dest: \"{{ base }}/blob.txt\"\n",
+    );
+    w(
+        "roles/app/templates/app.conf.j2",
+        "port={{ port }} colour={{ colour }}\n",
+    );
+    w("roles/app/files/blob.txt", "blob\n");
+    w(
+        "roles/app/handlers/main.yml",
+        "- name: reload app\n  shell: echo reloaded >> {{ base }}/order\n",
+    );
+    let run = kamo_run(&c, &inv, &dir.path().join("site.yml"), base.path(), &[]);
+    run.assert_code(0);
+    assert_eq!(
+        fs::read_to_string(base.path().join("order")).unwrap(),
+        "base\napp\nreloaded\n"
+    );
+    assert_eq!(
+        fs::read_to_string(base.path().join("app.conf")).unwrap(),
+        "port=8080 colour=blue\n"
+    );
+    assert_eq!(
+        fs::read_to_string(base.path().join("blob.txt")).unwrap(),
+        "blob\n"
+    );
+}
