@@ -680,3 +680,51 @@ fn roles_with_defaults_templates_files_handlers_and_dependencies() {
         "blob\n"
     );
 }
+
+#[test]
+fn shipped_playbooks_pass_syntax_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
+    let mut checked = 0;
+    for entry in fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            let home = empty_home();
+            Kamo::new(home.path())
+                .args(["syntax-check"])
+                .arg_path(&p)
+                .run()
+                .assert_code(0);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "no playbooks in {}", dir.display());
+}
+
+#[test]
+fn the_preflight_playbook_runs_on_real_hosts_and_changes_nothing() {
+    let c = SshCluster::start(2);
+    let inv = c.write_inventory(&format!(
+        "ansible_become_password={}\n",
+        crate::support::sshd::TEST_PASSWORD
+    ));
+    let pb = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/preflight.yml");
+    let base = shared_base();
+    // The test hosts run Debian, so the Ubuntu check must fail, located, on every host.
+    let run = kamo_run(&c, &inv, &pb, base.path(), &["-e", "min_var_free_mb=1"]);
+    run.assert_code(2);
+    let fails: Vec<Value> = run
+        .json_lines()
+        .into_iter()
+        .filter(|e| e["event"] == "host_result" && e["status"] == "failed")
+        .collect();
+    assert_eq!(fails.len(), 2, "{run:?}");
+    for f in &fails {
+        assert_eq!(f["task"], "The OS is Ubuntu");
+        assert!(f["msg"].as_str().unwrap().contains("not Ubuntu"), "{f}");
+    }
+    let r = recap(&run);
+    assert_eq!(
+        r["hosts"]["node01"]["changed"], 0,
+        "preflight must change nothing"
+    );
+}
