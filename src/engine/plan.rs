@@ -286,13 +286,23 @@ impl Planner<'_> {
         let TaskKind::Action(action) = &t.kind else {
             return;
         };
-        let text = format!(
-            "{} {:?} {:?}",
-            Value::Object(action.args.clone()),
-            t.when,
-            t.r#loop
-        );
-        let wide = vars::reads_wide(&text, action.module == Module::Template);
+        // Whether the task reads inventory-sized variables depends on the task only: decide it
+        // once per task, not once per host.
+        thread_local! {
+            static WIDE: std::cell::RefCell<std::collections::HashMap<usize, bool>> = std::cell::RefCell::default();
+        }
+        let key = std::ptr::from_ref(t) as usize;
+        let wide = WIDE.with(|w| {
+            *w.borrow_mut().entry(key).or_insert_with(|| {
+                let text = format!(
+                    "{} {:?} {:?}",
+                    Value::Object(action.args.clone()),
+                    t.when,
+                    t.r#loop
+                );
+                vars::reads_wide(&text, action.module == Module::Template)
+            })
+        });
         let mut base = vars::for_task(scope, host, &walk.vars, t.role.as_deref(), &t.vars, wide);
         // Templates read hostvars from files the task text does not show. Offline, every
         // host's inventory variables are known; its facts and registered values are not.
@@ -434,7 +444,11 @@ impl Planner<'_> {
                                             &vars,
                                         ) {
                                             Ok(script) => {
-                                                e.script_sha256 = Some(script_digest(&script));
+                                                // The digest is for comparing with a run: only
+                                                // worth its time when the plan is printed in full.
+                                                if self.keep_scripts {
+                                                    e.script_sha256 = Some(script_digest(&script));
+                                                }
                                                 let script = if self.keep_scripts {
                                                     script
                                                 } else {
