@@ -469,22 +469,13 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
             s.push_str(&format!(
                 "elif [ -n \"$kamo_e\" ]; then cat -- \"$kamo_src\" > \"$kamo_tmp\" || {WRITE_FAILED}\nelse\n",
             ));
-            let pos = if ia.as_deref() == Some("BOF") || ib.as_deref() == Some("BOF") {
-                "kamo_i=1\n".to_owned()
-            } else if let Some(r) = &after_re {
-                format!(
-                    "{}if [ -n \"$kamo_k\" ]; then kamo_i=$((kamo_k + 1)); else kamo_i=-1; fi\n",
-                    find_line("kamo_k", "E", r, firstmatch)
-                )
-            } else if let Some(r) = &before_re {
-                format!(
-                    "{}if [ -n \"$kamo_k\" ]; then kamo_i=$kamo_k; else kamo_i=-1; fi\n",
-                    find_line("kamo_k", "E", r, firstmatch)
-                )
-            } else {
-                "kamo_i=-1\n".to_owned()
-            };
-            s.push_str(&pos);
+            s.push_str(&insert_position(
+                ia.as_deref(),
+                ib.as_deref(),
+                after_re.as_deref(),
+                before_re.as_deref(),
+                firstmatch,
+            ));
             s.push_str(&awk_edit("\"$kamo_line\"", "0", "0", "$kamo_i"));
         }
         s.push_str("fi\n");
@@ -599,22 +590,13 @@ pub fn blockinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep
         );
         s.push_str(&awk_edit(&q(&text), "$kamo_a", "$kamo_b", "$kamo_a"));
         s.push_str("else\n");
-        let pos = if ia.as_deref() == Some("BOF") || ib.as_deref() == Some("BOF") {
-            "kamo_i=1\n".to_owned()
-        } else if let Some(r) = &after_re {
-            format!(
-                "{}if [ -n \"$kamo_k\" ]; then kamo_i=$((kamo_k + 1)); else kamo_i=-1; fi\n",
-                find_line("kamo_k", "E", r, false)
-            )
-        } else if let Some(r) = &before_re {
-            format!(
-                "{}if [ -n \"$kamo_k\" ]; then kamo_i=$kamo_k; else kamo_i=-1; fi\n",
-                find_line("kamo_k", "E", r, false)
-            )
-        } else {
-            "kamo_i=-1\n".to_owned()
-        };
-        s.push_str(&pos);
+        s.push_str(&insert_position(
+            ia.as_deref(),
+            ib.as_deref(),
+            after_re.as_deref(),
+            before_re.as_deref(),
+            false,
+        ));
         s.push_str(&awk_edit(&q(&text), "0", "0", "$kamo_i"));
     } else {
         summary = format!("remove block `{m0}` from {}", c.path);
@@ -664,6 +646,33 @@ pub fn replace(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, Ar
         script: finish(m, &c, flags, s),
         summary: vec![format!("replace `{re}` with `{rep}` in {}", c.path)],
     })
+}
+
+/// Sets `kamo_i` to the line a new line or block goes in at (`-1`: append at the end), from
+/// `insertafter`/`insertbefore`: `BOF`, or the first/last line matching the regex; shared by
+/// `lineinfile` and `blockinfile`.
+fn insert_position(
+    ia: Option<&str>,
+    ib: Option<&str>,
+    after_re: Option<&str>,
+    before_re: Option<&str>,
+    firstmatch: bool,
+) -> String {
+    if ia == Some("BOF") || ib == Some("BOF") {
+        "kamo_i=1\n".to_owned()
+    } else if let Some(r) = after_re {
+        format!(
+            "{}if [ -n \"$kamo_k\" ]; then kamo_i=$((kamo_k + 1)); else kamo_i=-1; fi\n",
+            find_line("kamo_k", "E", r, firstmatch)
+        )
+    } else if let Some(r) = before_re {
+        format!(
+            "{}if [ -n \"$kamo_k\" ]; then kamo_i=$kamo_k; else kamo_i=-1; fi\n",
+            find_line("kamo_k", "E", r, firstmatch)
+        )
+    } else {
+        "kamo_i=-1\n".to_owned()
+    }
 }
 
 #[cfg(test)]
