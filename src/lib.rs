@@ -19,6 +19,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod inventory;
+pub mod journal;
 pub mod playbook;
 pub mod secret;
 pub mod transport;

@@ -1,0 +1,215 @@
+//! Keeping secrets out of the journal: the command line, extra vars, and task output.
+//!
+//! Secrets are known by name (variables whose name says password, token, secret or key, see
+//! [`crate::secret::is_secret_var`]) and by value: every value of such a variable, in the
+//! extra vars or the inventory, is replaced wherever it appears in what is stored.
+
+use serde_json::{Map, Value};
+
+use crate::secret::{REDACTED, is_secret_var};
+
+/// Replaces the values of secret-named keys, at any depth.
+#[must_use]
+pub fn redact_value(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_var(k) {
+                        Value::String(REDACTED.into())
+                    } else {
+                        redact_value(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redact_value).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The keys of `vars` whose values were left out by [`redact_value`].
+#[must_use]
+pub fn secret_keys(vars: &Map<String, Value>) -> Vec<String> {
+    vars.keys().filter(|k| is_secret_var(k)).cloned().collect()
+}
+
+/// A URL's password (`scheme://user:password@host`) replaced.
+#[must_use]
+pub fn redact_url(s: &str) -> String {
+    let Some(scheme_end) = s.find("://") else {
+        return s.to_owned();
+    };
+    let rest = &s[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return s.to_owned();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return s.to_owned();
+    };
+    format!(
+        "{}://{}:{REDACTED}{}",
+        &s[..scheme_end],
+        &userinfo[..colon],
+        &rest[at..]
+    )
+}
+
+/// The command line as it is stored: `-e` values with secret names, and URL passwords, hidden.
+#[must_use]
+pub fn redact_argv(args: &[String]) -> String {
+    let mut out = Vec::with_capacity(args.len());
+    let mut extra_next = false;
+    for a in args {
+        let (prefix, value) = if extra_next {
+            extra_next = false;
+            ("", Some(a.as_str()))
+        } else if a == "-e" || a == "--extra-vars" {
+            extra_next = true;
+            out.push(a.clone());
+            continue;
+        } else if let Some(v) = a.strip_prefix("--extra-vars=") {
+            ("--extra-vars=", Some(v))
+        } else if let Some(v) = a.strip_prefix("-e").filter(|v| !v.is_empty()) {
+            ("-e", Some(v))
+        } else {
+            ("", None)
+        };
+        let shown = match value {
+            Some(v) => format!("{prefix}{}", redact_extra_arg(v)),
+            None => redact_url(a),
+        };
+        out.push(shlex::try_quote(&shown).map_or(shown.clone(), std::borrow::Cow::into_owned));
+    }
+    out.join(" ")
+}
+
+fn redact_extra_arg(v: &str) -> String {
+    let t = v.trim();
+    if t.starts_with('@') {
+        return v.to_owned();
+    }
+    if t.starts_with('{') {
+        return match serde_yaml::from_str::<Value>(t) {
+            Ok(parsed) => redact_value(&parsed).to_string(),
+            Err(_) => REDACTED.to_owned(),
+        };
+    }
+    match shlex::split(t) {
+        Some(words) => words
+            .iter()
+            .map(|w| match w.split_once('=') {
+                Some((k, _)) if is_secret_var(k) => format!("{k}={REDACTED}"),
+                _ => redact_url(w),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => REDACTED.to_owned(),
+    }
+}
+
+/// Replaces known secret values in text (task output, registered results).
+#[derive(Debug, Default, Clone)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// Collects the values of secret-named variables (4 characters or more: shorter ones
+    /// would blank out ordinary words).
+    pub fn add_vars<'a>(&mut self, vars: impl IntoIterator<Item = (&'a String, &'a Value)>) {
+        for (k, v) in vars {
+            if is_secret_var(k) {
+                collect_strings(v, &mut self.secrets);
+            }
+        }
+        self.secrets.retain(|s| s.len() >= 4);
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self.secrets.dedup();
+    }
+
+    /// Adds one secret value.
+    pub fn add(&mut self, secret: &str) {
+        if secret.len() >= 4 && !self.secrets.iter().any(|s| s == secret) {
+            self.secrets.push(secret.to_owned());
+            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with every known secret replaced; `None` when nothing was found.
+    #[must_use]
+    pub fn redact(&self, text: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        for s in &self.secrets {
+            let cur = out.as_deref().unwrap_or(text);
+            if cur.contains(s.as_str()) {
+                out = Some(cur.replace(s.as_str(), REDACTED));
+            }
+        }
+        out
+    }
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn command_lines_lose_their_secrets() {
+        let argv: Vec<String> = [
+            "kamo",
+            "run",
+            "site.yml",
+            "-e",
+            "db_password=hunter22 app_version=2.1",
+            "--extra-vars={\"api_token\": \"t0k3n\", \"x\": 1}",
+            "--db",
+            "postgres://kqi:s3cret@db:5432/kamonohashi",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let s = redact_argv(&argv);
+        assert!(
+            !s.contains("hunter22") && !s.contains("t0k3n") && !s.contains("s3cret"),
+            "{s}"
+        );
+        assert!(s.contains("app_version=2.1"), "{s}");
+        assert!(
+            s.contains("postgres://kqi:********@db:5432/kamonohashi"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn values_and_text() {
+        let v = json!({"a": 1, "ansible_become_password": "pw", "n": {"token": "x"}});
+        assert_eq!(
+            redact_value(&v),
+            json!({"a": 1, "ansible_become_password": "********", "n": {"token": "********"}})
+        );
+        let mut r = Redactor::default();
+        let m = json!({"db_password": "hunter22", "short_token": "abc", "user": "kqi"});
+        r.add_vars(m.as_object().unwrap());
+        assert_eq!(
+            r.redact("pw=hunter22; user kqi").unwrap(),
+            "pw=********; user kqi"
+        );
+        assert!(r.redact("abc kqi").is_none());
+    }
+}
