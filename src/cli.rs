@@ -38,6 +38,14 @@ pub enum Command {
     Plan(PlanArgs),
     /// Check playbooks for errors without an inventory or any connection.
     SyntaxCheck(SyntaxCheckArgs),
+    /// Carry on with an interrupted or failed run where it stopped (default: the latest one).
+    Resume(ResumeArgs),
+    /// The recorded runs, newest first.
+    History(HistoryArgs),
+    /// Per-host task states of a recorded run.
+    Show(ShowArgs),
+    /// The recorded output of a host's tasks in a run.
+    Log(LogArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -86,12 +94,80 @@ pub struct RunArgs {
     /// Confirm each task before it runs (needs a terminal).
     #[arg(long)]
     pub step: bool,
-    /// Where run logs are kept. Default: $KAMO_STATE_DIR, else $XDG_STATE_HOME/kamo, else
-    /// ~/.local/state/kamo.
+    /// Where the run journal and logs are kept. Default: $KAMO_STATE_DIR, else
+    /// $XDG_STATE_HOME/kamo, else ~/.local/state/kamo.
     #[arg(long = "state-dir", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// After Ctrl-C, how long the tasks in flight may take to finish before they are abandoned.
+    #[arg(long = "grace-period", value_name = "SECONDS", default_value_t = 30)]
+    pub grace_period: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to resume (a number from `kamo history`; default: the latest unfinished run).
+    #[arg(value_name = "RUN")]
+    pub run: Option<String>,
+    /// Inventory (default: the one the run used).
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Extra variables, added to the run's own (needed again for secret ones, which the
+    /// journal does not keep).
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Ask for the sudo password once (hidden).
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    /// Resume even though the playbook, a file it reads or the inventory changed.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// After Ctrl-C, how long the tasks in flight may take to finish before they are abandoned.
+    #[arg(long = "grace-period", value_name = "SECONDS", default_value_t = 30)]
+    pub grace_period: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A run number from `kamo history`, or `latest`.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+    /// Only this host.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// A run number from `kamo history`, or `latest`.
+    #[arg(value_name = "RUN")]
+    pub run: String,
+    #[arg(value_name = "HOST")]
+    pub host: String,
+    /// Only this task: its name, or its number on the host (as `kamo show` lists them).
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Run(a) => runtime()?.block_on(kamo::commands::run::run(a, cli.verbose)),
         Command::Plan(a) => kamo::commands::plan::run(&a),
         Command::SyntaxCheck(a) => kamo::commands::run::syntax_check(&a),
+        Command::Resume(a) => runtime()?.block_on(kamo::commands::resume::run(a, cli.verbose)),
+        Command::History(a) => runtime()?.block_on(kamo::commands::history::history(&a)),
+        Command::Show(a) => runtime()?.block_on(kamo::commands::history::show(&a)),
+        Command::Log(a) => runtime()?.block_on(kamo::commands::history::log(&a)),
     }
 }
 

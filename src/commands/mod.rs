@@ -1,8 +1,10 @@
 //! One file per subcommand: load the inputs, do the work, report, pick the exit code.
 
 pub mod exec;
+pub mod history;
 pub mod inventory;
 pub mod plan;
+pub mod resume;
 pub mod run;
 
 use std::path::PathBuf;

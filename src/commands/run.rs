@@ -5,14 +5,19 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::cli::{OutputFormat, PlaybookArgs, RunArgs};
+use crate::engine::record::Recording;
 use crate::engine::report::{Event, Reporter};
+use crate::engine::stop::Stop;
 use crate::engine::{Engine, RunOptions};
 use crate::error::{Error, ExitCode, Located, Result};
 use crate::inventory::Inventory;
+use crate::journal::redact::{self, Redactor};
+use crate::journal::{FileHash, Journal, NewRun, RunState};
 use crate::playbook::model::Playbook;
 use crate::playbook::template::Templater;
 use crate::secret::Secret;
@@ -209,7 +214,19 @@ fn open_log(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
 }
 
 pub async fn run(args: RunArgs, verbose: u8) -> Result<ExitCode> {
-    let mut interrupt = super::exec::Interrupt::install()?;
+    execute(args, verbose, None).await
+}
+
+/// What `kamo resume` adds to a run: which run, and whether to ignore changed files.
+pub struct Resuming {
+    pub run_id: i64,
+    pub force: bool,
+}
+
+/// Loads everything, opens the journal, locks the hosts and runs the playbooks; shared by
+/// `kamo run` (a new run) and `kamo resume` (an earlier run taken up again).
+pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> Result<ExitCode> {
+    let interrupt = super::exec::Interrupt::install()?;
     let templater = Arc::new(Templater::new());
     let playbooks = load_all(&args.playbooks, &templater)?;
     let sources = super::inventory_sources(&args.inventory)?;
@@ -220,6 +237,161 @@ pub async fn run(args: RunArgs, verbose: u8) -> Result<ExitCode> {
     opts.forks = args.connection.forks as usize;
     opts.step = args.step;
     let hosts = play_hosts(&inventory, &playbooks, &opts, &templater)?;
+    let (ssh, targets, defaults) = connect_settings(&args, &inventory, &hosts)?;
+
+    let state = state_dir(args.state_dir.as_ref());
+    let mut redactor = Redactor::default();
+    redactor.add_vars(&opts.extra_vars);
+    for h in &hosts {
+        redactor.add_vars(&inventory.vars_for(h));
+    }
+    for secret in [&defaults.password, &defaults.become_password]
+        .into_iter()
+        .flatten()
+    {
+        redactor.add(secret.expose());
+    }
+    let files = read_files(&playbooks, &sources);
+    let mut journal = Journal::open(&state).await?;
+    let (run_id, attempt, replay) = open_run(
+        &mut journal,
+        resuming.as_ref(),
+        &args,
+        &opts,
+        &sources,
+        files,
+    )
+    .await?;
+    let user = crate::journal::lock::current_user();
+    let locked_hosts: Vec<String> = hosts
+        .iter()
+        .filter(|h| *h != "localhost")
+        .cloned()
+        .collect();
+    if let Err(e) = journal.lock_hosts(run_id, &user, &locked_hosts).await {
+        let _ = journal
+            .finish_run(run_id, RunState::Error, Some(&e.to_string()))
+            .await;
+        return Err(e);
+    }
+    let recording = Arc::new(Recording {
+        log: journal.run_log(run_id, attempt).await?,
+        base: args
+            .playbooks
+            .first()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        replay,
+        redactor,
+        run_id,
+    });
+
+    let (log_path, log_file) = open_log(&state)?;
+    let console: Arc<dyn Reporter> = match args.output {
+        OutputFormat::Json => Arc::new(JsonReporter::default()),
+        OutputFormat::Text => Arc::new(TextReporter::new(verbose)),
+    };
+    let reporter = Arc::new(Tee(vec![
+        Arc::new(LogReporter {
+            file: std::sync::Mutex::new(log_file),
+        }),
+        console,
+    ]));
+    let stop = Stop::default();
+    let watcher = tokio::spawn(watch_signals(
+        interrupt,
+        stop.clone(),
+        Duration::from_secs(args.grace_period),
+    ));
+    let mut engine = Engine {
+        groups: crate::engine::vars::groups_value(&inventory),
+        inventory,
+        templater,
+        waiting_for_start: opts.start_at_task.clone(),
+        opts,
+        reporter,
+        ssh,
+        hosts: indexmap::IndexMap::new(),
+        stats: indexmap::IndexMap::new(),
+        targets,
+        recording: Some(recording.clone()),
+        stop: stop.clone(),
+    };
+    let mut outcome: Result<ExitCode> = Ok(ExitCode::Ok);
+    for pb in &playbooks {
+        outcome = tokio::select! {
+            r = engine.run(pb) => r,
+            () = stop.wait_abort() => Err(Error::Interrupted),
+        };
+        if !matches!(outcome, Ok(ExitCode::Ok)) {
+            break;
+        }
+    }
+    drop(engine);
+    watcher.abort();
+    recording.log.close().await;
+    finish(&mut journal, run_id, outcome, &args, &log_path).await
+}
+
+/// Records how the run ended, releases its hosts, and tells the operator how to carry on.
+async fn finish(
+    journal: &mut Journal,
+    run_id: i64,
+    outcome: Result<ExitCode>,
+    args: &RunArgs,
+    log_path: &Path,
+) -> Result<ExitCode> {
+    let (state_now, message) = match &outcome {
+        Ok(ExitCode::Ok) => (RunState::Ok, None),
+        Ok(ExitCode::Unreachable) => (RunState::Unreachable, None),
+        Ok(_) => (RunState::Failed, None),
+        Err(Error::Interrupted) => (RunState::Interrupted, None),
+        Err(e) => (RunState::Error, Some(e.to_string())),
+    };
+    let recorded = journal
+        .finish_run(run_id, state_now, message.as_deref())
+        .await;
+    let _ = journal.unlock_hosts(run_id).await;
+    if let Err(e) = recorded {
+        crate::ui::eprint_line(&format!("warning: {e}"));
+    }
+    let hint = resume_hint(run_id, args);
+    match &outcome {
+        Err(Error::Interrupted) => crate::ui::eprint_line(&format!(
+            "interrupted: run {run_id} stopped; tasks in flight run again on resume. \
+             Carry on with: {hint}"
+        )),
+        Ok(ExitCode::Ok) => {
+            if args.output == OutputFormat::Text {
+                crate::ui::eprint_line(&format!(
+                    "run {run_id} recorded; run log: {}",
+                    log_path.display()
+                ));
+            }
+        }
+        _ => crate::ui::eprint_line(&format!(
+            "run {run_id} recorded ({}); after fixing the cause, carry on with: {hint}",
+            state_now.as_str()
+        )),
+    }
+    match outcome {
+        Err(Error::Interrupted) => Ok(ExitCode::Interrupted),
+        other => other,
+    }
+}
+
+/// Every host's connection settings, resolved once, and the prompted passwords.
+#[allow(clippy::type_complexity)]
+fn connect_settings(
+    args: &RunArgs,
+    inventory: &Inventory,
+    hosts: &[String],
+) -> Result<(
+    Arc<crate::transport::ssh::SshContext>,
+    HashMap<String, std::result::Result<Target, TransportError>>,
+    Defaults,
+)> {
     let mut defaults = Defaults {
         user: args.connection.user.clone(),
         private_key: args.connection.private_key.clone(),
@@ -250,48 +422,180 @@ pub async fn run(args: RunArgs, verbose: u8) -> Result<ExitCode> {
     let targets: HashMap<String, std::result::Result<Target, TransportError>> =
         resolved.into_iter().collect();
 
-    let (log_path, log_file) = open_log(&state_dir(args.state_dir.as_ref()))?;
-    let console: Arc<dyn Reporter> = match args.output {
-        OutputFormat::Json => Arc::new(JsonReporter::default()),
-        OutputFormat::Text => Arc::new(TextReporter::new(verbose)),
-    };
-    let reporter = Arc::new(Tee(vec![
-        Arc::new(LogReporter {
-            file: std::sync::Mutex::new(log_file),
-        }),
-        console,
-    ]));
-    let mut engine = Engine {
-        groups: crate::engine::vars::groups_value(&inventory),
-        inventory,
-        templater,
-        waiting_for_start: opts.start_at_task.clone(),
-        opts,
-        reporter,
-        ssh,
-        hosts: indexmap::IndexMap::new(),
-        stats: indexmap::IndexMap::new(),
-        targets,
-    };
-    let mut code = ExitCode::Ok;
-    for pb in &playbooks {
-        tokio::select! {
-            r = engine.run(pb) => {
-                code = r?;
-            }
-            () = interrupt.recv() => {
-                crate::ui::eprint_line(&format!("interrupted; the run log is {}", log_path.display()));
-                return Ok(ExitCode::Interrupted);
-            }
-        }
-        if code != ExitCode::Ok {
-            break;
+    Ok((ssh, targets, defaults))
+}
+
+/// Records a new run, or takes an earlier one up again: (run id, attempt, what to replay).
+async fn open_run(
+    journal: &mut Journal,
+    resuming: Option<&Resuming>,
+    args: &RunArgs,
+    opts: &RunOptions,
+    sources: &[PathBuf],
+    files: Vec<FileHash>,
+) -> Result<(
+    i64,
+    i64,
+    HashMap<(String, String), crate::engine::record::Recorded>,
+)> {
+    if let Some(r) = resuming {
+        super::resume::check_files(journal, r.run_id, &files, r.force).await?;
+        let rows = crate::journal::query::results(journal, r.run_id, None).await?;
+        let attempt = journal.reopen_run(r.run_id).await?;
+        return Ok((r.run_id, attempt, Recording::replay_from(rows)));
+    }
+    let id = journal
+        .start_run(&new_run(args, opts, sources, files))
+        .await?;
+    Ok((id, 1, HashMap::new()))
+}
+
+/// The command that resumes this run.
+fn resume_hint(run_id: i64, args: &RunArgs) -> String {
+    let mut hint = format!("kamo resume {run_id}");
+    if let Some(d) = &args.state_dir {
+        hint.push_str(&format!(" --state-dir {}", quote_path(d)));
+    }
+    hint
+}
+
+fn quote_path(p: &Path) -> String {
+    let s = p.display().to_string();
+    shlex::try_quote(&s).map_or(s.clone(), std::borrow::Cow::into_owned)
+}
+
+/// First signal: stop starting tasks; second signal or the grace period: abandon the rest.
+async fn watch_signals(mut interrupt: super::exec::Interrupt, stop: Stop, grace: Duration) {
+    interrupt.recv().await;
+    stop.request();
+    crate::ui::eprint_line(&format!(
+        "stopping: no new task starts; the tasks in flight may finish for up to {}s \
+         (interrupt again to abandon them now)",
+        grace.as_secs()
+    ));
+    tokio::select! {
+        () = interrupt.recv() => {}
+        () = tokio::time::sleep(grace) => {
+            crate::ui::eprint_line("stopping: the grace period is over; abandoning the tasks in flight");
         }
     }
-    if args.output == OutputFormat::Text {
-        crate::ui::eprint_line(&format!("run log: {}", log_path.display()));
+    stop.abort();
+}
+
+/// Every file the run reads: the playbooks with everything they load, and the inventory.
+fn read_files(playbooks: &[Playbook], sources: &[PathBuf]) -> Vec<FileHash> {
+    let mut out: Vec<FileHash> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for pb in playbooks {
+        for f in std::iter::once(&pb.path).chain(&pb.files) {
+            let abs = absolute(f);
+            if seen.insert(abs.clone()) {
+                out.push(FileHash::of("playbook", &abs));
+            }
+        }
     }
-    Ok(code)
+    for f in inventory_files(sources) {
+        let abs = absolute(&f);
+        if seen.insert(abs.clone()) {
+            out.push(FileHash::of("inventory", &abs));
+        }
+    }
+    out
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+/// The inventory's files: each source file (or every file in a source directory) and the
+/// `group_vars/` and `host_vars/` trees beside it.
+#[must_use]
+pub fn inventory_files(sources: &[PathBuf]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+        if depth > 16 {
+            return;
+        }
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        entries.sort();
+        for p in entries {
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, out, depth + 1);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for s in sources {
+        if s.is_dir() {
+            walk(s, &mut out, 0);
+        } else {
+            out.push(s.clone());
+            let dir = s
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            for sub in ["group_vars", "host_vars"] {
+                walk(&dir.join(sub), &mut out, 0);
+            }
+        }
+    }
+    out.dedup();
+    out
+}
+
+/// The journal's record of a new run (secrets left out).
+fn new_run(args: &RunArgs, opts: &RunOptions, sources: &[PathBuf], files: Vec<FileHash>) -> NewRun {
+    let command_line: Vec<String> = std::iter::once("kamo".to_owned())
+        .chain(std::env::args().skip(1))
+        .collect();
+    let extra = redact::redact_value(&Value::Object(opts.extra_vars.clone()));
+    let options = serde_json::json!({
+        "playbooks": args.playbooks.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
+        "inventory": sources.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
+        "limit": args.inventory.limit,
+        "tags": args.playbook.tags,
+        "skip_tags": args.playbook.skip_tags,
+        "start_at_task": args.playbook.start_at_task,
+        "become": args.playbook.r#become,
+        "become_user": args.playbook.become_user,
+        "check": args.check,
+        "diff": args.diff,
+        "forks": args.connection.forks,
+        "timeout": args.connection.timeout,
+        "known_hosts": args.connection.known_hosts.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
+        "host_key_checking": clap::ValueEnum::to_possible_value(&args.connection.host_key_checking)
+            .map(|v| v.get_name().to_owned()),
+        "user": args.connection.user,
+        "private_key": args.connection.private_key.as_ref().map(|p| absolute(p)),
+        "ssh_config": args.connection.ssh_config.as_ref().map(|p| if p.as_os_str() == "none" { p.clone() } else { absolute(p) }),
+        "extra_vars": extra,
+        "secret_extra_vars": redact::secret_keys(&opts.extra_vars),
+    });
+    let (pb_files, inv_files): (Vec<FileHash>, Vec<FileHash>) =
+        files.into_iter().partition(|f| f.kind == "playbook");
+    NewRun {
+        command: redact::redact_argv(&command_line),
+        user: crate::journal::lock::current_user(),
+        playbook: args
+            .playbooks
+            .first()
+            .map(|p| absolute(p).display().to_string())
+            .unwrap_or_default(),
+        playbook_hash: crate::journal::combined_hash(&pb_files),
+        inventory_hash: crate::journal::combined_hash(&inv_files),
+        extra_vars: extra.to_string(),
+        options: options.to_string(),
+        files: pb_files.into_iter().chain(inv_files).collect(),
+    }
 }
 
 fn prompt(text: &str) -> Result<Secret<String>> {

@@ -10,7 +10,9 @@
 
 pub mod facts;
 pub mod plan;
+pub mod record;
 pub mod report;
+pub mod stop;
 pub mod task;
 pub mod vars;
 
@@ -64,6 +66,12 @@ pub struct HostState {
     pub ended: bool,
     /// Handlers (names or `listen` topics) notified and not yet run.
     pub notified: BTreeSet<String>,
+    /// How many times this host reached each task (by location): names task runs in the journal.
+    pub seen: HashMap<String, u32>,
+    /// Task runs so far on this host (their order in the journal).
+    pub seq: i64,
+    /// The journal name of the task run that last failed here (marked when a rescue handles it).
+    pub last_failed_key: Option<String>,
 }
 
 impl HostState {
@@ -85,6 +93,10 @@ pub struct Engine {
     pub waiting_for_start: Option<String>,
     /// Connection settings of every inventory host the plays select, resolved before the run.
     pub targets: HashMap<String, Result<Target, TransportError>>,
+    /// The run journal (every `kamo run`); `None` in unit tests.
+    pub recording: Option<Arc<record::Recording>>,
+    /// Ctrl-C: stop starting tasks, then abandon the ones in flight.
+    pub stop: stop::Stop,
 }
 
 /// How the run as a whole ended.
@@ -217,6 +229,9 @@ impl Engine {
                 unreachable: false,
                 ended: false,
                 notified: BTreeSet::new(),
+                seen: HashMap::new(),
+                seq: 0,
+                last_failed_key: None,
             },
         );
     }
@@ -384,6 +399,9 @@ impl Engine {
             if active.is_empty() {
                 return Ok(false);
             }
+            if self.stop.requested() {
+                return Err(Error::Interrupted);
+            }
             if let Some(start) = &self.waiting_for_start {
                 if t.display_name() != *start && !matches!(t.kind, TaskKind::Block { .. }) {
                     continue;
@@ -475,6 +493,8 @@ impl Engine {
                 groups: self.groups.clone(),
                 waiting_for_start: self.waiting_for_start.clone(),
                 targets: self.targets.clone(),
+                recording: self.recording.clone(),
+                stop: self.stop.clone(),
             });
         }
         let done = futures::future::join_all(subs.into_iter().map(|mut e| async move {
@@ -542,8 +562,13 @@ impl Engine {
             .collect();
         if !rescue.is_empty() && !failed_in_block.is_empty() && !stop {
             for h in &failed_in_block {
-                if let Some(st) = self.hosts.get_mut(h) {
-                    st.failed = false;
+                let Some(st) = self.hosts.get_mut(h) else {
+                    continue;
+                };
+                st.failed = false;
+                // Resume replays a rescued failure (and so the rescue) instead of retrying it.
+                if let (Some(rec), Some(key)) = (&self.recording, st.last_failed_key.take()) {
+                    rec.log.rescued(h, &key).await?;
                 }
             }
             let mut rescuers = failed_in_block.clone();

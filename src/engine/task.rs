@@ -52,9 +52,16 @@ struct Job {
     target: Result<Target, TransportError>,
     /// `delegate_to`: the task runs on this other host's connection, with this host's vars.
     delegated: bool,
+    /// The journal's name of this task run on this host.
+    key: Option<String>,
+    /// `kamo resume`: the earlier attempt's finished record, replayed instead of running.
+    replay: Option<super::record::Recorded>,
+    /// `kamo resume`: the task was in flight when the run stopped; it runs again.
+    rerun: bool,
 }
 
 /// What one host's job produced, applied by the engine afterwards.
+#[allow(clippy::struct_excessive_bools)]
 struct JobOut {
     host: String,
     delegated: bool,
@@ -65,6 +72,37 @@ struct JobOut {
     set_facts: Map<String, Value>,
     changed: bool,
     failed: bool,
+    /// The journal's name of this task run (for marking a rescued failure).
+    key: Option<String>,
+    /// The journal could not be written: the run must stop.
+    journal_error: Option<String>,
+    /// Not sent: a stop was requested before its turn.
+    not_started: bool,
+    /// Abandoned in flight (second Ctrl-C or the grace period ran out).
+    aborted: bool,
+    /// Taken from the journal of an earlier attempt (not counted in this attempt's recap).
+    replayed: bool,
+}
+
+impl JobOut {
+    fn new(host: &str, delegated: bool) -> JobOut {
+        JobOut {
+            host: host.to_owned(),
+            delegated,
+            new_conn: None,
+            unreachable: None,
+            events: Vec::new(),
+            register: None,
+            set_facts: Map::new(),
+            changed: false,
+            failed: false,
+            key: None,
+            journal_error: None,
+            not_started: false,
+            aborted: false,
+            replayed: false,
+        }
+    }
 }
 
 /// Read-only context of a task's jobs.
@@ -79,6 +117,8 @@ struct Runner<'a> {
     play_dir: &'a Path,
     play_env: &'a crate::playbook::model::Vars,
     forks: usize,
+    recording: Option<&'a super::record::Recording>,
+    stop: &'a super::stop::Stop,
 }
 
 /// The task's content as text, to find which magic variables it reads.
@@ -157,13 +197,17 @@ impl Engine {
                         conn: st.conn.clone(),
                         target: st.target.clone(),
                         delegated: false,
+                        key: None,
+                        replay: None,
+                        rerun: false,
                     }
                 })
                 .collect()
         };
         let mut jobs = jobs;
+        self.name_jobs(t, &name, &mut jobs).await?;
         if let Some(d) = &t.delegate_to {
-            for job in &mut jobs {
+            for job in jobs.iter_mut().filter(|j| j.replay.is_none()) {
                 self.delegate(ctx, d, job).await;
             }
         }
@@ -191,6 +235,8 @@ impl Engine {
             play_dir: &ctx.play.dir,
             play_env: &ctx.play.environment,
             forks: self.opts.forks,
+            recording: self.recording.as_deref(),
+            stop: &self.stop,
         };
         let outs: Vec<JobOut> = futures::stream::iter(jobs)
             .map(|job| runner.run_job(job))
@@ -211,11 +257,59 @@ impl Engine {
         } else {
             Vec::new()
         };
+        let journal_error = outs.iter().find_map(|o| o.journal_error.clone());
+        let stopped = outs.iter().any(|o| o.not_started || o.aborted);
         for out in outs {
-            self.apply(t, &out, &others);
+            if !out.not_started && !out.aborted {
+                self.apply(t, &out, &others);
+            }
         }
         active.retain(|h| self.hosts.get(h).is_some_and(super::HostState::active));
+        if let Some(e) = journal_error {
+            return Err(Error::Other(e));
+        }
+        if stopped || self.stop.requested() {
+            return Err(Error::Interrupted);
+        }
         Ok(())
+    }
+
+    /// Names each job's task run for the journal, takes finished ones from an earlier
+    /// attempt, and records the others as pending before anything is sent.
+    async fn name_jobs(&mut self, t: &Task, name: &str, jobs: &mut [Job]) -> Result<(), Error> {
+        let Some(rec) = self.recording.clone() else {
+            return Ok(());
+        };
+        let span = t.span.to_string();
+        let mut pending = Vec::new();
+        for job in jobs.iter_mut() {
+            let Some(st) = self.hosts.get_mut(&job.host) else {
+                continue;
+            };
+            let n = st.seen.entry(span.clone()).or_insert(0);
+            *n += 1;
+            st.seq += 1;
+            let key = rec.key(&t.span, *n);
+            match rec.replay.get(&(job.host.clone(), key.clone())) {
+                Some(r) if r.replays() => job.replay = Some(r.clone()),
+                old => {
+                    job.rerun = old.is_some_and(super::record::Recorded::was_in_flight);
+                    pending.push(crate::journal::Pending {
+                        host: job.host.clone(),
+                        key: key.clone(),
+                        seq: st.seq,
+                        task: name.to_owned(),
+                        location: key
+                            .rsplit_once('#')
+                            .map_or(key.as_str(), |(l, _)| l)
+                            .to_owned(),
+                        rerun: job.rerun,
+                    });
+                }
+            }
+            job.key = Some(key);
+        }
+        rec.log.pending(pending).await
     }
 
     /// Points a job at the `delegate_to` host's connection (opened once and kept).
@@ -255,7 +349,9 @@ impl Engine {
 
     fn apply(&mut self, t: &Task, out: &JobOut, run_once_others: &[String]) {
         for ev in &out.events {
-            self.count(ev);
+            if !out.replayed {
+                self.count(ev);
+            }
             self.reporter.event(&Event::Host(Box::new(ev.clone())));
         }
         let targets: Vec<String> = std::iter::once(out.host.clone())
@@ -292,24 +388,98 @@ impl Engine {
             }
             if out.failed {
                 st.failed = true;
+                st.last_failed_key.clone_from(&out.key);
             }
         }
     }
 }
 
 impl Runner<'_> {
+    /// One host's job with its journal records around it: replayed from an earlier attempt,
+    /// not started after a stop, or started (committed), run, and its result committed.
     async fn run_job(&self, mut job: Job) -> JobOut {
-        let mut out = JobOut {
-            host: job.host.clone(),
-            delegated: job.delegated,
-            new_conn: None,
-            unreachable: None,
-            events: Vec::new(),
-            register: None,
-            set_facts: Map::new(),
-            changed: false,
-            failed: false,
+        let key = job.key.clone();
+        if let (Some(r), Some(key)) = (job.replay.take(), &key) {
+            return self.replayed(&job, &r, key);
+        }
+        if self.stop.requested() {
+            let mut out = JobOut::new(&job.host, job.delegated);
+            out.not_started = true;
+            return out;
+        }
+        let (Some(rec), Some(key)) = (self.recording, key) else {
+            return self.run_stoppable(job).await;
         };
+        if let Err(e) = rec.log.running(&job.host, &key).await {
+            let mut out = JobOut::new(&job.host, job.delegated);
+            out.journal_error = Some(e.to_string());
+            return out;
+        }
+        let (host, rerun) = (job.host.clone(), job.rerun);
+        let mut out = self.run_stoppable(job).await;
+        if out.aborted {
+            return out;
+        }
+        if rerun {
+            for ev in &mut out.events {
+                ev.data.insert("rerun".into(), json!(true));
+            }
+        }
+        let done = rec.done(
+            &host,
+            &key,
+            &super::record::JobSummary {
+                events: &out.events,
+                register: out.register.as_ref(),
+                facts: &out.set_facts,
+                changed: out.changed,
+                failed: out.failed,
+                unreachable: out.unreachable.is_some(),
+                no_log: self.task.no_log,
+                needed: self.task.register.is_some() || self.action.module == Module::SetFact,
+            },
+        );
+        if let Err(e) = rec.log.done(done).await {
+            out.journal_error = Some(e.to_string());
+        }
+        out.key = Some(key);
+        out
+    }
+
+    /// Runs the job unless the run is aborted first (then it is abandoned in flight).
+    async fn run_stoppable(&self, job: Job) -> JobOut {
+        let (host, delegated) = (job.host.clone(), job.delegated);
+        tokio::select! {
+            out = self.execute(job) => out,
+            () = self.stop.wait_abort() => {
+                let mut out = JobOut::new(&host, delegated);
+                out.aborted = true;
+                out
+            }
+        }
+    }
+
+    /// A finished task run of an earlier attempt, as if it had run now.
+    fn replayed(&self, job: &Job, r: &super::record::Recorded, key: &str) -> JobOut {
+        let mut out = JobOut::new(&job.host, job.delegated);
+        let mut ev = host_event(&job.host, &self.name, r.status(), 0);
+        ev.ignored = r.ignored;
+        ev.rc = r.rc;
+        ev.msg.clone_from(&r.msg);
+        ev.data.insert("replayed".into(), json!(r.attempt));
+        out.events.push(ev);
+        out.register.clone_from(&r.register);
+        out.set_facts.clone_from(&r.facts);
+        out.changed = r.changed;
+        // A rescued failure fails again so the block takes its (replayed) rescue path.
+        out.failed = r.state == "failed" && !r.ignored;
+        out.replayed = true;
+        out.key = Some(key.to_owned());
+        out
+    }
+
+    async fn execute(&self, mut job: Job) -> JobOut {
+        let mut out = JobOut::new(&job.host, job.delegated);
         let items = match self.loop_items(&job.vars) {
             Ok(items) => items,
             Err(e) => {

@@ -169,14 +169,25 @@ pub fn current_user() -> String {
             return u;
         }
     }
-    std::fs::read_to_string("/proc/self/status")
+    let uid = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next().map(|u| format!("uid {u}")))
+                .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        });
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_owned())
+            })
         })
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 #[cfg(test)]

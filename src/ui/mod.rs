@@ -62,6 +62,22 @@ pub fn sanitize(bytes: &[u8]) -> String {
     out
 }
 
+/// A plain table (header row, no borders, trailing spaces trimmed).
+pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(header.to_vec());
+    for r in rows {
+        table.add_row(r);
+    }
+    let text: Vec<String> = table
+        .to_string()
+        .lines()
+        .map(|l| l.trim_end().to_owned())
+        .collect();
+    print_text(&text.join("\n"));
+}
+
 /// The host table of `kamo inventory list`.
 pub fn print_host_table(rows: &[Value]) {
     let mut table = comfy_table::Table::new();

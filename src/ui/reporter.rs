@@ -143,7 +143,24 @@ fn recap_counts(s: &HostStats) -> String {
 }
 
 fn host_line(h: &HostEvent, verbose: u8) -> String {
-    let item = item_suffix(h);
+    // `kamo resume`: a task that finished before the stop is not run again.
+    if let Some(attempt) = h.data.get("replayed") {
+        let what = match h.status {
+            Status::Changed => "changed",
+            Status::Skipped => "skipped",
+            Status::Failed if h.ignored => "failed, ignored",
+            Status::Failed => "failed, rescued",
+            _ => "ok",
+        };
+        return format!(
+            "done: [{}] ({what} in attempt {attempt}, not run again)",
+            h.host
+        );
+    }
+    let mut item = item_suffix(h);
+    if h.data.contains_key("rerun") {
+        item.push_str(" (re-run: it was in flight when the run stopped)");
+    }
     let mut line = match h.status {
         Status::Ok => format!("ok: [{}]{item}", h.host),
         Status::Changed => format!("changed: [{}]{item}", h.host),
@@ -186,7 +203,7 @@ fn host_line(h: &HostEvent, verbose: u8) -> String {
         let shown: serde_json::Map<String, Value> = h
             .data
             .iter()
-            .filter(|(k, _)| *k != "script_sha256" && *k != "diff")
+            .filter(|(k, _)| !matches!(k.as_str(), "script_sha256" | "diff" | "rerun"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if !shown.is_empty() {
