@@ -128,7 +128,13 @@ impl Journal {
     /// Records a new run and its files; returns its id.
     pub async fn start_run(&mut self, run: &NewRun) -> Result<i64, Error> {
         let path = self.path.clone();
-        let err = |e: sqlx::Error| journal_error(&path, "cannot record the run", e);
+        let err = |e: sqlx::Error| {
+            journal_error(
+                &path,
+                "cannot record the run (nothing was sent to any host)",
+                e,
+            )
+        };
         let mut tx = self.conn.begin().await.map_err(err)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (command, user, pid, pid_start, kamo_version, playbook, \

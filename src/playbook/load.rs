@@ -136,6 +136,17 @@ const FREE_FORM_KEYS: &[&str] = &["chdir", "creates", "removes", "executable", "
 pub fn load_playbook(path: &Path) -> Result<Playbook, Error> {
     let mut loader = Loader::default();
     let plays = loader.playbook(path, None)?;
+    // Files read at run time, recorded so the journal can tell when they change: the play
+    // directory's conventional `templates/`, `files/` and `vars/`, and task files that
+    // `include_tasks` names literally.
+    for play in &plays {
+        for dir in ["templates", "files", "vars"] {
+            loader.record_tree(&play.dir.join(dir));
+        }
+        for t in play.sections.iter().flatten().chain(&play.handlers) {
+            loader.record_includes(t);
+        }
+    }
     Ok(Playbook {
         path: path.to_owned(),
         plays,
@@ -760,6 +771,27 @@ impl Loader {
             vars_only.apply(h);
         }
         Ok((tasks, handlers))
+    }
+
+    fn record_includes(&mut self, t: &Task) {
+        match &t.kind {
+            TaskKind::IncludeTasks { file, dir } if !file.contains("{{") => {
+                let p = dir.join(file);
+                if p.is_file() && !self.files.contains(&p) {
+                    self.files.push(p);
+                }
+            }
+            TaskKind::Block {
+                block,
+                rescue,
+                always,
+            } => {
+                for c in block.iter().chain(rescue).chain(always) {
+                    self.record_includes(c);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn record_tree(&mut self, dir: &Path) {

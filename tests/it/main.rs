@@ -12,4 +12,5 @@ mod exec;
 mod harness;
 mod host_keys;
 mod inventory_cli;
+mod journal;
 mod playbook;

@@ -63,6 +63,42 @@ impl Kamo {
         Self { cmd }
     }
 
+    /// Like [`Kamo::new`], but runs `wrapper` (a program and its arguments) with the kamo
+    /// binary as its last argument, e.g. `unshare -m sh -c '...' sh`.
+    pub fn via(home: &Path, wrapper: &[&str]) -> Self {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(env!("CARGO_BIN_EXE_kamo"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("USER", "root")
+            .current_dir(home)
+            .stdin(Stdio::null());
+        Self { cmd }
+    }
+
+    /// Limits the size of every file kamo writes (RLIMIT_FSIZE), with SIGXFSZ ignored so a
+    /// write past it fails with EFBIG as on a full disk instead of killing the process.
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only async-signal-safe calls (setrlimit, signal).
+        unsafe {
+            self.cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        self
+    }
+
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
