@@ -253,6 +253,11 @@ pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> 
     }
     let files = read_files(&playbooks, &sources);
     let mut journal = Journal::open(&state).await?;
+    let locked_hosts: Vec<String> = hosts
+        .iter()
+        .filter(|h| *h != "localhost")
+        .cloned()
+        .collect();
     let (run_id, attempt, replay) = open_run(
         &mut journal,
         resuming.as_ref(),
@@ -260,20 +265,9 @@ pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> 
         &opts,
         &sources,
         files,
+        &locked_hosts,
     )
     .await?;
-    let user = crate::journal::lock::current_user();
-    let locked_hosts: Vec<String> = hosts
-        .iter()
-        .filter(|h| *h != "localhost")
-        .cloned()
-        .collect();
-    if let Err(e) = journal.lock_hosts(run_id, &user, &locked_hosts).await {
-        let _ = journal
-            .finish_run(run_id, RunState::Error, Some(&e.to_string()))
-            .await;
-        return Err(e);
-    }
     let recording = Arc::new(Recording {
         log: journal.run_log(run_id, attempt).await?,
         base: args
@@ -433,13 +427,16 @@ async fn open_run(
     opts: &RunOptions,
     sources: &[PathBuf],
     files: Vec<FileHash>,
+    hosts: &[String],
 ) -> Result<(
     i64,
     i64,
     HashMap<(String, String), crate::engine::record::Recorded>,
 )> {
+    let user = crate::journal::lock::current_user();
     if let Some(r) = resuming {
         super::resume::check_files(journal, r.run_id, &files, r.force).await?;
+        journal.lock_hosts(r.run_id, &user, hosts).await?;
         let rows = crate::journal::query::results(journal, r.run_id, None).await?;
         let attempt = journal.reopen_run(r.run_id).await?;
         return Ok((r.run_id, attempt, Recording::replay_from(rows)));
@@ -447,6 +444,11 @@ async fn open_run(
     let id = journal
         .start_run(&new_run(args, opts, sources, files))
         .await?;
+    if let Err(e) = journal.lock_hosts(id, &user, hosts).await {
+        // Refused before it began: not a run worth listing or resuming.
+        let _ = journal.delete_run(id).await;
+        return Err(e);
+    }
     Ok((id, 1, HashMap::new()))
 }
 

@@ -90,10 +90,11 @@ impl Journal {
         for row in rows {
             let host: String = row.get("host");
             let holder_run: i64 = row.get("run_id");
-            if !wanted.contains(host.as_str()) || holder_run == run_id {
+            if !wanted.contains(host.as_str()) {
                 continue;
             }
             let pid: i64 = row.get("pid");
+            // Any live process but this one holds it, even for the same run (two resumes).
             if alive(pid, row.get("pid_start")) && i64::from(std::process::id()) != pid {
                 held.push(Holder {
                     host,

@@ -187,6 +187,17 @@ impl Journal {
         .map_err(err)
     }
 
+    /// Removes a run that never started (its host locks were refused).
+    pub async fn delete_run(&mut self, id: i64) -> Result<(), Error> {
+        let path = self.path.clone();
+        sqlx::query("DELETE FROM runs WHERE id = ?")
+            .bind(id)
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| journal_error(&path, "cannot remove a refused run", e))?;
+        Ok(())
+    }
+
     /// Records how the run ended.
     pub async fn finish_run(
         &mut self,

@@ -478,6 +478,7 @@ fn concurrent_runs_on_the_same_host_are_refused() {
         second.stderr
     );
     assert!(s.host_log("node02").is_empty(), "nothing was sent");
+    assert_eq!(s.history().len(), 1, "a refused run is not listed");
     // Another host is free.
     s.run(&c, &inv, &["-l", "node02"]).run().assert_code(0);
     finish(first, Duration::from_secs(60)).assert_code(0);
