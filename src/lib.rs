@@ -20,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod inventory;
 pub mod journal;
+pub mod lab;
 pub mod playbook;
 pub mod secret;
 pub mod transport;

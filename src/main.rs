@@ -8,6 +8,17 @@ use kamo::cli::{Cli, Command, InventoryCommand};
 use kamo::error::{Error, ExitCode};
 
 fn main() -> ProcessExit {
+    // On a lab node kamo also stands in for apt-get, systemctl, kubeadm, ... (by its name).
+    let mut words = std::env::args();
+    if let Some(tool) = words
+        .next()
+        .as_deref()
+        .and_then(kamo::lab::standin::called_as)
+    {
+        let args: Vec<String> = words.collect();
+        let code = kamo::lab::standin::main(tool, &args);
+        return ProcessExit::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
