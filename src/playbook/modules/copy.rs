@@ -102,21 +102,18 @@ pub fn build(
     s.push_str("d=");
     push_q(&mut s, &shown_dest);
     s.push('\n');
-    match &src_name {
-        Some(n) => {
-            s.push_str("if [ -d \"$d\" ]; then d=\"$d\"/");
-            push_q(&mut s, n);
-            s.push_str("; fi\n");
-        }
-        None => {
-            s.push_str("if [ -d \"$d\" ]; then ");
-            push_fail(
-                &mut s,
-                module,
-                &format!("dest {shown_dest} is a directory and no source file name is known"),
-            );
-            s.push_str("; fi\n");
-        }
+    if let Some(n) = &src_name {
+        s.push_str("if [ -d \"$d\" ]; then d=\"$d\"/");
+        push_q(&mut s, n);
+        s.push_str("; fi\n");
+    } else {
+        s.push_str("if [ -d \"$d\" ]; then ");
+        push_fail(
+            &mut s,
+            module,
+            &format!("dest {shown_dest} is a directory and no source file name is known"),
+        );
+        s.push_str("; fi\n");
     }
     // The destination as used (a directory gets the source name): a string made on the
     // host, so it goes through the JSON encoder.

@@ -195,7 +195,8 @@ mod tests {
             "#",
         ];
         for w in words {
-            let want = shlex::try_quote(w).map_or_else(|_| "''".to_owned(), |c| c.into_owned());
+            let want =
+                shlex::try_quote(w).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned);
             assert_eq!(q(w), want, "{w:?}");
         }
         // Every pair of ASCII bytes and a few non-ASCII ones, alone and in context.
@@ -204,8 +205,8 @@ mod tests {
         for a in &alphabet {
             for b in &alphabet {
                 for w in [format!("{a}{b}"), format!("x{a}y{b}z")] {
-                    let want =
-                        shlex::try_quote(&w).map_or_else(|_| "''".to_owned(), |c| c.into_owned());
+                    let want = shlex::try_quote(&w)
+                        .map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned);
                     assert_eq!(q(&w), want, "{w:?}");
                 }
             }
