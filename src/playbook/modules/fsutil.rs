@@ -90,6 +90,19 @@ pub fn fail(module: Module, msg: &str) -> String {
 pub fn push_fail(s: &mut String, module: Module, msg: &str) {
     // Built as text, not through a `json!` map: scripts hold many of these, and a 1,000-host
     // plan builds 50,000 scripts.
+    // Most messages need no JSON escape and no shell quoting beyond single quotes: then the
+    // text is pasted as is (the same bytes `serde_json` and `q` would give).
+    if !msg
+        .bytes()
+        .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | b'\'' | b'^'))
+    {
+        s.push_str("kamo_fail '{\"failed\":true,\"msg\":\"");
+        s.push_str(module.name());
+        s.push_str(": ");
+        s.push_str(msg);
+        s.push_str("\"}'");
+        return;
+    }
     let mut json = String::with_capacity(msg.len() + 48);
     json.push_str("{\"failed\":true,\"msg\":");
     let text = format!("{}: {msg}", module.name());
@@ -577,6 +590,30 @@ mod tests {
         assert!(m(json!("0999")).is_err());
         assert!(m(json!("rw-r--r--")).is_err());
         assert!(m(json!("u=rw;reboot")).is_err());
+    }
+
+    #[test]
+    fn fail_fast_path_is_the_general_one() {
+        for msg in [
+            "cannot set the mode",
+            "dest /a b/c is a directory",
+            "it's",
+            "a \"q\"",
+            "back\\slash",
+            "x^y",
+            "tab\there",
+            "nl\nhere",
+            "é ü",
+            "$(reboot) `x`",
+            "",
+        ] {
+            let text = serde_json::to_string(&format!("copy: {msg}")).unwrap();
+            let want = format!(
+                "kamo_fail {}",
+                q(&format!("{{\"failed\":true,\"msg\":{text}}}"))
+            );
+            assert_eq!(fail(Module::Copy, msg), want, "{msg:?}");
+        }
     }
 
     #[test]
