@@ -286,31 +286,41 @@ impl Planner<'_> {
         let TaskKind::Action(action) = &t.kind else {
             return;
         };
-        // Whether the task reads inventory-sized variables depends on the task only: decide it
-        // once per task, not once per host.
+        // What depends on the task only is decided once per task, not once per host: whether
+        // it reads inventory-sized variables or `hostvars`, and its arguments as one value.
+        struct TaskFacts {
+            wide: bool,
+            hostvars: bool,
+            raw: Value,
+        }
         thread_local! {
-            static WIDE: std::cell::RefCell<std::collections::HashMap<usize, bool>> = std::cell::RefCell::default();
+            static PER_TASK: std::cell::RefCell<std::collections::HashMap<usize, std::rc::Rc<TaskFacts>>> = std::cell::RefCell::default();
         }
         let key = std::ptr::from_ref(t) as usize;
-        let wide = WIDE.with(|w| {
-            *w.borrow_mut().entry(key).or_insert_with(|| {
-                let text = format!(
-                    "{} {:?} {:?}",
-                    Value::Object(action.args.clone()),
-                    t.when,
-                    t.r#loop
-                );
-                vars::reads_wide(&text, action.module == Module::Template)
-            })
+        let facts = PER_TASK.with(|m| {
+            std::rc::Rc::clone(m.borrow_mut().entry(key).or_insert_with(|| {
+                let raw = Value::Object(action.args.clone());
+                let args_text = raw.to_string();
+                let text = format!("{args_text} {:?} {:?}", t.when, t.r#loop);
+                std::rc::Rc::new(TaskFacts {
+                    wide: vars::reads_wide(&text, action.module == Module::Template),
+                    // Templates read hostvars from files the task text does not show.
+                    hostvars: action.module == Module::Template || args_text.contains("hostvars"),
+                    raw,
+                })
+            }))
         });
-        let mut base = vars::for_task(scope, host, &walk.vars, t.role.as_deref(), &t.vars, wide);
-        // Templates read hostvars from files the task text does not show. Offline, every
-        // host's inventory variables are known; its facts and registered values are not.
-        if action.module == Module::Template
-            || Value::Object(action.args.clone())
-                .to_string()
-                .contains("hostvars")
-        {
+        let mut base = vars::for_task(
+            scope,
+            host,
+            &walk.vars,
+            t.role.as_deref(),
+            &t.vars,
+            facts.wide,
+        );
+        // Offline, every host's inventory variables are known; its facts and registered
+        // values are not.
+        if facts.hostvars {
             let empty = HostVars::default();
             let hv = vars::hostvars_value(
                 self.inventory,
@@ -327,33 +337,34 @@ impl Planner<'_> {
             base.remove(u);
         }
         vars::resolve_nested(self.templater, &mut base);
-        let ctx = Value::Object(base.clone());
         // Loop items.
         let items: Option<Vec<Value>> = match &t.r#loop {
             None => None,
-            Some(Loop::Items(v) | Loop::Dict(v)) => match self.templater.render_value(v, &ctx) {
-                Ok(Value::Array(a)) => Some(a),
-                Ok(Value::Object(m)) if matches!(t.r#loop, Some(Loop::Dict(_))) => Some(
-                    m.into_iter()
-                        .map(|(k, v)| json!({"key": k, "value": v}))
-                        .collect(),
-                ),
-                Ok(Value::Null) => Some(Vec::new()),
-                Ok(other) => Some(vec![other]),
-                Err(e) => {
-                    let (status, reason) = self.explain(&e, &v.to_string(), walk);
-                    out.push(Self::entry(
-                        play_name,
-                        host,
-                        t,
-                        section,
-                        status,
-                        Some(format!("loop items {reason}")),
-                    ));
-                    self.learn(t, walk);
-                    return;
+            Some(Loop::Items(v) | Loop::Dict(v)) => {
+                match self.templater.render_value(v, &Value::Object(base.clone())) {
+                    Ok(Value::Array(a)) => Some(a),
+                    Ok(Value::Object(m)) if matches!(t.r#loop, Some(Loop::Dict(_))) => Some(
+                        m.into_iter()
+                            .map(|(k, v)| json!({"key": k, "value": v}))
+                            .collect(),
+                    ),
+                    Ok(Value::Null) => Some(Vec::new()),
+                    Ok(other) => Some(vec![other]),
+                    Err(e) => {
+                        let (status, reason) = self.explain(&e, &v.to_string(), walk);
+                        out.push(Self::entry(
+                            play_name,
+                            host,
+                            t,
+                            section,
+                            status,
+                            Some(format!("loop items {reason}")),
+                        ));
+                        self.learn(t, walk);
+                        return;
+                    }
                 }
-            },
+            }
         };
         let looping = items.is_some();
         let loop_var = t
@@ -362,11 +373,19 @@ impl Planner<'_> {
             .clone()
             .unwrap_or_else(|| "item".into());
         for item in items.unwrap_or_else(|| vec![Value::Null]) {
-            let mut vars = base.clone();
+            // Without a loop there is one pass: the variables move instead of being copied.
+            let mut vars = if looping {
+                base.clone()
+            } else {
+                std::mem::take(&mut base)
+            };
             if looping {
                 vars.insert(loop_var.clone(), item.clone());
             }
-            let ctx = Value::Object(vars.clone());
+            let ctx = Value::Object(vars);
+            let Value::Object(vars) = &ctx else {
+                unreachable!("built as an object")
+            };
             let mut e = Self::entry(play_name, host, t, section, "run", None);
             if looping {
                 e.item = Some(item.clone());
@@ -393,8 +412,8 @@ impl Planner<'_> {
                 }
             }
             if decided {
-                let raw = Value::Object(action.args.clone());
-                match self.templater.render_value(&raw, &ctx) {
+                let raw = &facts.raw;
+                match self.templater.render_value(raw, &ctx) {
                     Ok(Value::Object(mut args)) => {
                         if action.module == Module::GetUrl {
                             // Offline: nothing is downloaded, so the bytes and the script are
@@ -421,7 +440,7 @@ impl Planner<'_> {
                                 action.module,
                                 &play.dir,
                                 &mut args,
-                                &vars,
+                                vars,
                             ) {
                                 Err(msg) => {
                                     e.status = "error";
@@ -441,7 +460,7 @@ impl Planner<'_> {
                                             &play.environment,
                                             t,
                                             &step,
-                                            &vars,
+                                            vars,
                                         ) {
                                             Ok(script) => {
                                                 // The digest is for comparing with a run: only
