@@ -65,13 +65,39 @@ impl Planner<'_> {
         hosts_of: impl Fn(&Play) -> Result<Vec<String>, Error>,
     ) -> Result<Vec<Entry>, Error> {
         let mut out = Vec::new();
+        self.plan_each(
+            pb,
+            hosts_of,
+            |entries| entries,
+            |entries| out.extend(entries),
+        )?;
+        Ok(out)
+    }
+
+    /// Plans every play of the playbook for its hosts, streaming: each host's entries (one
+    /// play) go through `each` on the thread that planned them, and what it returns reaches
+    /// `sink` in plan order, a few dozen hosts at a time, so a large plan need not be held
+    /// whole (JSON output serializes on the planning threads). Every play's hosts are
+    /// resolved before anything is planned, so an error there comes before any output.
+    pub fn plan_each<T: Send>(
+        &self,
+        pb: &Playbook,
+        hosts_of: impl Fn(&Play) -> Result<Vec<String>, Error>,
+        each: impl Fn(Vec<Entry>) -> T + Sync,
+        mut sink: impl FnMut(T),
+    ) -> Result<(), Error> {
         let playbook_dir = pb
             .path
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        for play in &pb.plays {
-            let hosts = hosts_of(play)?;
+        let play_hosts = pb
+            .plays
+            .iter()
+            .map(hosts_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        for (play, hosts) in pb.plays.iter().zip(play_hosts) {
             let play_vars: Map<String, Value> = play.vars.clone().into_iter().collect();
             let play_name = play.name.clone().unwrap_or_else(|| play.hosts.clone());
             for batch in batches(&hosts, &play.serial) {
@@ -85,34 +111,39 @@ impl Planner<'_> {
                     diff_mode: self.opts.diff,
                     playbook_dir: &playbook_dir,
                 };
-                // Hosts are planned independently: split them over the cores, keep the order.
-                let threads =
-                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-                let chunk = batch.len().div_ceil(threads).max(1);
-                let parts: Vec<Vec<Entry>> = std::thread::scope(|s| {
-                    let handles: Vec<_> = batch
-                        .chunks(chunk)
-                        .map(|hosts| {
-                            let scope = &scope;
-                            let play_name = &play_name;
-                            s.spawn(move || {
-                                let mut out = Vec::new();
-                                for host in hosts {
-                                    self.plan_host(scope, play, play_name, host, &mut out);
-                                }
-                                out
+                // Hosts are planned independently: a round of hosts at a time, split over the
+                // cores, order kept.
+                for round in batch.chunks(threads * 32) {
+                    let chunk = round.len().div_ceil(threads).max(1);
+                    let parts: Vec<Vec<T>> = std::thread::scope(|s| {
+                        let handles: Vec<_> = round
+                            .chunks(chunk)
+                            .map(|hosts| {
+                                let scope = &scope;
+                                let play_name = &play_name;
+                                let each = &each;
+                                s.spawn(move || {
+                                    hosts
+                                        .iter()
+                                        .map(|host| {
+                                            let mut out = Vec::new();
+                                            self.plan_host(scope, play, play_name, host, &mut out);
+                                            each(out)
+                                        })
+                                        .collect()
+                                })
                             })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                        .collect()
-                });
-                out.extend(parts.into_iter().flatten());
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                            .collect()
+                    });
+                    parts.into_iter().flatten().for_each(&mut sink);
+                }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Every task of the play for one host.
@@ -288,11 +319,6 @@ impl Planner<'_> {
         };
         // What depends on the task only is decided once per task, not once per host: whether
         // it reads inventory-sized variables or `hostvars`, and its arguments as one value.
-        struct TaskFacts {
-            wide: bool,
-            hostvars: bool,
-            raw: Value,
-        }
         thread_local! {
             static PER_TASK: std::cell::RefCell<std::collections::HashMap<usize, std::rc::Rc<TaskFacts>>> = std::cell::RefCell::default();
         }
@@ -534,6 +560,13 @@ impl Planner<'_> {
         }
         let _ = self;
     }
+}
+
+/// What [`Planner::plan_task`] decides once per task.
+struct TaskFacts {
+    wide: bool,
+    hostvars: bool,
+    raw: Value,
 }
 
 const FACT_NAMES: &[&str] = &[
