@@ -7,7 +7,8 @@ use crate::inventory::Inventory;
 use crate::playbook::template::Templater;
 use crate::ui;
 
-/// The JSON document of a plan, serialized straight from the entries (no copy into a tree).
+/// The JSON document of a plan, as [`write_json`] streams it.
+#[cfg(test)]
 #[derive(serde::Serialize)]
 struct PlanDoc<'a> {
     plan: &'a [Entry],
@@ -29,7 +30,7 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
         groups: crate::engine::vars::groups_value(&inventory),
     };
     let pb = &playbooks[0];
-    let entries = planner.plan(pb, |play| {
+    let hosts_of = |play: &crate::playbook::model::Play| {
         super::run::play_hosts(
             &inventory,
             std::slice::from_ref(&crate::playbook::model::Playbook {
@@ -40,22 +41,76 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
             &opts,
             &templater,
         )
-    })?;
-    let hosts: std::collections::BTreeSet<&str> = entries.iter().map(|e| e.host.as_str()).collect();
-    let errors = entries.iter().filter(|e| e.status == "error").count();
-    match args.output {
-        OutputFormat::Json => ui::write_json(&PlanDoc {
-            plan: &entries,
-            hosts: hosts.len(),
-            errors,
-        }),
-        OutputFormat::Text => ui::print_text(&render(&entries, args.scripts, hosts.len())),
-    }
+    };
+    let errors = match args.output {
+        OutputFormat::Json => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            write_json(&mut out, &planner, pb, hosts_of)?
+        }
+        OutputFormat::Text => {
+            let entries = planner.plan(pb, hosts_of)?;
+            let hosts: std::collections::BTreeSet<&str> =
+                entries.iter().map(|e| e.host.as_str()).collect();
+            ui::print_text(&render(&entries, args.scripts, hosts.len()));
+            entries.iter().filter(|e| e.status == "error").count()
+        }
+    };
     Ok(if errors > 0 {
         ExitCode::HostFailed
     } else {
         ExitCode::Ok
     })
+}
+
+/// The JSON document of a plan (`{"plan":[...],"hosts":N,"errors":N}` on one line, the
+/// serialization of [`PlanDoc`]), written as it is planned: each host's entries are serialized
+/// on the thread that planned them and dropped, so 50,000 full scripts are never held at once.
+/// Returns the number of entries in error.
+fn write_json(
+    out: &mut impl std::io::Write,
+    planner: &Planner<'_>,
+    pb: &crate::playbook::model::Playbook,
+    hosts_of: impl Fn(&crate::playbook::model::Play) -> Result<Vec<String>>,
+) -> Result<usize> {
+    let mut hosts = std::collections::BTreeSet::new();
+    let mut errors = 0;
+    let mut first = true;
+    let mut ok = out.write_all(b"{\"plan\":[").is_ok();
+    planner.plan_each(
+        pb,
+        hosts_of,
+        |entries| {
+            let mut buf = Vec::new();
+            for e in &entries {
+                if !buf.is_empty() {
+                    buf.push(b',');
+                }
+                // Serializing an entry cannot fail (string keys, no maps of other keys).
+                let _ = serde_json::to_writer(&mut buf, e);
+            }
+            let errors = entries.iter().filter(|e| e.status == "error").count();
+            let host = entries.first().map(|e| e.host.clone());
+            (buf, errors, host)
+        },
+        |(buf, n, host)| {
+            errors += n;
+            if let Some(h) = host {
+                hosts.insert(h);
+            }
+            if ok && !buf.is_empty() {
+                if !first {
+                    ok = out.write_all(b",").is_ok();
+                }
+                first = false;
+                ok = ok && out.write_all(&buf).is_ok();
+            }
+        },
+    )?;
+    if ok {
+        let _ = writeln!(out, "],\"hosts\":{},\"errors\":{errors}}}", hosts.len());
+    }
+    let _ = out.flush();
+    Ok(errors)
 }
 
 fn render(entries: &[Entry], scripts: bool, hosts: usize) -> String {
@@ -119,4 +174,59 @@ fn render(entries: &[Entry], scripts: bool, hosts: usize) -> String {
         "\ndry run: nothing was changed on {hosts} hosts\n"
     ));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::RunOptions;
+
+    #[test]
+    fn streamed_json_is_the_serialized_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("site.yml");
+        std::fs::write(
+            &path,
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - copy: {dest: \"/d/{{ inventory_hostname }}\", content: \"x\"}\n    - copy: {dest: \"/d/{{ nope }}\", content: \"x\"}\n    - shell: echo {{ item }}\n      loop: [a, b]\n- hosts: none\n  tasks: []\n- hosts: b\n  tasks:\n    - ping:\n",
+        )
+        .unwrap();
+        let pb = crate::playbook::load::load_playbook(&path).unwrap();
+        let hosts = (0..150)
+            .map(|i| format!("h{i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let inventory =
+            Inventory::from_ini(&format!("{hosts}\n[b]\nh1\n"), &dir.path().join("inv")).unwrap();
+        let templater = Templater::new();
+        let opts = RunOptions::default();
+        let planner = Planner {
+            keep_scripts: true,
+            inventory: &inventory,
+            templater: &templater,
+            opts: &opts,
+            groups: crate::engine::vars::groups_value(&inventory),
+        };
+        let hosts_of = |play: &crate::playbook::model::Play| inventory.select(&play.hosts);
+        let entries = planner.plan(&pb, hosts_of).unwrap();
+        let hosts: std::collections::BTreeSet<&str> =
+            entries.iter().map(|e| e.host.as_str()).collect();
+        let errors = entries.iter().filter(|e| e.status == "error").count();
+        assert_eq!(errors, 150);
+        let mut want = serde_json::to_vec(&PlanDoc {
+            plan: &entries,
+            hosts: hosts.len(),
+            errors,
+        })
+        .unwrap();
+        want.push(b'\n');
+        let mut got = Vec::new();
+        assert_eq!(
+            write_json(&mut got, &planner, &pb, hosts_of).unwrap(),
+            errors
+        );
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            String::from_utf8(want).unwrap()
+        );
+    }
 }

@@ -65,13 +65,39 @@ impl Planner<'_> {
         hosts_of: impl Fn(&Play) -> Result<Vec<String>, Error>,
     ) -> Result<Vec<Entry>, Error> {
         let mut out = Vec::new();
+        self.plan_each(
+            pb,
+            hosts_of,
+            |entries| entries,
+            |entries| out.extend(entries),
+        )?;
+        Ok(out)
+    }
+
+    /// Plans every play of the playbook for its hosts, streaming: each host's entries (one
+    /// play) go through `each` on the thread that planned them, and what it returns reaches
+    /// `sink` in plan order, a few dozen hosts at a time, so a large plan need not be held
+    /// whole (JSON output serializes on the planning threads). Every play's hosts are
+    /// resolved before anything is planned, so an error there comes before any output.
+    pub fn plan_each<T: Send>(
+        &self,
+        pb: &Playbook,
+        hosts_of: impl Fn(&Play) -> Result<Vec<String>, Error>,
+        each: impl Fn(Vec<Entry>) -> T + Sync,
+        mut sink: impl FnMut(T),
+    ) -> Result<(), Error> {
         let playbook_dir = pb
             .path
             .parent()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        for play in &pb.plays {
-            let hosts = hosts_of(play)?;
+        let play_hosts = pb
+            .plays
+            .iter()
+            .map(hosts_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        for (play, hosts) in pb.plays.iter().zip(play_hosts) {
             let play_vars: Map<String, Value> = play.vars.clone().into_iter().collect();
             let play_name = play.name.clone().unwrap_or_else(|| play.hosts.clone());
             for batch in batches(&hosts, &play.serial) {
@@ -85,34 +111,39 @@ impl Planner<'_> {
                     diff_mode: self.opts.diff,
                     playbook_dir: &playbook_dir,
                 };
-                // Hosts are planned independently: split them over the cores, keep the order.
-                let threads =
-                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-                let chunk = batch.len().div_ceil(threads).max(1);
-                let parts: Vec<Vec<Entry>> = std::thread::scope(|s| {
-                    let handles: Vec<_> = batch
-                        .chunks(chunk)
-                        .map(|hosts| {
-                            let scope = &scope;
-                            let play_name = &play_name;
-                            s.spawn(move || {
-                                let mut out = Vec::new();
-                                for host in hosts {
-                                    self.plan_host(scope, play, play_name, host, &mut out);
-                                }
-                                out
+                // Hosts are planned independently: a round of hosts at a time, split over the
+                // cores, order kept.
+                for round in batch.chunks(threads * 32) {
+                    let chunk = round.len().div_ceil(threads).max(1);
+                    let parts: Vec<Vec<T>> = std::thread::scope(|s| {
+                        let handles: Vec<_> = round
+                            .chunks(chunk)
+                            .map(|hosts| {
+                                let scope = &scope;
+                                let play_name = &play_name;
+                                let each = &each;
+                                s.spawn(move || {
+                                    hosts
+                                        .iter()
+                                        .map(|host| {
+                                            let mut out = Vec::new();
+                                            self.plan_host(scope, play, play_name, host, &mut out);
+                                            each(out)
+                                        })
+                                        .collect()
+                                })
                             })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                        .collect()
-                });
-                out.extend(parts.into_iter().flatten());
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                            .collect()
+                    });
+                    parts.into_iter().flatten().for_each(&mut sink);
+                }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Every task of the play for one host.
@@ -286,31 +317,36 @@ impl Planner<'_> {
         let TaskKind::Action(action) = &t.kind else {
             return;
         };
-        // Whether the task reads inventory-sized variables depends on the task only: decide it
-        // once per task, not once per host.
+        // What depends on the task only is decided once per task, not once per host: whether
+        // it reads inventory-sized variables or `hostvars`, and its arguments as one value.
         thread_local! {
-            static WIDE: std::cell::RefCell<std::collections::HashMap<usize, bool>> = std::cell::RefCell::default();
+            static PER_TASK: std::cell::RefCell<std::collections::HashMap<usize, std::rc::Rc<TaskFacts>>> = std::cell::RefCell::default();
         }
         let key = std::ptr::from_ref(t) as usize;
-        let wide = WIDE.with(|w| {
-            *w.borrow_mut().entry(key).or_insert_with(|| {
-                let text = format!(
-                    "{} {:?} {:?}",
-                    Value::Object(action.args.clone()),
-                    t.when,
-                    t.r#loop
-                );
-                vars::reads_wide(&text, action.module == Module::Template)
-            })
+        let facts = PER_TASK.with(|m| {
+            std::rc::Rc::clone(m.borrow_mut().entry(key).or_insert_with(|| {
+                let raw = Value::Object(action.args.clone());
+                let args_text = raw.to_string();
+                let text = format!("{args_text} {:?} {:?}", t.when, t.r#loop);
+                std::rc::Rc::new(TaskFacts {
+                    wide: vars::reads_wide(&text, action.module == Module::Template),
+                    // Templates read hostvars from files the task text does not show.
+                    hostvars: action.module == Module::Template || args_text.contains("hostvars"),
+                    raw,
+                })
+            }))
         });
-        let mut base = vars::for_task(scope, host, &walk.vars, t.role.as_deref(), &t.vars, wide);
-        // Templates read hostvars from files the task text does not show. Offline, every
-        // host's inventory variables are known; its facts and registered values are not.
-        if action.module == Module::Template
-            || Value::Object(action.args.clone())
-                .to_string()
-                .contains("hostvars")
-        {
+        let mut base = vars::for_task(
+            scope,
+            host,
+            &walk.vars,
+            t.role.as_deref(),
+            &t.vars,
+            facts.wide,
+        );
+        // Offline, every host's inventory variables are known; its facts and registered
+        // values are not.
+        if facts.hostvars {
             let empty = HostVars::default();
             let hv = vars::hostvars_value(
                 self.inventory,
@@ -327,33 +363,34 @@ impl Planner<'_> {
             base.remove(u);
         }
         vars::resolve_nested(self.templater, &mut base);
-        let ctx = Value::Object(base.clone());
         // Loop items.
         let items: Option<Vec<Value>> = match &t.r#loop {
             None => None,
-            Some(Loop::Items(v) | Loop::Dict(v)) => match self.templater.render_value(v, &ctx) {
-                Ok(Value::Array(a)) => Some(a),
-                Ok(Value::Object(m)) if matches!(t.r#loop, Some(Loop::Dict(_))) => Some(
-                    m.into_iter()
-                        .map(|(k, v)| json!({"key": k, "value": v}))
-                        .collect(),
-                ),
-                Ok(Value::Null) => Some(Vec::new()),
-                Ok(other) => Some(vec![other]),
-                Err(e) => {
-                    let (status, reason) = self.explain(&e, &v.to_string(), walk);
-                    out.push(Self::entry(
-                        play_name,
-                        host,
-                        t,
-                        section,
-                        status,
-                        Some(format!("loop items {reason}")),
-                    ));
-                    self.learn(t, walk);
-                    return;
+            Some(Loop::Items(v) | Loop::Dict(v)) => {
+                match self.templater.render_value(v, &Value::Object(base.clone())) {
+                    Ok(Value::Array(a)) => Some(a),
+                    Ok(Value::Object(m)) if matches!(t.r#loop, Some(Loop::Dict(_))) => Some(
+                        m.into_iter()
+                            .map(|(k, v)| json!({"key": k, "value": v}))
+                            .collect(),
+                    ),
+                    Ok(Value::Null) => Some(Vec::new()),
+                    Ok(other) => Some(vec![other]),
+                    Err(e) => {
+                        let (status, reason) = self.explain(&e, &v.to_string(), walk);
+                        out.push(Self::entry(
+                            play_name,
+                            host,
+                            t,
+                            section,
+                            status,
+                            Some(format!("loop items {reason}")),
+                        ));
+                        self.learn(t, walk);
+                        return;
+                    }
                 }
-            },
+            }
         };
         let looping = items.is_some();
         let loop_var = t
@@ -362,11 +399,19 @@ impl Planner<'_> {
             .clone()
             .unwrap_or_else(|| "item".into());
         for item in items.unwrap_or_else(|| vec![Value::Null]) {
-            let mut vars = base.clone();
+            // Without a loop there is one pass: the variables move instead of being copied.
+            let mut vars = if looping {
+                base.clone()
+            } else {
+                std::mem::take(&mut base)
+            };
             if looping {
                 vars.insert(loop_var.clone(), item.clone());
             }
-            let ctx = Value::Object(vars.clone());
+            let ctx = Value::Object(vars);
+            let Value::Object(vars) = &ctx else {
+                unreachable!("built as an object")
+            };
             let mut e = Self::entry(play_name, host, t, section, "run", None);
             if looping {
                 e.item = Some(item.clone());
@@ -393,8 +438,8 @@ impl Planner<'_> {
                 }
             }
             if decided {
-                let raw = Value::Object(action.args.clone());
-                match self.templater.render_value(&raw, &ctx) {
+                let raw = &facts.raw;
+                match self.templater.render_value(raw, &ctx) {
                     Ok(Value::Object(mut args)) => {
                         if action.module == Module::GetUrl {
                             // Offline: nothing is downloaded, so the bytes and the script are
@@ -421,7 +466,7 @@ impl Planner<'_> {
                                 action.module,
                                 &play.dir,
                                 &mut args,
-                                &vars,
+                                vars,
                             ) {
                                 Err(msg) => {
                                     e.status = "error";
@@ -441,7 +486,7 @@ impl Planner<'_> {
                                             &play.environment,
                                             t,
                                             &step,
-                                            &vars,
+                                            vars,
                                         ) {
                                             Ok(script) => {
                                                 // The digest is for comparing with a run: only
@@ -515,6 +560,13 @@ impl Planner<'_> {
         }
         let _ = self;
     }
+}
+
+/// What [`Planner::plan_task`] decides once per task.
+struct TaskFacts {
+    wide: bool,
+    hostvars: bool,
+    raw: Value,
 }
 
 const FACT_NAMES: &[&str] = &[

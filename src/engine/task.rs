@@ -1458,13 +1458,7 @@ pub fn script_digest(script: &str) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    modules::fsutil::hex(bytes)
 }
 
 fn failed(msg: String) -> ModuleResult {

@@ -56,6 +56,10 @@ pub const OMIT: &str = "__omit_place_holder__kamo__";
 /// Name of the safe-lookup function chains on possibly undefined values are rewritten to.
 const CHAIN_FN: &str = "__kamo_chain";
 
+/// Name prefix under which inline template strings are compiled once and kept by the
+/// environment (its loader hands back the text after the prefix, rewritten).
+const INLINE: &str = "\u{1}kamo-inline\u{1}";
+
 /// Compiled once per run; cheap to share (`Arc`).
 pub struct Templater {
     env: Environment<'static>,
@@ -128,6 +132,10 @@ impl Templater {
             }
             Ok(())
         });
+        // Inline templates (task arguments, variables) repeat for every host: the loader
+        // compiles each text once and the environment keeps it. Nothing else can name a
+        // template (no include or import), so the loader sees only these names.
+        env.set_loader(|name| Ok(name.strip_prefix(INLINE).map(rewrite_chains)));
         env.add_global("omit", Value::from(OMIT));
         env.add_function(CHAIN_FN, chain_lookup);
         for name in ["lookup", "query", "q"] {
@@ -177,7 +185,12 @@ impl Templater {
     }
 
     fn render_text(&self, text: &str, ctx: &Value) -> Result<String, TemplateError> {
-        self.render_named(text, "<string>", ctx)
+        let env: &Environment<'_> = &self.env;
+        let tmpl = env
+            .get_template(&format!("{INLINE}{text}"))
+            .map_err(|e| convert(&e, &rewrite_chains(text)))?;
+        tmpl.render(ctx.clone())
+            .map_err(|e| convert(&e, &rewrite_chains(text)))
     }
 
     fn render_named(&self, text: &str, name: &str, ctx: &Value) -> Result<String, TemplateError> {

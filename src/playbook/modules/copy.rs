@@ -16,8 +16,10 @@
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use super::fsutil::{Attrs, Install, fail, install, lib, new_tmp, parse_validate, sha256_hex};
-use super::sh::{arg_bool, arg_str, known_args, prelude, q};
+use super::fsutil::{
+    Attrs, Install, install_into, lib, new_tmp, parse_validate, push_fail, sha256_hex,
+};
+use super::sh::{arg_bool, arg_str, known_args, prelude, push_q};
 use super::{ArgError, Flags, RemoteStep};
 use crate::playbook::model::Module;
 
@@ -96,17 +98,22 @@ pub fn build(
     };
 
     let mut s = prelude();
-    s.push_str(&lib());
-    s.push_str(&format!("d={}\n", q(&shown_dest)));
-    match &src_name {
-        Some(n) => s.push_str(&format!("if [ -d \"$d\" ]; then d=\"$d\"/{}; fi\n", q(n))),
-        None => s.push_str(&format!(
-            "if [ -d \"$d\" ]; then {}; fi\n",
-            fail(
-                module,
-                &format!("dest {shown_dest} is a directory and no source file name is known")
-            )
-        )),
+    s.push_str(lib());
+    s.push_str("d=");
+    push_q(&mut s, &shown_dest);
+    s.push('\n');
+    if let Some(n) = &src_name {
+        s.push_str("if [ -d \"$d\" ]; then d=\"$d\"/");
+        push_q(&mut s, n);
+        s.push_str("; fi\n");
+    } else {
+        s.push_str("if [ -d \"$d\" ]; then ");
+        push_fail(
+            &mut s,
+            module,
+            &format!("dest {shown_dest} is a directory and no source file name is known"),
+        );
+        s.push_str("; fi\n");
     }
     // The destination as used (a directory gets the source name): a string made on the
     // host, so it goes through the JSON encoder.
@@ -114,29 +121,32 @@ pub fn build(
     if follow {
         s.push_str("if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\n");
     }
-    s.push_str(&format!(
-        "[ -d \"$(dirname -- \"$d\")\" ] || {}\n",
-        fail(
-            module,
-            &format!("the directory of {shown_dest} does not exist")
-        )
-    ));
+    s.push_str("[ -d \"$(dirname -- \"$d\")\" ] || ");
+    push_fail(
+        &mut s,
+        module,
+        &format!("the directory of {shown_dest} does not exist"),
+    );
+    s.push('\n');
     s.push_str(&new_tmp(module, flags));
     let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    s.push_str(&format!(
-        "printf '%s' {} | base64 -d > \"$kamo_tmp\" || {}\n",
-        q(&b64),
-        fail(module, "cannot write the temporary file")
-    ));
-    s.push_str(&install(&Install {
-        module,
-        attrs: &attrs,
-        backup,
-        keep_existing: !force,
-        shown_dest: &shown_dest,
-        validate: parse_validate(module, args)?,
-        flags,
-    }));
+    s.push_str("printf '%s' ");
+    push_q(&mut s, &b64);
+    s.push_str(" | base64 -d > \"$kamo_tmp\" || ");
+    push_fail(&mut s, module, "cannot write the temporary file");
+    s.push('\n');
+    install_into(
+        &mut s,
+        &Install {
+            module,
+            attrs: &attrs,
+            backup,
+            keep_existing: !force,
+            shown_dest: &shown_dest,
+            validate: parse_validate(module, args)?,
+            flags,
+        },
+    );
 
     let mut summary = vec![format!(
         "write {shown_dest}: {} bytes, sha256 {}{}{}",

@@ -279,7 +279,7 @@ fn common(m: Module, args: &Map<String, Value>) -> Result<Common, ArgError> {
 /// absent), validates the regexes given (grep exit status 2), makes the temp file.
 fn start(m: Module, c: &Common, create: bool, flags: Flags, regexes: &[&str]) -> String {
     let mut s = prelude();
-    s.push_str(&lib());
+    s.push_str(lib());
     s.push_str(&format!("d={}\n", q(&c.path)));
     let mut fields = Map::new();
     fields.insert("path".into(), Value::from(c.path.clone()));

@@ -107,7 +107,7 @@ pub fn build(
     };
 
     let mut s = prelude();
-    s.push_str(&lib());
+    s.push_str(lib());
     s.push_str(&format!("p={}\nchanged=0\n", q(&path)));
     let mut fields = Map::new();
     fields.insert("path".into(), Value::from(path.clone()));

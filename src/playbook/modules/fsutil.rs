@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use super::sh::{arg_str, q};
+use super::sh::{arg_str, push_q, q};
 use super::{ArgError, Flags};
 use crate::playbook::model::Module;
 
@@ -20,7 +20,12 @@ pub const DIFF_CAP: usize = 65536;
 
 /// The sh function library of the file modules; goes right after [`super::sh::prelude`].
 #[must_use]
-pub fn lib() -> String {
+pub fn lib() -> &'static str {
+    &LIB
+}
+
+/// [`lib`], built once: it is the same for every script.
+static LIB: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let mut s = MODE_FNS.to_owned();
     s.push_str(r#"kamo_tmp=''
 kamo_cleanup() { if [ -n "$kamo_tmp" ]; then rm -rf -- "$kamo_tmp"; fi; }
@@ -61,7 +66,7 @@ kamo_jtext() {
 }
 "#);
     s
-}
+});
 
 /// `kamo_mode PATH` (4-digit octal) and `kamo_symmode BASE f|d SYMBOLIC` (the octal mode a
 /// symbolic chmod gives, tried on a scratch file); also used inside `find -exec sh -c`.
@@ -76,13 +81,35 @@ kamo_symmode() {
 /// `kamo_fail` with a message known on the controller.
 #[must_use]
 pub fn fail(module: Module, msg: &str) -> String {
+    let mut s = String::with_capacity(msg.len() + 64);
+    push_fail(&mut s, module, msg);
+    s
+}
+
+/// Appends [`fail`]`(module, msg)` to `s`.
+pub fn push_fail(s: &mut String, module: Module, msg: &str) {
     // Built as text, not through a `json!` map: scripts hold many of these, and a 1,000-host
     // plan builds 50,000 scripts.
-    let text = serde_json::to_string(&format!("{}: {msg}", module.name())).unwrap_or_default();
-    format!(
-        "kamo_fail {}",
-        q(&format!("{{\"failed\":true,\"msg\":{text}}}"))
-    )
+    // Most messages need no JSON escape and no shell quoting beyond single quotes: then the
+    // text is pasted as is (the same bytes `serde_json` and `q` would give).
+    if !msg
+        .bytes()
+        .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | b'\'' | b'^'))
+    {
+        s.push_str("kamo_fail '{\"failed\":true,\"msg\":\"");
+        s.push_str(module.name());
+        s.push_str(": ");
+        s.push_str(msg);
+        s.push_str("\"}'");
+        return;
+    }
+    let mut json = String::with_capacity(msg.len() + 48);
+    json.push_str("{\"failed\":true,\"msg\":");
+    let text = format!("{}: {msg}", module.name());
+    json.push_str(&serde_json::to_string(&text).unwrap_or_default());
+    json.push('}');
+    s.push_str("kamo_fail ");
+    push_q(s, &json);
 }
 
 /// Sets `kamo_j` to the JSON object `fields` without its closing brace; `fields` must not be
@@ -308,16 +335,22 @@ pub fn new_tmp(module: Module, flags: Flags) -> String {
 /// `backup_file` and `diff` to `kamo_j` and prints the result.
 #[must_use]
 pub fn install(o: &Install<'_>) -> String {
+    let mut s = String::with_capacity(2048);
+    install_into(&mut s, o);
+    s
+}
+
+/// Appends [`install`]`(o)` to `s`.
+pub fn install_into(s: &mut String, o: &Install<'_>) {
     let m = o.module;
-    let mut s = String::new();
     s.push_str("exists=0; if [ -e \"$d\" ]; then exists=1; fi\n");
-    s.push_str(&format!(
-        "if [ \"$exists\" = 1 ] && [ ! -f \"$d\" ]; then {}; fi\n",
-        fail(
-            m,
-            &format!("{} exists and is not a regular file", o.shown_dest)
-        )
-    ));
+    s.push_str("if [ \"$exists\" = 1 ] && [ ! -f \"$d\" ]; then ");
+    push_fail(
+        s,
+        m,
+        &format!("{} exists and is not a regular file", o.shown_dest),
+    );
+    s.push_str("; fi\n");
     s.push_str(
         "content_changed=1; if [ \"$exists\" = 1 ] && cmp -s -- \"$d\" \"$kamo_tmp\"; then content_changed=0; fi\n",
     );
@@ -351,37 +384,33 @@ pub fn install(o: &Install<'_>) -> String {
         s.push_str("if [ \"$changed\" = 1 ]; then\nif [ \"$content_changed\" = 1 ]; then\n");
         s.push_str("if [ \"$exists\" = 1 ]; then chown -- \"$(stat -c %u:%g -- \"$d\")\" \"$kamo_tmp\" 2>/dev/null || :; fi\n");
         s.push_str(&o.attrs.chown_sh(m, "kamo_tmp", ""));
-        s.push_str(&format!(
-            "chmod -- \"$want_mode\" \"$kamo_tmp\" || {}\n",
-            fail(m, "cannot set the mode")
-        ));
+        s.push_str("chmod -- \"$want_mode\" \"$kamo_tmp\" || ");
+        push_fail(s, m, "cannot set the mode");
+        s.push('\n');
         if let Some(v) = &o.validate {
-            s.push_str(&format!(
-                "{v} </dev/null >&2 || {}\n",
-                fail(
-                    m,
-                    "validation of the new content failed (see stderr); nothing was changed"
-                )
-            ));
+            s.push_str(v);
+            s.push_str(" </dev/null >&2 || ");
+            push_fail(
+                s,
+                m,
+                "validation of the new content failed (see stderr); nothing was changed",
+            );
+            s.push('\n');
         }
         if o.backup {
-            s.push_str(&format!(
-                "if [ \"$exists\" = 1 ]; then kamo_bak=\"$d.$$.$(date +%Y-%m-%d@%H:%M:%S)~\"; cp -p -- \"$d\" \"$kamo_bak\" || {}; kamo_j=\"$kamo_j,\\\"backup_file\\\":$(kamo_jstr \"$kamo_bak\")\"; fi\n",
-                fail(m, "cannot write the backup file")
-            ));
+            s.push_str("if [ \"$exists\" = 1 ]; then kamo_bak=\"$d.$$.$(date +%Y-%m-%d@%H:%M:%S)~\"; cp -p -- \"$d\" \"$kamo_bak\" || ");
+            push_fail(s, m, "cannot write the backup file");
+            s.push_str("; kamo_j=\"$kamo_j,\\\"backup_file\\\":$(kamo_jstr \"$kamo_bak\")\"; fi\n");
         }
-        s.push_str(&format!(
-            "mv -f -- \"$kamo_tmp\" \"$d\" || {}\nkamo_tmp=''\nelse\n",
-            fail(m, &format!("cannot replace {}", o.shown_dest))
-        ));
+        s.push_str("mv -f -- \"$kamo_tmp\" \"$d\" || ");
+        push_fail(s, m, &format!("cannot replace {}", o.shown_dest));
+        s.push_str("\nkamo_tmp=''\nelse\n");
         s.push_str(&o.attrs.chown_sh(m, "d", ""));
-        s.push_str(&format!(
-            "chmod -- \"$want_mode\" \"$d\" || {}\nfi\nfi\n",
-            fail(m, "cannot set the mode")
-        ));
+        s.push_str("chmod -- \"$want_mode\" \"$d\" || ");
+        push_fail(s, m, "cannot set the mode");
+        s.push_str("\nfi\nfi\n");
     }
     s.push_str("kamo_result \"$kamo_j}\"\n");
-    s
 }
 
 /// `validate`: the command (Ansible runs it without a shell) as sh words, each `%s`
@@ -444,13 +473,19 @@ pub fn path_arg(
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    use std::fmt::Write as _;
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of bytes.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -555,6 +590,30 @@ mod tests {
         assert!(m(json!("0999")).is_err());
         assert!(m(json!("rw-r--r--")).is_err());
         assert!(m(json!("u=rw;reboot")).is_err());
+    }
+
+    #[test]
+    fn fail_fast_path_is_the_general_one() {
+        for msg in [
+            "cannot set the mode",
+            "dest /a b/c is a directory",
+            "it's",
+            "a \"q\"",
+            "back\\slash",
+            "x^y",
+            "tab\there",
+            "nl\nhere",
+            "é ü",
+            "$(reboot) `x`",
+            "",
+        ] {
+            let text = serde_json::to_string(&format!("copy: {msg}")).unwrap();
+            let want = format!(
+                "kamo_fail {}",
+                q(&format!("{{\"failed\":true,\"msg\":{text}}}"))
+            );
+            assert_eq!(fail(Module::Copy, msg), want, "{msg:?}");
+        }
     }
 
     #[test]

@@ -13,17 +13,54 @@ use crate::playbook::model::Module;
 /// error at argument time ([`arg_str`] refuses them).
 #[must_use]
 pub fn q(s: &str) -> String {
-    shlex::try_quote(s).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned)
+    let mut out = String::with_capacity(s.len() + 2);
+    push_q(&mut out, s);
+    out
+}
+
+/// Appends [`q`]`(s)` to `out`, byte for byte what `shlex` gives. Module scripts quote
+/// thousands of words per plan, so the common case is done here: a word without `'`, `^`,
+/// `\` or NUL is one `shlex` chunk, left bare when every byte may be, else single-quoted.
+/// Anything else goes through `shlex` itself.
+pub fn push_q(out: &mut String, s: &str) {
+    let b = s.as_bytes();
+    if !b.is_empty() && !b.iter().any(|&c| matches!(c, b'\'' | b'^' | b'\\' | 0)) {
+        if b.iter().all(|&c| bare_ok(c)) {
+            out.push_str(s);
+        } else {
+            out.push('\'');
+            out.push_str(s);
+            out.push('\'');
+        }
+        return;
+    }
+    match shlex::try_quote(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        Err(_) => out.push_str("''"),
+    }
+}
+
+/// The bytes `shlex` leaves unquoted.
+fn bare_ok(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.' | b'/' | b':' | b'@' | b']' | b'_')
 }
 
 /// The start of every script: strict unset-variable errors, a result helper, a sane umask-free
 /// environment (`LC_ALL=C` so tool output parses the same everywhere).
 #[must_use]
 pub fn prelude() -> String {
+    // Room for a typical module script, so building it does not reallocate as it grows.
+    let mut s = String::with_capacity(8192);
+    s.push_str(&PRELUDE);
+    s
+}
+
+/// [`prelude`], built once.
+static PRELUDE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "set -u\nLC_ALL=C; export LC_ALL\nkamo_result() {{ printf '\\n%s %s\\n' '{MARKER}' \"$1\"; }}\n"
     )
-}
+});
 
 /// A result line with a JSON object known on the controller (no shell values inside).
 #[must_use]
@@ -126,6 +163,54 @@ mod tests {
             assert_eq!(as_bool(&Value::String(v.into())), Some(b), "{v}");
         }
         assert_eq!(as_bool(&Value::String("maybe".into())), None);
+    }
+
+    #[test]
+    fn quoting_matches_shlex() {
+        let words = [
+            "",
+            "a",
+            "abc-1.2/x:y@z]_+",
+            "a b",
+            "a'b",
+            "^a",
+            "a^b",
+            "a\\b",
+            "a\0b",
+            "é",
+            "a\nb",
+            "{\"failed\":true,\"msg\":\"copy: cannot write\"}",
+            "$(x) `y`",
+            "a!b",
+            "a,b",
+            "~",
+            "x=1",
+            "'",
+            "\"",
+            "a\"b'c",
+            "\u{a0}",
+            "tab\there",
+            "\x7f",
+            "%s",
+            "#",
+        ];
+        for w in words {
+            let want =
+                shlex::try_quote(w).map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned);
+            assert_eq!(q(w), want, "{w:?}");
+        }
+        // Every pair of ASCII bytes and a few non-ASCII ones, alone and in context.
+        let mut alphabet: Vec<char> = (0u8..128).map(char::from).collect();
+        alphabet.extend(['é', '\u{a0}', '€']);
+        for a in &alphabet {
+            for b in &alphabet {
+                for w in [format!("{a}{b}"), format!("x{a}y{b}z")] {
+                    let want = shlex::try_quote(&w)
+                        .map_or_else(|_| "''".to_owned(), std::borrow::Cow::into_owned);
+                    assert_eq!(q(&w), want, "{w:?}");
+                }
+            }
+        }
     }
 
     #[test]

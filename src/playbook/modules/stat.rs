@@ -64,7 +64,7 @@ fn stat(args: &Map<String, Value>) -> Result<RemoteStep, ArgError> {
     arg_bool(m, args, "get_attributes", true)?;
     let l = if follow { "-L " } else { "" };
     let mut s = prelude();
-    s.push_str(&lib());
+    s.push_str(lib());
     s.push_str(&format!("p={}\n", q(&path)));
     let exists = if follow {
         "[ -e \"$p\" ]"
@@ -176,7 +176,7 @@ fn slurp(m: Module, args: &Map<String, Value>) -> Result<RemoteStep, ArgError> {
     let src = path_arg(m, args, &["src", "path"])?;
     let fail_on_missing = arg_bool(m, args, "fail_on_missing", true)?;
     let mut s = prelude();
-    s.push_str(&lib());
+    s.push_str(lib());
     s.push_str(&format!("p={}\n", q(&src)));
     let missing = if fetch && !fail_on_missing {
         format!(

@@ -73,7 +73,7 @@ pub fn build(
     };
 
     let mut s = prelude();
-    s.push_str(&lib());
+    s.push_str(lib());
     s.push_str(&format!("a={}\nd={}\n", q(&src), q(&dest)));
     let mut fields = Map::new();
     fields.insert("dest".into(), Value::from(dest.clone()));
