@@ -46,6 +46,76 @@ pub enum Command {
     Show(ShowArgs),
     /// The recorded output of a host's tasks in a run.
     Log(LogArgs),
+    /// A rehearsal cluster of real SSH nodes on this machine.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start N nodes and write their inventory, known_hosts and key into DIR.
+    Up(LabUpArgs),
+    /// Each node's state and the cluster's.
+    Status(LabStatusArgs),
+    /// Stop every process the lab started (by PID); --purge also removes its files.
+    Down(LabDownArgs),
+    /// Break a node on purpose: down, up, hang, hostkey-change, clear.
+    Fault(LabFaultArgs),
+    /// (internal) The lab's background supervisor.
+    #[command(hide = true)]
+    Supervise(LabStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// How many of them (the last ones) have a simulated NVIDIA GPU.
+    #[arg(long = "gpu-nodes", default_value_t = 0)]
+    pub gpu_nodes: usize,
+    /// The lab's directory (default ./lab).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Also start the app's PostgreSQL database.
+    #[arg(long = "with-db")]
+    pub with_db: bool,
+    /// The Ubuntu release the nodes claim to be.
+    #[arg(long = "os-release", default_value = "22.04", value_parser = ["18.04", "20.04", "22.04"])]
+    pub os_release: String,
+    /// Make sudo ask the ubuntu user for a password ($KAMO_LAB_SUDO_PASSWORD, else prompted).
+    #[arg(long = "sudo-password")]
+    pub sudo_password: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabStatusArgs {
+    /// The lab's directory (default ./lab).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LabDownArgs {
+    /// The lab's directory (default ./lab).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Also remove every file the lab created (nodes' state, inventory, keys).
+    #[arg(long)]
+    pub purge: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LabFaultArgs {
+    /// The node (its inventory host name).
+    pub node: String,
+    /// down, up, hang, hostkey-change or clear.
+    pub action: String,
+    /// The lab's directory (default ./lab).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -4,7 +4,7 @@
 use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
-use kamo::cli::{Cli, Command, InventoryCommand};
+use kamo::cli::{Cli, Command, InventoryCommand, LabCommand};
 use kamo::error::{Error, ExitCode};
 
 fn main() -> ProcessExit {
@@ -55,6 +55,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::History(a) => runtime()?.block_on(kamo::commands::history::history(&a)),
         Command::Show(a) => runtime()?.block_on(kamo::commands::history::show(&a)),
         Command::Log(a) => runtime()?.block_on(kamo::commands::history::log(&a)),
+        Command::Lab(LabCommand::Up(a)) => runtime()?.block_on(kamo::commands::lab::up(&a)),
+        Command::Lab(LabCommand::Status(a)) => runtime()?.block_on(kamo::commands::lab::status(&a)),
+        Command::Lab(LabCommand::Down(a)) => runtime()?.block_on(kamo::commands::lab::down(&a)),
+        Command::Lab(LabCommand::Fault(a)) => runtime()?.block_on(kamo::commands::lab::fault(&a)),
+        Command::Lab(LabCommand::Supervise(a)) => runtime()?.block_on(
+            kamo::commands::lab::supervise(&a.dir.unwrap_or_else(|| "lab".into())),
+        ),
     }
 }
 

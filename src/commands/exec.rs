@@ -242,7 +242,12 @@ pub fn ssh_context(
     let keys = KeyStore::load(&explicit, &defaults)?;
 
     let home_known = std::env::home_dir().map(|h| h.join(".ssh").join("known_hosts"));
-    let (files, learn_path) = if conn.known_hosts.is_empty() {
+    let from_inventory: BTreeSet<PathBuf> = targets
+        .iter()
+        .filter_map(|(_, t)| t.as_ref().ok())
+        .flat_map(|t| t.known_hosts_files.iter().cloned())
+        .collect();
+    let (mut files, learn_path) = if conn.known_hosts.is_empty() {
         let home = home_known
             .ok_or_else(|| Error::Usage("no home directory: pass --known-hosts FILE".into()))?;
         (
@@ -252,6 +257,7 @@ pub fn ssh_context(
     } else {
         (conn.known_hosts.clone(), conn.known_hosts[0].clone())
     };
+    files.extend(from_inventory.into_iter().filter(|f| f.exists()));
     if conn.host_key_checking == HostKeyChecking::Off {
         tracing::warn!(
             "--host-key-checking off: host keys are not verified; anyone on the network path can impersonate the hosts"

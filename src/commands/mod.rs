@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod history;
 pub mod inventory;
+pub mod lab;
 pub mod plan;
 pub mod resume;
 pub mod run;

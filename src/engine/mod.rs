@@ -727,6 +727,7 @@ pub fn local_target(name: &str) -> Target {
         become_password: None,
         jump: None,
         local: true,
+        known_hosts_files: Vec::new(),
     }
 }
 

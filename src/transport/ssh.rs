@@ -252,6 +252,7 @@ impl Session {
                     become_password: None,
                     jump: None,
                     local: false,
+                    known_hosts_files: Vec::new(),
                 };
                 let handle = Box::pin(Self::handshake(&jt, ctx, None))
                     .await

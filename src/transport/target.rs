@@ -47,6 +47,9 @@ pub struct Target {
     pub jump: Option<Jump>,
     /// `ansible_connection=local`: run on the workstation.
     pub local: bool,
+    /// `known_hosts` files named by `-o UserKnownHostsFile=...` in `ansible_ssh_common_args`
+    /// or `ansible_ssh_extra_args` (how Ansible inventories point at a cluster's own file).
+    pub known_hosts_files: Vec<PathBuf>,
 }
 
 /// Command-line settings that apply to every host unless the inventory says otherwise.
@@ -150,14 +153,21 @@ impl Target {
         ssh_config: &SshConfigFile,
     ) -> Result<Self, TransportError> {
         let err = |m: String| TransportError::new(Phase::Resolve, m);
-        for ignored in [
+        let mut known_hosts_files = Vec::new();
+        for key in [
             "ansible_ssh_common_args",
             "ansible_ssh_extra_args",
             "ansible_ssh_args",
         ] {
-            if vars.contains_key(ignored) {
+            let Some(args) = var_str(vars, &[key]).map_err(err)? else {
+                continue;
+            };
+            let (files, ignored) = ssh_args_known_hosts(&args);
+            known_hosts_files.extend(files.iter().map(|f| expand_tilde(f)));
+            if !ignored.is_empty() {
                 tracing::warn!(
-                    "{name}: {ignored} is ignored: kamo does not run the OpenSSH client"
+                    "{name}: {key}: {} ignored: kamo does not run the OpenSSH client (only -o UserKnownHostsFile is read)",
+                    ignored.join(" ")
                 );
             }
         }
@@ -243,8 +253,36 @@ impl Target {
             become_password,
             jump,
             local,
+            known_hosts_files,
         })
     }
+}
+
+/// The `UserKnownHostsFile` values in an OpenSSH argument string, and the other words.
+fn ssh_args_known_hosts(args: &str) -> (Vec<String>, Vec<String>) {
+    let words = shlex::split(args).unwrap_or_else(|| vec![args.to_owned()]);
+    let mut files = Vec::new();
+    let mut other = Vec::new();
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let opt = if w == "-o" {
+            it.next().unwrap_or_default()
+        } else if let Some(rest) = w.strip_prefix("-o") {
+            rest.to_owned()
+        } else {
+            other.push(w);
+            continue;
+        };
+        let (k, v) = opt
+            .split_once(['=', ' '])
+            .map_or((opt.as_str(), ""), |(k, v)| (k.trim(), v.trim()));
+        if k.eq_ignore_ascii_case("UserKnownHostsFile") && !v.is_empty() {
+            files.extend(v.split_whitespace().map(str::to_owned));
+        } else {
+            other.push(format!("-o {opt}"));
+        }
+    }
+    (files, other)
 }
 
 /// Parses a `ProxyJump` value: `[user@]host[:port]`, itself resolved through the ssh config.
@@ -312,6 +350,25 @@ mod tests {
 
     fn vars(v: serde_json::Value) -> Vars {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn user_known_hosts_file_comes_from_ssh_common_args() {
+        let (files, other) = ssh_args_known_hosts(
+            "-o UserKnownHostsFile=/lab/known_hosts -oStrictHostKeyChecking=no -C",
+        );
+        assert_eq!(files, ["/lab/known_hosts"]);
+        assert_eq!(other, ["-o StrictHostKeyChecking=no", "-C"]);
+        let (files, _) = ssh_args_known_hosts("-o 'UserKnownHostsFile /a /b'");
+        assert_eq!(files, ["/a", "/b"]);
+        let t = Target::resolve(
+            "n1",
+            &vars(json!({"ansible_ssh_common_args": "-o UserKnownHostsFile=/lab/kh"})),
+            &Defaults::default(),
+            &SshConfigFile::default(),
+        )
+        .unwrap();
+        assert_eq!(t.known_hosts_files, [PathBuf::from("/lab/kh")]);
     }
 
     fn config(text: &str) -> SshConfigFile {

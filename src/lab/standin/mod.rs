@@ -9,6 +9,8 @@
 //! Each tool is a function `fn(&Node, &[String], &mut Io) -> i32` so it can be unit-tested
 //! against a temporary root directory and fixtures of the real tools' output.
 
+pub mod reboot;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -134,8 +136,9 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
 
 /// Dispatches to the tool's implementation.
 pub fn run(tool: &str, node: &Node, args: &[String], io: &mut Io) -> i32 {
-    #[allow(clippy::match_single_binding)]
+    #[allow(clippy::match_single_binding, clippy::single_match_else)]
     match tool {
+        "reboot" => reboot::main(node, args, io),
         _ => {
             let _ = (node, args);
             io.err(&format!("{tool}: not available on this lab node yet\n"));

@@ -1,0 +1,498 @@
+//! `kamo lab up|status|down|fault`: a rehearsal cluster on this machine (see [`crate::lab`]).
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cli::{LabDownArgs, LabFaultArgs, LabStatusArgs, LabUpArgs, OutputFormat};
+use crate::error::{Error, ExitCode, Result};
+use crate::lab::{Lab, NodeSpec, node, node_name};
+
+fn lab_dir(dir: Option<&PathBuf>) -> PathBuf {
+    let d = dir.cloned().unwrap_or_else(|| PathBuf::from("lab"));
+    std::path::absolute(&d).unwrap_or(d)
+}
+
+fn need_root() -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    Err(Error::Usage(
+        "kamo lab needs root: every node is an sshd in mount and UTS namespaces of its own, with \
+         overlay mounts. Run it with sudo (user namespaces are not supported yet)"
+            .into(),
+    ))
+}
+
+/// The supervisor's pid when it is running.
+fn supervisor(dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(Lab::supervisor_pid_file(dir)).ok()?;
+    let mut it = text.split_whitespace();
+    let pid: i32 = it.next()?.parse().ok()?;
+    let start: Option<i64> = it.next().and_then(|s| s.parse().ok());
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let ours = String::from_utf8_lossy(&cmdline).contains("supervise");
+    (ours && crate::journal::lock::alive(i64::from(pid), start)).then_some(pid)
+}
+
+/// Picks the first loopback block `127.B.0.0/16` and port where nothing listens.
+fn pick_addresses(n: usize) -> Result<(u8, u16)> {
+    for b in 100u8..=250 {
+        for port in [22u16, 2222, 22022] {
+            let first = Ipv4Addr::new(127, b, 0, 1);
+            let last = address(b, n - 1);
+            let free = |a: Ipv4Addr| std::net::TcpListener::bind((a, port)).is_ok();
+            if free(first) && free(last.parse().unwrap_or(first)) {
+                return Ok((b, port));
+            }
+        }
+    }
+    Err(Error::Other(
+        "no free loopback block 127.100-250.x.y for the lab".into(),
+    ))
+}
+
+fn address(block: u8, i: usize) -> String {
+    format!("127.{block}.{}.{}", i / 250, i % 250 + 1)
+}
+
+pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
+    need_root()?;
+    if args.nodes == 0 || args.nodes > 2000 {
+        return Err(Error::Usage("--nodes must be between 1 and 2000".into()));
+    }
+    if args.gpu_nodes > args.nodes {
+        return Err(Error::Usage("--gpu-nodes cannot exceed --nodes".into()));
+    }
+    if args.with_db {
+        return Err(Error::Usage(
+            "--with-db is not available yet (issue 5 is open: the app database comes with the \
+             rollback work of issue 7)"
+                .into(),
+        ));
+    }
+    let dir = lab_dir(args.dir.as_ref());
+    let started = Instant::now();
+    if Lab::file(&dir).exists() {
+        let lab = Lab::load(&dir)?;
+        if let Some(pid) = supervisor(&dir) {
+            crate::ui::print_text(&format!(
+                "a lab of {} nodes is already running in {} (supervisor pid {pid}); see `kamo lab \
+                 status --dir {}`",
+                lab.nodes.len(),
+                dir.display(),
+                dir.display()
+            ));
+            return Ok(ExitCode::Ok);
+        }
+        if lab.nodes.len() != args.nodes {
+            return Err(Error::Usage(format!(
+                "the lab in {} has {} nodes, not {}; `kamo lab down --purge --dir {}` first, or \
+                 use another --dir",
+                dir.display(),
+                lab.nodes.len(),
+                args.nodes,
+                dir.display()
+            )));
+        }
+        start_supervisor(&dir).await?;
+        crate::ui::print_text(&format!(
+            "lab of {} nodes started again in {} ({:.1}s); inventory: {}",
+            lab.nodes.len(),
+            dir.display(),
+            started.elapsed().as_secs_f64(),
+            dir.join("inventory.ini").display()
+        ));
+        return Ok(ExitCode::Ok);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+    let (block, port) = pick_addresses(args.nodes)?;
+    let nodes: Vec<NodeSpec> = (0..args.nodes)
+        .map(|i| NodeSpec {
+            name: node_name(i + 1, args.nodes),
+            address: address(block, i),
+            port,
+            gpu: i >= args.nodes - args.gpu_nodes,
+        })
+        .collect();
+    let lab = Lab {
+        dir: dir.clone(),
+        nodes,
+        port,
+        os_release: args.os_release.clone(),
+        with_db: args.with_db,
+        created_at: crate::journal::now_ms(),
+        reboot_seconds: 3,
+    };
+    let client_key = dir.join("id_ed25519");
+    node::keygen(&client_key, "kamo-lab")?;
+    let public = std::fs::read_to_string(client_key.with_extension("pub"))
+        .map_err(|e| Error::io("cannot read", &client_key, e))?;
+    std::fs::write(dir.join("authorized_keys"), &public)
+        .map_err(|e| Error::io("cannot write", &dir.join("authorized_keys"), e))?;
+    let password_hash = if args.sudo_password {
+        Some(password_hash()?)
+    } else {
+        None
+    };
+    let base = node::Base::read(&args.os_release, password_hash)?;
+    prepare_nodes(&lab, &base)?;
+    write_files(&lab, args.gpu_nodes)?;
+    lab.save()?;
+    start_supervisor(&dir).await?;
+    crate::ui::print_text(&format!(
+        "lab up: {} nodes in {:.1}s\n  inventory: {}\n  try: kamo exec all -i {} -- uname -n",
+        lab.nodes.len(),
+        started.elapsed().as_secs_f64(),
+        dir.join("inventory.ini").display(),
+        dir.join("inventory.ini").display()
+    ));
+    Ok(ExitCode::Ok)
+}
+
+fn password_hash() -> Result<String> {
+    let pw = match std::env::var("KAMO_LAB_SUDO_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => rpassword::prompt_password("sudo password for the lab's ubuntu user: ")
+            .map_err(|e| Error::Other(format!("cannot read the password: {e}")))?,
+    };
+    let mut child = std::process::Command::new("openssl")
+        .args(["passwd", "-6", "-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot run openssl to hash the password: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        let _ = writeln!(stdin, "{pw}");
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Other(format!("openssl: {e}")))?;
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || !hash.starts_with("$6$") {
+        return Err(Error::Other("openssl passwd -6 failed".into()));
+    }
+    Ok(hash)
+}
+
+fn prepare_nodes(lab: &Lab, base: &node::Base) -> Result<()> {
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let chunk = lab.nodes.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lab
+            .nodes
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> Result<()> {
+                    for n in part {
+                        node::prepare(&lab.dir, n, base)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| Error::Other("preparing the nodes panicked".into()))??;
+        }
+        Ok(())
+    })
+}
+
+/// The inventory (DeepOps/KAMONOHASHI layout), its settings and known_hosts.
+fn write_files(lab: &Lab, gpu_nodes: usize) -> Result<()> {
+    let dir = &lab.dir;
+    let names: Vec<&str> = lab.nodes.iter().map(|n| n.name.as_str()).collect();
+    let master = names[0];
+    let compute: Vec<&str> = if names.len() > 1 {
+        names[1..].to_vec()
+    } else {
+        vec![master]
+    };
+    let gpu: Vec<&str> = lab
+        .nodes
+        .iter()
+        .filter(|n| n.gpu)
+        .map(|n| n.name.as_str())
+        .collect();
+    let mut inv = String::from(
+        "# A kamo lab: every node is a real sshd on this machine (`kamo lab status`).\n[all]\n",
+    );
+    for n in &lab.nodes {
+        let _ = write!(inv, "{} ansible_host={}", n.name, n.address);
+        if n.port != 22 {
+            let _ = write!(inv, " ansible_port={}", n.port);
+        }
+        inv.push('\n');
+    }
+    let _ = write!(
+        inv,
+        "\n[kube-master]\n{master}\n\n[etcd]\n{master}\n\n[kube-node]\n{}\n\n\
+         [k8s-cluster:children]\nkube-master\nkube-node\n\n[nfs-server]\n{master}\n\n[gpu-node]\n{}\n\n\
+         [all:vars]\nansible_user={}\nansible_ssh_private_key_file={}\n\
+         ansible_ssh_common_args='-o UserKnownHostsFile={}'\n",
+        compute.join("\n"),
+        gpu.join("\n"),
+        node::USER,
+        dir.join("id_ed25519").display(),
+        dir.join("known_hosts").display()
+    );
+    let _ = gpu_nodes;
+    std::fs::write(dir.join("inventory.ini"), inv)
+        .map_err(|e| Error::io("cannot write", &dir.join("inventory.ini"), e))?;
+    let settings = format!(
+        "# Cluster settings of this lab, with the keys `kamo configure` writes.\n\
+         kube_master: {master}\nkqi_node: {master}\nstorage_node: {master}\n\
+         compute_nodes: [{}]\napp_version: \"2.1.0\"\nkube_version: \"1.29.3\"\n\
+         nfs_export_path: /srv/kamonohashi/nfs\nminio_data_path: /srv/kamonohashi/minio\n\
+         proxy_env: {{}}\n",
+        compute.join(", ")
+    );
+    let gv = dir.join("group_vars/all");
+    std::fs::create_dir_all(&gv).map_err(|e| Error::io("cannot create", &gv, e))?;
+    std::fs::write(gv.join("settings.yml"), settings)
+        .map_err(|e| Error::io("cannot write", &gv.join("settings.yml"), e))?;
+    let mut known = String::new();
+    for n in &lab.nodes {
+        let p = node::dir(dir, &n.name).join("host_key.pub");
+        let key = std::fs::read_to_string(&p).map_err(|e| Error::io("cannot read", &p, e))?;
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        let host = if n.port == 22 {
+            n.address.clone()
+        } else {
+            format!("[{}]:{}", n.address, n.port)
+        };
+        let _ = writeln!(known, "{host} {}", key.join(" "));
+    }
+    std::fs::write(dir.join("known_hosts"), known)
+        .map_err(|e| Error::io("cannot write", &dir.join("known_hosts"), e))
+}
+
+/// Starts the supervisor in the background (its own process group, so a Ctrl-C in this
+/// terminal does not reach it) and waits until every node answers.
+async fn start_supervisor(dir: &Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find the kamo binary: {e}")))?;
+    let log = std::fs::File::create(dir.join("supervisor.log"))
+        .map_err(|e| Error::io("cannot create", &dir.join("supervisor.log"), e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| Error::io("cannot create", &dir.join("supervisor.log"), e))?;
+    let _ = std::fs::remove_file(dir.join("ready"));
+    let child = std::process::Command::new(exe)
+        .args(["lab", "supervise", "--dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot start the lab supervisor: {e}")))?;
+    let pid = child.id();
+    let start = crate::journal::lock::process_start(pid);
+    std::fs::write(
+        Lab::supervisor_pid_file(dir),
+        format!("{pid} {}\n", start.unwrap_or_default()),
+    )
+    .map_err(|e| Error::io("cannot write", &Lab::supervisor_pid_file(dir), e))?;
+    let ready = dir.join("ready");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            if text.starts_with("ok") {
+                return Ok(());
+            }
+            return Err(Error::Other(format!(
+                "lab nodes did not start: {}; see {}/nodes/NODE/sshd.log",
+                text.trim(),
+                dir.display()
+            )));
+        }
+        if crate::journal::lock::process_start(pid).is_none() || Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join("supervisor.log")).unwrap_or_default();
+            return Err(Error::Other(format!(
+                "the lab supervisor did not get the nodes up: {}",
+                log.trim()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub async fn supervise(dir: &Path) -> Result<ExitCode> {
+    crate::lab::supervisor::run(dir).await?;
+    Ok(ExitCode::Ok)
+}
+
+pub async fn down(args: &LabDownArgs) -> Result<ExitCode> {
+    let dir = lab_dir(args.dir.as_ref());
+    let lab = Lab::load(&dir)?;
+    need_root()?;
+    if let Some(pid) = supervisor(&dir) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while supervisor(&dir).is_some() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    // Whatever is left (a supervisor that was killed): each node's own process tree, by PID.
+    for n in &lab.nodes {
+        let d = node::dir(&dir, &n.name);
+        if let Some(pid) = std::fs::read_to_string(d.join("pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&d.display().to_string()))
+        {
+            let mut all = crate::lab::supervisor::descendants(pid);
+            all.push(pid);
+            for p in all {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(p).unwrap_or(0)),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = std::fs::remove_file(d.join("pid"));
+        let _ = std::fs::remove_file(d.join("sshd.pid"));
+    }
+    for f in ["ready", "supervisor.pid"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    if args.purge {
+        for f in [
+            "lab.json",
+            "inventory.ini",
+            "known_hosts",
+            "id_ed25519",
+            "id_ed25519.pub",
+            "authorized_keys",
+            "supervisor.log",
+            "group_vars/all/settings.yml",
+        ] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        for d in ["nodes", "cluster", "ctl"] {
+            let p = dir.join(d);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
+            }
+        }
+        for d in ["group_vars/all", "group_vars", ""] {
+            let _ = std::fs::remove_dir(dir.join(d));
+        }
+    }
+    crate::ui::print_text(&format!(
+        "lab in {} is down{}",
+        dir.display(),
+        if args.purge { " and removed" } else { "" }
+    ));
+    Ok(ExitCode::Ok)
+}
+
+pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
+    let dir = lab_dir(args.dir.as_ref());
+    let lab = Lab::load(&dir)?;
+    let running = supervisor(&dir);
+    let checks = futures::future::join_all(lab.nodes.iter().map(|n| {
+        crate::lab::supervisor::wait_listening(&n.address, n.port, Duration::from_millis(300))
+    }))
+    .await;
+    let mut rows = Vec::new();
+    let mut json_nodes = Vec::new();
+    for (n, listening) in lab.nodes.iter().zip(checks) {
+        let recorded = std::fs::read_to_string(node::dir(&dir, &n.name).join("state"))
+            .map_or_else(|_| "down".into(), |s| s.trim().to_owned());
+        let state = match (recorded.as_str(), listening) {
+            ("hung", _) => "hung",
+            ("rebooting", _) => "rebooting",
+            (_, true) => "up",
+            (_, false) => "down",
+        };
+        let joined = dir
+            .join("cluster/nodes")
+            .join(format!("{}.json", n.name))
+            .exists();
+        rows.push(vec![
+            n.name.clone(),
+            state.to_owned(),
+            format!("{}:{}", n.address, n.port),
+            if n.gpu { "gpu".into() } else { "-".into() },
+            if joined { "yes".into() } else { "no".into() },
+        ]);
+        json_nodes.push(serde_json::json!({
+            "name": n.name, "state": state, "address": n.address, "port": n.port,
+            "gpu": n.gpu, "joined": joined,
+        }));
+    }
+    if args.output == OutputFormat::Json {
+        crate::ui::print_json(&serde_json::json!({
+            "dir": dir, "supervisor": running, "nodes": json_nodes,
+        }));
+        return Ok(ExitCode::Ok);
+    }
+    crate::ui::print_text(&format!(
+        "lab {}: {} nodes, supervisor {}",
+        dir.display(),
+        lab.nodes.len(),
+        running.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"))
+    ));
+    crate::ui::print_table(&["NODE", "STATE", "ADDRESS", "GPU", "JOINED"], rows);
+    Ok(ExitCode::Ok)
+}
+
+pub async fn fault(args: &LabFaultArgs) -> Result<ExitCode> {
+    let dir = lab_dir(args.dir.as_ref());
+    let lab = Lab::load(&dir)?;
+    lab.node(&args.node)?;
+    let action = args.action.as_str();
+    if !crate::lab::supervisor::ACTIONS.contains(&action) || action == "reboot" {
+        return Err(Error::Usage(format!(
+            "fault {action:?} is not available (yet); use one of: down, up, hang, \
+             hostkey-change, clear"
+        )));
+    }
+    if supervisor(&dir).is_none() {
+        return Err(Error::Usage(format!(
+            "the lab in {} is not running (`kamo lab up --dir {}`)",
+            dir.display(),
+            dir.display()
+        )));
+    }
+    let ctl = lab.ctl_dir();
+    std::fs::create_dir_all(&ctl).map_err(|e| Error::io("cannot create", &ctl, e))?;
+    let req = ctl.join(format!("{}.{action}", args.node));
+    let done = ctl.join(format!("{}.{action}.done", args.node));
+    let _ = std::fs::remove_file(&done);
+    std::fs::write(&req, "").map_err(|e| Error::io("cannot write", &req, e))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(text) = std::fs::read_to_string(&done) {
+            let _ = std::fs::remove_file(&done);
+            if let Some(e) = text.strip_prefix("error: ") {
+                return Err(Error::Other(format!("{}: {}", args.node, e.trim())));
+            }
+            if action == "hostkey-change" {
+                // The lab's own known_hosts keeps the old key: exactly what a client sees.
+                crate::ui::print_text(&format!(
+                    "{}: new host key (the lab's known_hosts still has the old one)",
+                    args.node
+                ));
+            } else {
+                crate::ui::print_text(&format!("{}: {action}", args.node));
+            }
+            return Ok(ExitCode::Ok);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(Error::Other(format!(
+        "the lab supervisor did not carry out {action} on {} within 60 s",
+        args.node
+    )))
+}

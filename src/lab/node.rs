@@ -1,0 +1,382 @@
+//! One lab node on disk: its host key, sshd_config, overlay layers and the files that make
+//! the machine's own system look like a fresh Ubuntu server to whoever logs in.
+//!
+//! Node files are written straight into the upper layers of the node's overlays (its
+//! `/etc/passwd` is the machine's plus a `ubuntu` user, its `/etc/os-release` says Ubuntu),
+//! so starting a node costs one `unshare`, a few mounts and an `exec sshd`, and 200 nodes come
+//! up in seconds.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::standin;
+use crate::error::Error;
+
+/// Directories each node sees as its own (overlays on the machine's).
+pub const OVERLAID: &[&str] = &[
+    "etc",
+    "var/lib",
+    "var/log",
+    "opt",
+    "usr/local",
+    "usr/bin",
+    "root",
+    "home",
+    "srv",
+];
+
+/// Stand-ins every fresh node has (what a fresh Ubuntu server has: apt, dpkg, systemd, reboot).
+pub const BASE_TOOLS: &[&str] = &[
+    "apt-get",
+    "apt",
+    "apt-cache",
+    "dpkg",
+    "dpkg-query",
+    "systemctl",
+    "reboot",
+];
+
+/// The login user of every node, as on cloud Ubuntu images.
+pub const USER: &str = "ubuntu";
+
+/// One node of a lab.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct NodeSpec {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    #[serde(default)]
+    pub gpu: bool,
+}
+
+/// Where a node's files live: `<lab>/nodes/<name>/`.
+#[must_use]
+pub fn dir(lab: &Path, name: &str) -> PathBuf {
+    lab.join("nodes").join(name)
+}
+
+fn layer_key(d: &str) -> String {
+    d.replace('/', "_")
+}
+
+fn io(what: &'static str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(what, path, e)
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> Result<(), Error> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|e| io("cannot create", p, e))?;
+    }
+    std::fs::write(path, text).map_err(|e| io("cannot write", path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| io("cannot chmod", path, e))
+}
+
+/// The `/etc/os-release` of an Ubuntu release.
+#[must_use]
+pub fn os_release(version: &str) -> String {
+    let (full, codename) = match version {
+        "18.04" => ("18.04.6 LTS (Bionic Beaver)", "bionic"),
+        "20.04" => ("20.04.6 LTS (Focal Fossa)", "focal"),
+        _ => ("22.04.4 LTS (Jammy Jellyfish)", "jammy"),
+    };
+    let short = version;
+    format!(
+        "PRETTY_NAME=\"Ubuntu {}\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"{short}\"\nVERSION=\"{full}\"\n\
+         VERSION_CODENAME={codename}\nID=ubuntu\nID_LIKE=debian\nHOME_URL=\"https://www.ubuntu.com/\"\n\
+         SUPPORT_URL=\"https://help.ubuntu.com/\"\nBUG_REPORT_URL=\"https://bugs.launchpad.net/ubuntu/\"\n\
+         PRIVACY_POLICY_URL=\"https://www.ubuntu.com/legal/terms-and-policies/privacy-policy\"\n\
+         UBUNTU_CODENAME={codename}\n",
+        full.split(" (").next().unwrap_or(full),
+    )
+}
+
+/// A uid/gid free on this machine for the `ubuntu` user (Ubuntu's first user gets 1000).
+#[must_use]
+pub fn free_id(passwd: &str, group: &str) -> u32 {
+    let used = |text: &str| -> Vec<u32> {
+        text.lines()
+            .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+            .collect()
+    };
+    let (u, g) = (used(passwd), used(group));
+    (1000..60000)
+        .find(|i| !u.contains(i) && !g.contains(i))
+        .unwrap_or(59999)
+}
+
+/// What every node shares: the machine's account files, read once.
+pub struct Base {
+    pub passwd: String,
+    pub shadow: String,
+    pub group: String,
+    pub hosts: String,
+    pub uid: u32,
+    pub kamo_bin: PathBuf,
+    pub os_release: String,
+    /// crypt(3) hash of the `ubuntu` password when sudo must ask for one.
+    pub password_hash: Option<String>,
+}
+
+impl Base {
+    pub fn read(os_release: &str, password_hash: Option<String>) -> Result<Base, Error> {
+        let read =
+            |p: &str| std::fs::read_to_string(p).map_err(|e| io("cannot read", Path::new(p), e));
+        let passwd = read("/etc/passwd")?;
+        let group = read("/etc/group")?;
+        let uid = free_id(&passwd, &group);
+        Ok(Base {
+            shadow: read("/etc/shadow").unwrap_or_default(),
+            hosts: read("/etc/hosts").unwrap_or_default(),
+            kamo_bin: std::env::current_exe()
+                .map_err(|e| Error::Other(format!("cannot find the kamo binary: {e}")))?,
+            passwd,
+            group,
+            uid,
+            os_release: os_release.to_owned(),
+            password_hash,
+        })
+    }
+}
+
+/// Writes a node's files (first boot only; an existing node keeps its state).
+pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
+    let d = dir(lab, &spec.name);
+    for l in OVERLAID {
+        for kind in ["upper", "work"] {
+            let p = d.join(kind).join(layer_key(l));
+            std::fs::create_dir_all(&p).map_err(|e| io("cannot create", &p, e))?;
+        }
+    }
+    let key = d.join("host_key");
+    if !key.exists() {
+        keygen(&key, &format!("root@{}", spec.name))?;
+    }
+    write(&d.join("sshd_config"), &sshd_config(lab, spec, &d), 0o600)?;
+    let upper = |abs: &str| -> PathBuf {
+        let rel = abs.trim_start_matches('/');
+        let layer = OVERLAID
+            .iter()
+            .filter(|l| rel.starts_with(&format!("{l}/")))
+            .max_by_key(|l| l.len())
+            .expect("node files live in overlaid directories");
+        d.join("upper")
+            .join(layer_key(layer))
+            .join(&rel[layer.len() + 1..])
+    };
+    let marker = upper("/etc/kamo-lab/node.json");
+    let node = standin::Node {
+        name: spec.name.clone(),
+        address: spec.address.clone(),
+        lab_dir: lab.to_owned(),
+        gpu: spec.gpu,
+        os_release: base.os_release.clone(),
+        kamo_bin: base.kamo_bin.clone(),
+        root: PathBuf::from("/"),
+    };
+    let first_boot = !marker.exists();
+    write(
+        &marker,
+        &serde_json::to_string_pretty(&node).unwrap_or_default(),
+        0o644,
+    )?;
+    if !first_boot {
+        return Ok(());
+    }
+    let uid = base.uid;
+    let shadow_field = base.password_hash.as_deref().unwrap_or("*");
+    write(
+        &upper("/etc/passwd"),
+        &format!(
+            "{}{USER}:x:{uid}:{uid}:Ubuntu:/home/{USER}:/bin/bash\n",
+            ensure_nl(&base.passwd)
+        ),
+        0o644,
+    )?;
+    write(
+        &upper("/etc/shadow"),
+        &format!(
+            "{}{USER}:{shadow_field}:19700:0:99999:7:::\n",
+            ensure_nl(&base.shadow)
+        ),
+        0o640,
+    )?;
+    write(
+        &upper("/etc/group"),
+        &format!("{}{USER}:x:{uid}:\n", ensure_nl(&base.group)),
+        0o644,
+    )?;
+    let rule = if base.password_hash.is_some() {
+        format!("{USER} ALL=(ALL) ALL\n")
+    } else {
+        format!("{USER} ALL=(ALL) NOPASSWD:ALL\n")
+    };
+    write(
+        &upper("/etc/sudoers.d/90-cloud-init-users"),
+        &format!("# Created by kamo lab, as cloud-init does on Ubuntu images\n{rule}"),
+        0o440,
+    )?;
+    write(
+        &upper("/etc/os-release"),
+        &os_release(&base.os_release),
+        0o644,
+    )?;
+    write(
+        &upper("/etc/lsb-release"),
+        &format!(
+            "DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE={0}\nDISTRIB_CODENAME={1}\nDISTRIB_DESCRIPTION=\"Ubuntu {0}\"\n",
+            base.os_release,
+            match base.os_release.as_str() {
+                "18.04" => "bionic",
+                "20.04" => "focal",
+                _ => "jammy",
+            }
+        ),
+        0o644,
+    )?;
+    write(&upper("/etc/hostname"), &format!("{}\n", spec.name), 0o644)?;
+    write(
+        &upper("/etc/hosts"),
+        &format!("{}{} {}\n", ensure_nl(&base.hosts), spec.address, spec.name),
+        0o644,
+    )?;
+    let home = upper(&format!("/home/{USER}/.profile"));
+    write(&home, "# ~/.profile of a kamo lab node\n", 0o644)?;
+    let home_dir = home.parent().expect("a home directory").to_owned();
+    std::os::unix::fs::chown(&home_dir, Some(uid), Some(uid))
+        .map_err(|e| io("cannot chown", &home_dir, e))?;
+    std::os::unix::fs::chown(&home, Some(uid), Some(uid))
+        .map_err(|e| io("cannot chown", &home, e))?;
+    for tool in BASE_TOOLS {
+        let link = upper(&format!("/usr/local/bin/{tool}"));
+        if let Some(p) = link.parent() {
+            std::fs::create_dir_all(p).map_err(|e| io("cannot create", p, e))?;
+        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&base.kamo_bin, &link)
+            .map_err(|e| io("cannot link", &link, e))?;
+    }
+    Ok(())
+}
+
+fn ensure_nl(s: &str) -> String {
+    if s.is_empty() || s.ends_with('\n') {
+        s.to_owned()
+    } else {
+        format!("{s}\n")
+    }
+}
+
+/// A new ed25519 key pair at `path` (and `path.pub`).
+pub fn keygen(path: &Path, comment: &str) -> Result<(), Error> {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("pub"));
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::Other(format!(
+                "cannot run ssh-keygen (install openssh-client): {e}"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "ssh-keygen failed for {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn sshd_config(lab: &Path, spec: &NodeSpec, d: &Path) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# sshd of kamo lab node {}", spec.name);
+    let _ = writeln!(s, "ListenAddress {}:{}", spec.address, spec.port);
+    let _ = writeln!(s, "HostKey {}", d.join("host_key").display());
+    let _ = writeln!(s, "PidFile {}", d.join("sshd.pid").display());
+    let _ = writeln!(
+        s,
+        "AuthorizedKeysFile {}",
+        lab.join("authorized_keys").display()
+    );
+    s.push_str(
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+         MaxStartups 500:30:1000\nMaxSessions 200\nLogLevel ERROR\n\
+         Subsystem sftp internal-sftp\n",
+    );
+    s
+}
+
+/// The shell script that starts the node: a private mount and UTS namespace (entered with
+/// `unshare` before it runs), the overlays, the lab directory re-bound so every node shares
+/// it, then `exec sshd`.
+#[must_use]
+pub fn start_script(lab: &Path, spec: &NodeSpec) -> String {
+    let d = dir(lab, &spec.name);
+    let q = |p: &Path| {
+        shlex::try_quote(&p.to_string_lossy())
+            .map_or_else(|_| String::from("''"), std::borrow::Cow::into_owned)
+    };
+    let mut s = String::from("set -e\n");
+    let _ = writeln!(s, "hostname {}", spec.name);
+    s.push_str("mount -t tmpfs kamo-lab /mnt\nmkdir /mnt/lab\n");
+    let _ = writeln!(s, "mount --bind {} /mnt/lab", q(lab));
+    for l in OVERLAID {
+        let key = layer_key(l);
+        let _ = writeln!(
+            s,
+            "mount -t overlay kamo-lab -o lowerdir=/{l},upperdir={},workdir={} /{l}",
+            q(&d.join("upper").join(&key)),
+            q(&d.join("work").join(&key)),
+        );
+    }
+    // The lab directory may lie under an overlaid one (/root/lab): writes must reach the real one.
+    let _ = writeln!(s, "mount --bind /mnt/lab {}", q(lab));
+    s.push_str("umount /mnt/lab\numount /mnt\n");
+    let _ = writeln!(
+        s,
+        "exec /usr/sbin/sshd -D -e -f {}",
+        q(&d.join("sshd_config"))
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ubuntu_release_files() {
+        let r = os_release("20.04");
+        assert!(r.contains("VERSION_ID=\"20.04\""), "{r}");
+        assert!(r.contains("ID=ubuntu\n") && r.contains("focal"), "{r}");
+        assert!(os_release("22.04").contains("PRETTY_NAME=\"Ubuntu 22.04.4 LTS\""));
+    }
+
+    #[test]
+    fn a_free_id_is_not_taken() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nkamotest:x:1000:1000::/home/k:/bin/sh\n";
+        let group = "root:x:0:\nkamotest:x:1000:\nstaff:x:1001:\n";
+        assert_eq!(free_id(passwd, group), 1002);
+    }
+
+    #[test]
+    fn the_start_script_overlays_then_rebinds_the_lab() {
+        let spec = NodeSpec {
+            name: "node01".into(),
+            address: "127.100.0.1".into(),
+            port: 2222,
+            gpu: false,
+        };
+        let s = start_script(Path::new("/root/my lab"), &spec);
+        let overlay = s.find("lowerdir=/etc").unwrap();
+        let rebind = s.find("mount --bind /mnt/lab '/root/my lab'").unwrap();
+        assert!(overlay < rebind, "{s}");
+        assert!(s.ends_with("sshd_config'\n"), "{s}");
+    }
+}

@@ -1,0 +1,365 @@
+//! The lab supervisor: one background process per lab that starts every node's sshd, keeps
+//! track of them by PID, and carries out what nodes and operators ask for: a `reboot` run on a
+//! node, or `kamo lab fault NODE ...`.
+//!
+//! Why a process of its own: a reboot must bring a node's sshd back after the process that
+//! asked for it (a shell on that node) is gone, and faults must outlive the command that set
+//! them. Requests are files in `<lab>/ctl/` (`NODE.ACTION`), so a stand-in running inside a
+//! node's namespaces can ask with nothing but a write; the supervisor acknowledges each by
+//! writing `NODE.ACTION.done`. It stops its nodes and exits on SIGTERM (`kamo lab down`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::{Lab, NodeSpec, node};
+use crate::error::Error;
+
+/// Requests the supervisor understands.
+pub const ACTIONS: &[&str] = &["reboot", "down", "up", "hang", "hostkey-change", "clear"];
+
+/// The longest a lab runs unattended (its main loop is bounded).
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Up,
+    Down,
+    Hung,
+    Rebooting,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Down => "down",
+            State::Hung => "hung",
+            State::Rebooting => "rebooting",
+        }
+    }
+}
+
+struct Running {
+    spec: NodeSpec,
+    child: Option<Child>,
+    state: State,
+    start_at: Option<Instant>,
+}
+
+/// Every process below `root` (children, grandchildren, ...), from /proc.
+#[must_use]
+pub fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
+            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()) {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    // Bounded: each pid is visited once, and there are finitely many.
+    while let Some(p) = frontier.pop() {
+        for &(c, pp) in &parent_of {
+            if pp == p && !out.contains(&c) {
+                out.push(c);
+                frontier.push(c);
+            }
+        }
+    }
+    out
+}
+
+fn signal_tree(root: u32, sig: Signal) {
+    let mut all = descendants(root);
+    all.push(root);
+    for pid in all {
+        if let Ok(p) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(p), sig);
+        }
+    }
+}
+
+fn spawn_node(lab: &Lab, spec: &NodeSpec) -> Result<Child, Error> {
+    let d = node::dir(&lab.dir, &spec.name);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("sshd.log"))
+        .map_err(|e| Error::io("cannot open", &d.join("sshd.log"), e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| Error::io("cannot open", &d.join("sshd.log"), e))?;
+    let child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg(node::start_script(&lab.dir, spec))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot start node {}: {e}", spec.name)))?;
+    if let Some(pid) = child.id() {
+        let _ = std::fs::write(d.join("pid"), format!("{pid}\n"));
+    }
+    Ok(child)
+}
+
+fn write_state(lab: &Lab, name: &str, state: State) {
+    let _ = std::fs::write(
+        node::dir(&lab.dir, name).join("state"),
+        format!("{}\n", state.as_str()),
+    );
+}
+
+async fn stop(r: &mut Running) {
+    if let Some(mut c) = r.child.take() {
+        if let Some(pid) = c.id() {
+            signal_tree(pid, Signal::SIGCONT);
+            signal_tree(pid, Signal::SIGTERM);
+        }
+        if tokio::time::timeout(Duration::from_secs(5), c.wait())
+            .await
+            .is_err()
+        {
+            if let Some(pid) = c.id() {
+                signal_tree(pid, Signal::SIGKILL);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
+        }
+    }
+}
+
+/// Waits (bounded) until `addr:port` accepts connections.
+pub async fn wait_listening(addr: &str, port: u16, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if tokio::net::TcpStream::connect((addr, port)).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Runs the supervisor of the lab in `dir` until SIGTERM.
+pub async fn run(dir: &Path) -> Result<(), Error> {
+    let lab = Lab::load(dir)?;
+    let ctl = lab.ctl_dir();
+    std::fs::create_dir_all(&ctl).map_err(|e| Error::io("cannot create", &ctl, e))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Other(format!("cannot listen for SIGTERM: {e}")))?;
+    let mut nodes: Vec<Running> = Vec::new();
+    for spec in &lab.nodes {
+        let child = spawn_node(&lab, spec)?;
+        nodes.push(Running {
+            spec: spec.clone(),
+            child: Some(child),
+            state: State::Up,
+            start_at: None,
+        });
+    }
+    let ready = futures::future::join_all(
+        lab.nodes
+            .iter()
+            .map(|n| wait_listening(&n.address, n.port, Duration::from_secs(60))),
+    )
+    .await;
+    let down: Vec<&str> = lab
+        .nodes
+        .iter()
+        .zip(&ready)
+        .filter(|(_, ok)| !**ok)
+        .map(|(n, _)| n.name.as_str())
+        .collect();
+    for n in &nodes {
+        write_state(&lab, &n.spec.name, State::Up);
+    }
+    let ready_file = dir.join("ready");
+    if down.is_empty() {
+        let _ = std::fs::write(&ready_file, "ok\n");
+    } else {
+        let _ = std::fs::write(&ready_file, format!("failed: {}\n", down.join(" ")));
+    }
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while started.elapsed() < MAX_LIFETIME {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tick.tick() => {}
+        }
+        handle_requests(&lab, &ctl, &mut nodes).await;
+        for r in &mut nodes {
+            if r.state == State::Rebooting && r.start_at.is_some_and(|t| Instant::now() >= t) {
+                r.start_at = None;
+                match spawn_node(&lab, &r.spec) {
+                    Ok(c) => {
+                        r.child = Some(c);
+                        r.state = State::Up;
+                    }
+                    Err(_) => r.state = State::Down,
+                }
+                write_state(&lab, &r.spec.name, r.state);
+            }
+            // An sshd that died by itself: the node is down until `up` or `clear`.
+            if let Some(c) = &mut r.child
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                r.child = None;
+                r.state = State::Down;
+                write_state(&lab, &r.spec.name, r.state);
+            }
+        }
+    }
+    futures::future::join_all(nodes.iter_mut().map(stop)).await;
+    for n in &nodes {
+        write_state(&lab, &n.spec.name, State::Down);
+    }
+    let _ = std::fs::remove_file(&ready_file);
+    let _ = std::fs::remove_file(Lab::supervisor_pid_file(dir));
+    Ok(())
+}
+
+async fn handle_requests(lab: &Lab, ctl: &Path, nodes: &mut [Running]) {
+    let Ok(rd) = std::fs::read_dir(ctl) else {
+        return;
+    };
+    let mut requests: Vec<(PathBuf, String, String)> = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if Path::new(&name).extension().is_some_and(|e| e == "done") {
+            continue;
+        }
+        if let Some((node, action)) = name.split_once('.')
+            && ACTIONS.contains(&action)
+        {
+            requests.push((e.path(), node.to_owned(), action.to_owned()));
+        }
+    }
+    requests.sort();
+    let mut acks: HashMap<PathBuf, String> = HashMap::new();
+    for (path, name, action) in requests {
+        let _ = std::fs::remove_file(&path);
+        let Some(r) = nodes.iter_mut().find(|r| r.spec.name == name) else {
+            acks.insert(path, format!("error: no node {name}\n"));
+            continue;
+        };
+        let result = act(lab, r, &action).await;
+        write_state(lab, &r.spec.name, r.state);
+        acks.insert(path, result);
+    }
+    for (path, text) in acks {
+        let mut done = path.into_os_string();
+        done.push(".done");
+        let _ = std::fs::write(PathBuf::from(done), text);
+    }
+}
+
+async fn act(lab: &Lab, r: &mut Running, action: &str) -> String {
+    match action {
+        "reboot" => {
+            // The command that asked gets its exit status back before the node goes away.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop(r).await;
+            r.state = State::Rebooting;
+            r.start_at = Some(Instant::now() + Duration::from_secs(lab.reboot_seconds));
+            "ok\n".into()
+        }
+        "down" => {
+            stop(r).await;
+            r.state = State::Down;
+            r.start_at = None;
+            "ok\n".into()
+        }
+        "hang" => {
+            if let Some(pid) = r.child.as_ref().and_then(Child::id) {
+                signal_tree(pid, Signal::SIGSTOP);
+                r.state = State::Hung;
+                "ok\n".into()
+            } else {
+                "error: the node is down\n".into()
+            }
+        }
+        "hostkey-change" => {
+            stop(r).await;
+            let key = node::dir(&lab.dir, &r.spec.name).join("host_key");
+            // The first key is kept, so `clear` can undo the change.
+            let orig = key.with_extension("orig");
+            if !orig.exists() {
+                let _ = std::fs::rename(&key, &orig);
+                let _ = std::fs::rename(key.with_extension("pub"), orig.with_extension("orig.pub"));
+            }
+            let res = node::keygen(&key, &format!("root@{}", r.spec.name));
+            start(lab, r).await;
+            match res {
+                Ok(()) => "ok\n".into(),
+                Err(e) => format!("error: {e}\n"),
+            }
+        }
+        "clear" => {
+            let key = node::dir(&lab.dir, &r.spec.name).join("host_key");
+            let orig = key.with_extension("orig");
+            if orig.exists() {
+                stop(r).await;
+                let _ = std::fs::rename(&orig, &key);
+                let _ = std::fs::rename(orig.with_extension("orig.pub"), key.with_extension("pub"));
+                start(lab, r).await;
+            } else if let Some(pid) = r.child.as_ref().and_then(Child::id) {
+                signal_tree(pid, Signal::SIGCONT);
+                r.state = State::Up;
+            } else {
+                start(lab, r).await;
+            }
+            r.start_at = None;
+            "ok\n".into()
+        }
+        // up
+        _ => {
+            if let Some(pid) = r.child.as_ref().and_then(Child::id) {
+                signal_tree(pid, Signal::SIGCONT);
+                r.state = State::Up;
+            } else {
+                start(lab, r).await;
+            }
+            r.start_at = None;
+            "ok\n".into()
+        }
+    }
+}
+
+async fn start(lab: &Lab, r: &mut Running) {
+    match spawn_node(lab, &r.spec) {
+        Ok(c) => {
+            r.child = Some(c);
+            r.state = if wait_listening(&r.spec.address, r.spec.port, Duration::from_secs(10)).await
+            {
+                State::Up
+            } else {
+                State::Down
+            };
+        }
+        Err(_) => r.state = State::Down,
+    }
+}
