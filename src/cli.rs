@@ -64,6 +64,16 @@ pub enum LabCommand {
     /// (internal) The lab's background supervisor.
     #[command(hide = true)]
     Supervise(LabStatusArgs),
+    /// (internal) Become one node: namespaces, overlays, then exec sshd.
+    #[command(hide = true)]
+    Node(LabNodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabNodeArgs {
+    pub node: String,
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{LabDownArgs, LabFaultArgs, LabStatusArgs, LabUpArgs, OutputFormat};
+use crate::cli::{LabDownArgs, LabFaultArgs, LabNodeArgs, LabStatusArgs, LabUpArgs, OutputFormat};
 use crate::error::{Error, ExitCode, Result};
 use crate::lab::{Lab, NodeSpec, node, node_name};
 
@@ -36,21 +36,92 @@ fn supervisor(dir: &Path) -> Option<i32> {
     (ours && crate::journal::lock::alive(i64::from(pid), start)).then_some(pid)
 }
 
-/// Picks the first loopback block `127.B.0.0/16` and port where nothing listens.
-fn pick_addresses(n: usize) -> Result<(u8, u16)> {
+/// Where labs claim their loopback blocks, machine-wide.
+fn claims_dir() -> PathBuf {
+    if Path::new("/run").is_dir() {
+        PathBuf::from("/run/kamo-lab")
+    } else {
+        std::env::temp_dir().join("kamo-lab")
+    }
+}
+
+/// Whether the lab that claimed a block still holds it: its directory exists and its
+/// lab.json uses the block, or it is still being set up (no lab.json yet, claimed recently).
+fn claim_is_live(claim: &Path, block: u8) -> bool {
+    let Ok(dir) = std::fs::read_to_string(claim) else {
+        return true; // being written: treat as taken
+    };
+    let dir = PathBuf::from(dir.trim());
+    if !dir.is_dir() {
+        return false;
+    }
+    match Lab::load(&dir) {
+        Ok(l) => l
+            .nodes
+            .first()
+            .is_some_and(|n| n.address.starts_with(&format!("127.{block}."))),
+        Err(_) => std::fs::metadata(claim)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|e| e < Duration::from_secs(600))),
+    }
+}
+
+/// Claims the first loopback block `127.B.0.0/16` (and a port) that no other lab holds and
+/// where nothing listens. Claims are files created with O_EXCL, so two labs starting at the
+/// same moment never get the same block.
+fn pick_addresses(dir: &Path, n: usize) -> Result<(u8, u16)> {
+    let claims = claims_dir();
+    std::fs::create_dir_all(&claims).map_err(|e| Error::io("cannot create", &claims, e))?;
     for b in 100u8..=250 {
+        let claim = claims.join(format!("127.{b}"));
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&claim)
+        {
+            Ok(f) => f,
+            Err(_) if claim_is_live(&claim, b) => continue,
+            Err(_) => {
+                // A stale claim (its lab was purged): take it over, once.
+                let _ = std::fs::remove_file(&claim);
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&claim)
+                {
+                    Ok(f) => f,
+                    Err(_) => continue,
+                }
+            }
+        };
+        {
+            use std::io::Write;
+            file.write_all(dir.to_string_lossy().as_bytes())
+                .map_err(|e| Error::io("cannot write", &claim, e))?;
+        }
         for port in [22u16, 2222, 22022] {
             let first = Ipv4Addr::new(127, b, 0, 1);
-            let last = address(b, n - 1);
+            let last: Ipv4Addr = address(b, n - 1).parse().unwrap_or(first);
             let free = |a: Ipv4Addr| std::net::TcpListener::bind((a, port)).is_ok();
-            if free(first) && free(last.parse().unwrap_or(first)) {
+            if free(first) && free(last) {
                 return Ok((b, port));
             }
         }
+        let _ = std::fs::remove_file(&claim);
     }
     Err(Error::Other(
         "no free loopback block 127.100-250.x.y for the lab".into(),
     ))
+}
+
+/// Gives the lab's block back (`down --purge`).
+fn release_addresses(lab: &Lab) {
+    if let Some(b) = lab.nodes.first().and_then(|n| n.address.split('.').nth(1)) {
+        let claim = claims_dir().join(format!("127.{b}"));
+        if std::fs::read_to_string(&claim).is_ok_and(|d| Path::new(d.trim()) == lab.dir) {
+            let _ = std::fs::remove_file(claim);
+        }
+    }
 }
 
 fn address(block: u8, i: usize) -> String {
@@ -73,6 +144,13 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
         ));
     }
     let dir = lab_dir(args.dir.as_ref());
+    if dir.to_string_lossy().contains([',', ':', '\\']) {
+        return Err(Error::Usage(format!(
+            "the lab directory {} must not contain ',', ':' or '\\' (overlay mount options cannot \
+             hold them)",
+            dir.display()
+        )));
+    }
     let started = Instant::now();
     if Lab::file(&dir).exists() {
         let lab = Lab::load(&dir)?;
@@ -107,7 +185,7 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
-    let (block, port) = pick_addresses(args.nodes)?;
+    let (block, port) = pick_addresses(&dir, args.nodes)?;
     let nodes: Vec<NodeSpec> = (0..args.nodes)
         .map(|i| NodeSpec {
             name: node_name(i + 1, args.nodes),
@@ -140,6 +218,7 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
     prepare_nodes(&lab, &base)?;
     write_files(&lab, args.gpu_nodes)?;
     lab.save()?;
+    tracing::info!("nodes prepared in {:.2}s", started.elapsed().as_secs_f64());
     start_supervisor(&dir).await?;
     crate::ui::print_text(&format!(
         "lab up: {} nodes in {:.1}s\n  inventory: {}\n  try: kamo exec all -i {} -- uname -n",
@@ -305,6 +384,7 @@ async fn start_supervisor(dir: &Path) -> Result<()> {
             if text.starts_with("ok") {
                 return Ok(());
             }
+            stop_supervisor(dir);
             return Err(Error::Other(format!(
                 "lab nodes did not start: {}; see {}/nodes/NODE/sshd.log",
                 text.trim(),
@@ -312,6 +392,7 @@ async fn start_supervisor(dir: &Path) -> Result<()> {
             )));
         }
         if crate::journal::lock::process_start(pid).is_none() || Instant::now() > deadline {
+            stop_supervisor(dir);
             let log = std::fs::read_to_string(dir.join("supervisor.log")).unwrap_or_default();
             return Err(Error::Other(format!(
                 "the lab supervisor did not get the nodes up: {}",
@@ -320,6 +401,23 @@ async fn start_supervisor(dir: &Path) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Stops a supervisor that did not get its nodes up (it takes its nodes down with it).
+fn stop_supervisor(dir: &Path) {
+    if let Some(pid) = supervisor(dir) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+/// `kamo lab node --dir DIR NODE` (run by the supervisor, single-threaded, before any runtime).
+pub fn node(args: &LabNodeArgs) -> Result<ExitCode> {
+    let lab = Lab::load(&args.dir)?;
+    let spec = lab.node(&args.node)?.clone();
+    Err(node::exec_node(&lab.dir, &spec))
 }
 
 pub async fn supervise(dir: &Path) -> Result<ExitCode> {
@@ -366,6 +464,7 @@ pub async fn down(args: &LabDownArgs) -> Result<ExitCode> {
         let _ = std::fs::remove_file(dir.join(f));
     }
     if args.purge {
+        release_addresses(&lab);
         for f in [
             "lab.json",
             "inventory.ini",

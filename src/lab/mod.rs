@@ -92,6 +92,16 @@ impl Lab {
     }
 }
 
+/// Writes `text` to `path` so that a reader sees either the old file or the whole new one
+/// (supervisor and commands poll each other's files).
+pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Node names: `node01`..`node99`, then `node100`...
 #[must_use]
 pub fn node_name(i: usize, n: usize) -> String {

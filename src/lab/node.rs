@@ -312,38 +312,75 @@ fn sshd_config(lab: &Path, spec: &NodeSpec, d: &Path) -> String {
     s
 }
 
-/// The shell script that starts the node: a private mount and UTS namespace (entered with
-/// `unshare` before it runs), the overlays, the lab directory re-bound so every node shares
-/// it, then `exec sshd`.
+/// The overlay mount options of layer `l` (`etc`, `var/lib`, ...) of the node in `d`.
 #[must_use]
-pub fn start_script(lab: &Path, spec: &NodeSpec) -> String {
-    let d = dir(lab, &spec.name);
-    let q = |p: &Path| {
-        shlex::try_quote(&p.to_string_lossy())
-            .map_or_else(|_| String::from("''"), std::borrow::Cow::into_owned)
+pub fn overlay_options(d: &Path, l: &str) -> String {
+    let key = layer_key(l);
+    format!(
+        "lowerdir=/{l},upperdir={},workdir={}",
+        d.join("upper").join(&key).display(),
+        d.join("work").join(&key).display()
+    )
+}
+
+/// Becomes the node: private mount and UTS namespaces, the node's host name, its overlays,
+/// the lab directory bound back so every node shares it, then `exec sshd`. Called in a fresh
+/// process (`kamo lab node`); returns only when something failed.
+#[must_use]
+pub fn exec_node(lab: &Path, spec: &NodeSpec) -> Error {
+    match become_node(lab, spec) {
+        Ok(e) | Err(e) => e,
+    }
+}
+
+fn become_node(lab: &Path, spec: &NodeSpec) -> Result<Error, Error> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    use nix::sched::{CloneFlags, unshare};
+    use std::os::unix::process::CommandExt;
+    let sys = |what: &str| {
+        let what = what.to_owned();
+        move |e: nix::Error| Error::Other(format!("node {}: {what}: {e}", spec.name))
     };
-    let mut s = String::from("set -e\n");
-    let _ = writeln!(s, "hostname {}", spec.name);
-    s.push_str("mount -t tmpfs kamo-lab /mnt\nmkdir /mnt/lab\n");
-    let _ = writeln!(s, "mount --bind {} /mnt/lab", q(lab));
+    let none: Option<&str> = None;
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(sys("unshare"))?;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(sys("make mounts private"))?;
+    nix::unistd::sethostname(&spec.name).map_err(sys("sethostname"))?;
+    mount(
+        Some("kamo-lab"),
+        "/mnt",
+        Some("tmpfs"),
+        MsFlags::empty(),
+        none,
+    )
+    .map_err(sys("mount a tmpfs on /mnt"))?;
+    std::fs::create_dir("/mnt/lab")
+        .map_err(|e| Error::io("cannot create", Path::new("/mnt/lab"), e))?;
+    mount(Some(lab), "/mnt/lab", none, MsFlags::MS_BIND, none).map_err(sys("bind the lab"))?;
+    let d = dir(lab, &spec.name);
     for l in OVERLAID {
-        let key = layer_key(l);
-        let _ = writeln!(
-            s,
-            "mount -t overlay kamo-lab -o lowerdir=/{l},upperdir={},workdir={} /{l}",
-            q(&d.join("upper").join(&key)),
-            q(&d.join("work").join(&key)),
-        );
+        let target = format!("/{l}");
+        mount(
+            Some("kamo-lab"),
+            target.as_str(),
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(overlay_options(&d, l).as_str()),
+        )
+        .map_err(sys(&format!("overlay on {target}")))?;
     }
     // The lab directory may lie under an overlaid one (/root/lab): writes must reach the real one.
-    let _ = writeln!(s, "mount --bind /mnt/lab {}", q(lab));
-    s.push_str("umount /mnt/lab\numount /mnt\n");
-    let _ = writeln!(
-        s,
-        "exec /usr/sbin/sshd -D -e -f {}",
-        q(&d.join("sshd_config"))
-    );
-    s
+    mount(Some("/mnt/lab"), lab, none, MsFlags::MS_BIND, none).map_err(sys("bind the lab back"))?;
+    umount2("/mnt/lab", MntFlags::MNT_DETACH).map_err(sys("umount /mnt/lab"))?;
+    umount2("/mnt", MntFlags::MNT_DETACH).map_err(sys("umount /mnt"))?;
+    let err = std::process::Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(d.join("sshd_config"))
+        .exec();
+    Ok(Error::Other(format!(
+        "node {}: cannot run /usr/sbin/sshd (install openssh-server): {err}",
+        spec.name
+    )))
 }
 
 #[cfg(test)]
@@ -366,17 +403,12 @@ mod tests {
     }
 
     #[test]
-    fn the_start_script_overlays_then_rebinds_the_lab() {
-        let spec = NodeSpec {
-            name: "node01".into(),
-            address: "127.100.0.1".into(),
-            port: 2222,
-            gpu: false,
-        };
-        let s = start_script(Path::new("/root/my lab"), &spec);
-        let overlay = s.find("lowerdir=/etc").unwrap();
-        let rebind = s.find("mount --bind /mnt/lab '/root/my lab'").unwrap();
-        assert!(overlay < rebind, "{s}");
-        assert!(s.ends_with("sshd_config'\n"), "{s}");
+    fn overlay_layers_live_in_the_node_directory() {
+        let d = dir(Path::new("/root/my lab"), "node01");
+        assert_eq!(
+            overlay_options(&d, "var/lib"),
+            "lowerdir=/var/lib,upperdir=/root/my lab/nodes/node01/upper/var_lib,\
+             workdir=/root/my lab/nodes/node01/work/var_lib"
+        );
     }
 }

@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::{Lab, NodeSpec, node};
+use super::{Lab, NodeSpec, node, write_atomic};
 use crate::error::Error;
 
 /// Requests the supervisor understands.
@@ -106,31 +106,27 @@ fn spawn_node(lab: &Lab, spec: &NodeSpec) -> Result<Child, Error> {
     let log2 = log
         .try_clone()
         .map_err(|e| Error::io("cannot open", &d.join("sshd.log"), e))?;
-    let child = Command::new("unshare")
-        .args([
-            "--mount",
-            "--uts",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-        ])
-        .arg(node::start_script(&lab.dir, spec))
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find the kamo binary: {e}")))?;
+    let child = Command::new(exe)
+        .args(["lab", "node", "--dir"])
+        .arg(&lab.dir)
+        .arg(&spec.name)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
         .spawn()
         .map_err(|e| Error::Other(format!("cannot start node {}: {e}", spec.name)))?;
     if let Some(pid) = child.id() {
-        let _ = std::fs::write(d.join("pid"), format!("{pid}\n"));
+        let _ = write_atomic(&d.join("pid"), &format!("{pid}\n"));
     }
     Ok(child)
 }
 
 fn write_state(lab: &Lab, name: &str, state: State) {
-    let _ = std::fs::write(
-        node::dir(&lab.dir, name).join("state"),
-        format!("{}\n", state.as_str()),
+    let _ = write_atomic(
+        &node::dir(&lab.dir, name).join("state"),
+        &format!("{}\n", state.as_str()),
     );
 }
 
@@ -159,7 +155,7 @@ pub async fn wait_listening(addr: &str, port: u16, within: Duration) -> bool {
         if tokio::net::TcpStream::connect((addr, port)).await.is_ok() {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
 }
@@ -181,12 +177,15 @@ pub async fn run(dir: &Path) -> Result<(), Error> {
             start_at: None,
         });
     }
-    let ready = futures::future::join_all(
-        lab.nodes
-            .iter()
-            .map(|n| wait_listening(&n.address, n.port, Duration::from_secs(60))),
-    )
-    .await;
+    tracing::info!("{} nodes spawned", nodes.len());
+    // One node at a time, in start order: polling all at once would flood the machine with
+    // refused connections while the last nodes are still starting.
+    let mut ready = Vec::with_capacity(lab.nodes.len());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in &lab.nodes {
+        let left = deadline.saturating_duration_since(Instant::now());
+        ready.push(wait_listening(&n.address, n.port, left.max(Duration::from_millis(500))).await);
+    }
     let down: Vec<&str> = lab
         .nodes
         .iter()
@@ -199,9 +198,9 @@ pub async fn run(dir: &Path) -> Result<(), Error> {
     }
     let ready_file = dir.join("ready");
     if down.is_empty() {
-        let _ = std::fs::write(&ready_file, "ok\n");
+        let _ = write_atomic(&ready_file, "ok\n");
     } else {
-        let _ = std::fs::write(&ready_file, format!("failed: {}\n", down.join(" ")));
+        let _ = write_atomic(&ready_file, &format!("failed: {}\n", down.join(" ")));
     }
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -273,7 +272,7 @@ async fn handle_requests(lab: &Lab, ctl: &Path, nodes: &mut [Running]) {
     for (path, text) in acks {
         let mut done = path.into_os_string();
         done.push(".done");
-        let _ = std::fs::write(PathBuf::from(done), text);
+        let _ = write_atomic(&PathBuf::from(done), &text);
     }
 }
 

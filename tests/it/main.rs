@@ -13,4 +13,5 @@ mod harness;
 mod host_keys;
 mod inventory_cli;
 mod journal;
+mod lab;
 mod playbook;

@@ -1,0 +1,277 @@
+//! `kamo lab` (issue 5): nodes are real sshds with their own address, host name, host key and
+//! filesystem view; up/status/down leave nothing behind; reboots and faults look to kamo as
+//! they would on real machines; two labs run side by side.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::kamo::{Kamo, Run, empty_home};
+
+/// A lab in a temporary directory, taken down (by its own `kamo lab down`) however the test
+/// ends.
+struct Lab {
+    home: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Lab {
+    fn up(nodes: usize, extra: &[&str]) -> Lab {
+        let home = empty_home();
+        let dir = home.path().join("lab");
+        let lab = Lab { home, dir };
+        let r = lab
+            .kamo()
+            .args(["lab", "up", "--nodes", &nodes.to_string(), "--dir"])
+            .arg_path(&lab.dir)
+            .args(extra)
+            .run();
+        r.assert_code(0);
+        lab
+    }
+
+    fn kamo(&self) -> Kamo {
+        Kamo::new(self.home.path())
+    }
+
+    fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.ini")
+    }
+
+    fn exec(&self, pattern: &str, extra: &[&str], cmd: &str) -> Run {
+        self.kamo()
+            .args(["exec", pattern, "-i"])
+            .arg_path(&self.inventory())
+            .args(["--timeout", "3", "--output", "json"])
+            .args(extra)
+            .args(["--", cmd])
+            .run()
+    }
+
+    fn lab(&self, args: &[&str]) -> Run {
+        self.kamo()
+            .args(["lab"])
+            .args(args)
+            .args(["--dir"])
+            .arg_path(&self.dir)
+            .run()
+    }
+
+    fn status(&self) -> Value {
+        let r = self.lab(&["status", "--output", "json"]);
+        r.assert_code(0);
+        serde_json::from_str(&r.stdout).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.dir.join("lab.json").exists() {
+            let _ = self.lab(&["down", "--purge"]);
+        }
+    }
+}
+
+/// PIDs of processes whose command line mentions `dir` (the supervisor and every node).
+fn processes_of(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&c).contains(&needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn up_status_down_on_20_nodes_leaves_no_process_or_mount_behind() {
+    let lab = Lab::up(20, &["--gpu-nodes", "2"]);
+    let inv = std::fs::read_to_string(lab.inventory()).unwrap();
+    for section in [
+        "[kube-master]",
+        "[etcd]",
+        "[kube-node]",
+        "[k8s-cluster:children]",
+        "[nfs-server]",
+        "[gpu-node]\nnode19\nnode20\n",
+        "[all:vars]",
+        "ansible_user=ubuntu",
+    ] {
+        assert!(inv.contains(section), "{section} missing:\n{inv}");
+    }
+    let settings = std::fs::read_to_string(lab.dir.join("group_vars/all/settings.yml")).unwrap();
+    assert!(settings.contains("nfs_export_path:"), "{settings}");
+    let st = lab.status();
+    let nodes = st["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 20);
+    assert!(nodes.iter().all(|n| n["state"] == "up"), "{st}");
+    let addresses: std::collections::HashSet<&str> = nodes
+        .iter()
+        .map(|n| n["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addresses.len(), 20, "every node has its own address");
+
+    // Each node answers as itself, as ubuntu on Ubuntu, with passwordless sudo; the
+    // inventory alone is enough (its known_hosts comes with it).
+    let r = lab.exec(
+        "all",
+        &[],
+        "echo $(hostname) $(id -un) $(. /etc/os-release; echo $ID $VERSION_ID) $(sudo -n id -u)",
+    );
+    r.assert_code(0);
+    for i in 1..=20 {
+        let name = format!("node{i:02}");
+        let line = r.host(&name)["stdout"].as_str().unwrap().trim().to_owned();
+        assert_eq!(line, format!("{name} ubuntu ubuntu 22.04 0"));
+    }
+    // What one node writes under /etc stays on that node and off this machine.
+    lab.exec("node03", &["-b"], "echo mine > /etc/kamo-lab-probe")
+        .assert_code(0);
+    let r = lab.exec("node03:node04", &[], "cat /etc/kamo-lab-probe");
+    assert_eq!(r.host("node03")["stdout"].as_str().unwrap().trim(), "mine");
+    assert_eq!(r.host("node04")["status"], "failed");
+    assert!(!Path::new("/etc/kamo-lab-probe").exists());
+
+    // `up` again reports the running lab instead of starting another.
+    let again = lab.lab(&["up", "--nodes", "20"]);
+    again.assert_code(0);
+    assert!(again.stdout.contains("already running"), "{}", again.stdout);
+
+    assert!(
+        processes_of(&lab.dir).len() >= 21,
+        "supervisor and 20 sshds"
+    );
+    lab.lab(&["down"]).assert_code(0);
+    let left = processes_of(&lab.dir);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains(&lab.dir.to_string_lossy().into_owned()),
+        "mounts left behind:\n{mounts}"
+    );
+    // Down without --purge keeps the nodes' state: up again finds node03's file.
+    lab.lab(&["up", "--nodes", "20"]).assert_code(0);
+    let r = lab.exec("node03", &[], "cat /etc/kamo-lab-probe");
+    r.assert_code(0);
+    lab.lab(&["down", "--purge"]).assert_code(0);
+    assert!(!lab.dir.join("nodes").exists() && !lab.inventory().exists());
+}
+
+#[test]
+fn a_reboot_task_sees_the_node_go_down_and_come_back() {
+    let lab = Lab::up(2, &[]);
+    let pb = lab.home.path().join("reboot.yml");
+    std::fs::write(
+        &pb,
+        "- hosts: node02\n  gather_facts: false\n  become: true\n  tasks:\n    - name: reboot\n      reboot:\n        reboot_timeout: 60\n      register: r\n    - assert:\n        that: r.rebooted\n",
+    )
+    .unwrap();
+    let run = lab
+        .kamo()
+        .args(["run"])
+        .arg_path(&pb)
+        .args(["-i"])
+        .arg_path(&lab.inventory())
+        .args(["--output", "json", "--state-dir"])
+        .arg_path(&lab.home.path().join("state"))
+        .run();
+    run.assert_code(0);
+    let reboot = run
+        .json_lines()
+        .into_iter()
+        .find(|l| l["task"] == "reboot" && l["host"] == "node02")
+        .unwrap();
+    assert_eq!(reboot["status"], "changed", "{reboot}");
+    let st = lab.status();
+    assert!(
+        st["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["state"] == "up"),
+        "{st}"
+    );
+}
+
+#[test]
+fn faults_hang_down_hostkey_change_and_clear() {
+    let lab = Lab::up(2, &[]);
+    lab.lab(&["fault", "node01", "hang"]).assert_code(0);
+    let r = lab.exec("node01", &[], "true");
+    r.assert_code(3);
+    lab.lab(&["fault", "node01", "clear"]).assert_code(0);
+    lab.exec("node01", &[], "true").assert_code(0);
+
+    lab.lab(&["fault", "node02", "down"]).assert_code(0);
+    lab.exec("node02", &[], "true").assert_code(3);
+    lab.exec("node01", &[], "true").assert_code(0);
+    lab.lab(&["fault", "node02", "up"]).assert_code(0);
+    lab.exec("node02", &[], "true").assert_code(0);
+
+    lab.lab(&["fault", "node02", "hostkey-change"])
+        .assert_code(0);
+    let r = lab.exec("node02", &[], "true");
+    r.assert_code(3);
+    assert!(r.stdout.contains("CHANGED"), "{r:?}");
+    lab.lab(&["fault", "node02", "clear"]).assert_code(0);
+    lab.exec("node02", &[], "true").assert_code(0);
+
+    let bad = lab.lab(&["fault", "node09", "down"]);
+    bad.assert_code(5);
+    assert!(bad.stderr.contains("no node node09"), "{}", bad.stderr);
+}
+
+#[test]
+fn two_labs_side_by_side() {
+    let a = Lab::up(2, &[]);
+    let b = Lab::up(2, &["--os-release", "20.04"]);
+    let addr = |l: &Lab| {
+        l.status()["nodes"][0]["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(addr(&a), addr(&b));
+    let r = b.exec("node01", &[], ". /etc/os-release; echo $VERSION_ID");
+    assert_eq!(r.host("node01")["stdout"].as_str().unwrap().trim(), "20.04");
+    a.lab(&["down"]).assert_code(0);
+    b.exec("all", &[], "true").assert_code(0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(processes_of(&a.dir).is_empty());
+}
+
+#[test]
+fn sudo_password_mode_asks_for_one() {
+    let home = empty_home();
+    let dir = home.path().join("lab");
+    Kamo::new(home.path())
+        .env("KAMO_LAB_SUDO_PASSWORD", "lab-sudo-pw")
+        .args(["lab", "up", "--nodes", "1", "--sudo-password", "--dir"])
+        .arg_path(&dir)
+        .run()
+        .assert_code(0);
+    let lab = Lab { home, dir };
+    let r = lab.exec("node01", &[], "sudo -n true");
+    r.assert_code(2);
+    let inv = lab.home.path().join("pw.ini");
+    std::fs::write(
+        &inv,
+        std::fs::read_to_string(lab.inventory()).unwrap() + "ansible_become_password=lab-sudo-pw\n",
+    )
+    .unwrap();
+    let r = lab
+        .kamo()
+        .args(["exec", "node01", "-b", "--output", "json", "-i"])
+        .arg_path(&inv)
+        .args(["--", "id -u"])
+        .run();
+    r.assert_code(0);
+    assert_eq!(r.host("node01")["stdout"].as_str().unwrap().trim(), "0");
+}
