@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod catalog;
+#[cfg(test)]
+mod e2e_tests;
 pub mod packages;
 pub mod systemctl;
 
