@@ -31,6 +31,7 @@ pub const BASE_TOOLS: &[&str] = &[
     "apt-get",
     "apt",
     "apt-cache",
+    "apt-mark",
     "dpkg",
     "dpkg-query",
     "systemctl",

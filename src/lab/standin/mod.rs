@@ -16,11 +16,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod catalog;
+#[cfg(test)]
+mod e2e_tests;
+pub mod packages;
+pub mod systemctl;
+
 /// The tool names kamo answers to.
 pub const TOOLS: &[&str] = &[
     "apt-get",
     "apt",
     "apt-cache",
+    "apt-mark",
     "dpkg",
     "dpkg-query",
     "systemctl",
@@ -136,9 +143,16 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
 
 /// Dispatches to the tool's implementation.
 pub fn run(tool: &str, node: &Node, args: &[String], io: &mut Io) -> i32 {
-    #[allow(clippy::match_single_binding, clippy::single_match_else)]
     match tool {
         "reboot" => reboot::main(node, args, io),
+        "systemctl" if args.first().is_some_and(|a| a == "reboot") => reboot::request(node, io),
+        "apt-get" => packages::apt_get(node, args, io),
+        "apt" => packages::apt(node, args, io),
+        "apt-cache" => packages::apt_cache(node, args, io),
+        "apt-mark" => packages::apt_mark(node, args, io),
+        "dpkg" => packages::dpkg(node, args, io),
+        "dpkg-query" => packages::dpkg_query(node, args, io),
+        "systemctl" => systemctl::systemctl(node, args, io),
         _ => {
             let _ = (node, args);
             io.err(&format!("{tool}: not available on this lab node yet\n"));

@@ -339,7 +339,7 @@ pub fn build(
             "apt-get autoremove -y {opts}{p} (if it would remove anything)"
         ));
         s.push_str(&format!(
-            "kamo_ar=$(apt-get -s autoremove{p} </dev/null 2>/dev/null | grep -c '^Remv ') || kamo_ar=0\n\
+            "kamo_ar=$(apt-get -s autoremove{p} </dev/null 2>/dev/null | grep -cE '^(Remv|Purg) ') || kamo_ar=0\n\
              if [ \"$kamo_ar\" -gt 0 ]; then kamo_changed=true\n"
         ));
         if !flags.check {
