@@ -249,6 +249,39 @@ pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
         .map_err(|e| io("cannot chown", &home_dir, e))?;
     std::os::unix::fs::chown(&home, Some(uid), Some(uid))
         .map_err(|e| io("cannot chown", &home, e))?;
+    // A fresh Ubuntu server's apt sources, and none of this machine's: each of its files in
+    // sources.list.d is hidden by an overlay whiteout (a 0/0 character device).
+    let codename = match base.os_release.as_str() {
+        "18.04" => "bionic",
+        "20.04" => "focal",
+        _ => "jammy",
+    };
+    write(
+        &upper("/etc/apt/sources.list"),
+        &format!(
+            "deb http://archive.ubuntu.com/ubuntu {codename} main restricted universe multiverse
+             deb http://archive.ubuntu.com/ubuntu {codename}-updates main restricted universe multiverse
+             deb http://security.ubuntu.com/ubuntu {codename}-security main restricted universe multiverse
+"
+        ),
+        0o644,
+    )?;
+    if let Ok(rd) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            whiteout(&upper(&format!("/etc/apt/sources.list.d/{name}")))?;
+        }
+    }
+    // Programs that packages bring (kubectl, helm, ...) exist only once installed, even where
+    // this machine has its own.
+    for tool in standin::TOOLS.iter().filter(|t| !BASE_TOOLS.contains(t)) {
+        for dir in ["/usr/bin", "/usr/local/bin"] {
+            let p = format!("{dir}/{tool}");
+            if Path::new(&p).symlink_metadata().is_ok() {
+                whiteout(&upper(&p))?;
+            }
+        }
+    }
     for tool in BASE_TOOLS {
         let link = upper(&format!("/usr/local/bin/{tool}"));
         if let Some(p) = link.parent() {
@@ -259,6 +292,20 @@ pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
             .map_err(|e| io("cannot link", &link, e))?;
     }
     Ok(())
+}
+
+/// Hides `path` of the lower layer: an overlay whiteout is a 0/0 character device.
+fn whiteout(path: &Path) -> Result<(), Error> {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).map_err(|e| io("cannot create", p, e))?;
+    }
+    nix::sys::stat::mknod(
+        path,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::empty(),
+        nix::sys::stat::makedev(0, 0),
+    )
+    .map_err(|e| Error::Other(format!("cannot hide {}: {e}", path.display())))
 }
 
 fn ensure_nl(s: &str) -> String {

@@ -50,6 +50,11 @@ struct Running {
     child: Option<Child>,
     state: State,
     start_at: Option<Instant>,
+    /// When the node last started, and how many quick failures in a row it had: a node whose
+    /// old namespace is still being torn down (its overlay work directories busy) fails to
+    /// mount; it is started again a little later, a bounded number of times.
+    started: Instant,
+    retries: u32,
 }
 
 /// Every process below `root` (children, grandchildren, ...), from /proc.
@@ -175,6 +180,8 @@ pub async fn run(dir: &Path) -> Result<(), Error> {
             child: Some(child),
             state: State::Up,
             start_at: None,
+            started: Instant::now(),
+            retries: 0,
         });
     }
     tracing::info!("{} nodes spawned", nodes.len());
@@ -217,17 +224,26 @@ pub async fn run(dir: &Path) -> Result<(), Error> {
                     Ok(c) => {
                         r.child = Some(c);
                         r.state = State::Up;
+                        r.started = Instant::now();
                     }
                     Err(_) => r.state = State::Down,
                 }
                 write_state(&lab, &r.spec.name, r.state);
             }
-            // An sshd that died by itself: the node is down until `up` or `clear`.
             if let Some(c) = &mut r.child
                 && let Ok(Some(_)) = c.try_wait()
             {
                 r.child = None;
-                r.state = State::Down;
+                if r.started.elapsed() < Duration::from_secs(5) && r.retries < 10 {
+                    // Failed while starting: try again shortly (see `Running::retries`).
+                    r.retries += 1;
+                    r.state = State::Rebooting;
+                    r.start_at = Some(Instant::now() + Duration::from_millis(500));
+                } else {
+                    // An sshd that died by itself: the node is down until `up` or `clear`.
+                    r.retries = 0;
+                    r.state = State::Down;
+                }
                 write_state(&lab, &r.spec.name, r.state);
             }
         }
@@ -352,6 +368,7 @@ async fn start(lab: &Lab, r: &mut Running) {
     match spawn_node(lab, &r.spec) {
         Ok(c) => {
             r.child = Some(c);
+            r.started = Instant::now();
             r.state = if wait_listening(&r.spec.address, r.spec.port, Duration::from_secs(10)).await
             {
                 State::Up

@@ -182,7 +182,12 @@ fn a_reboot_task_sees_the_node_go_down_and_come_back() {
         .args(["--output", "json", "--state-dir"])
         .arg_path(&lab.home.path().join("state"))
         .run();
-    run.assert_code(0);
+    assert_eq!(
+        run.code,
+        0,
+        "{run:?}\nnode02 log: {}",
+        std::fs::read_to_string(lab.dir.join("nodes/node02/sshd.log")).unwrap_or_default()
+    );
     let reboot = run
         .json_lines()
         .into_iter()
@@ -274,4 +279,112 @@ fn sudo_password_mode_asks_for_one() {
         .run();
     r.assert_code(0);
     assert_eq!(r.host("node01")["stdout"].as_str().unwrap().trim(), "0");
+}
+
+/// The system modules on real (lab) hosts over SSH with become: repositories, packages,
+/// services, users and groups; check mode changes nothing; the second run changes nothing.
+#[test]
+fn system_modules_run_on_lab_nodes_and_are_idempotent() {
+    let lab = Lab::up(2, &[]);
+    let pb = lab.home.path().join("system.yml");
+    std::fs::write(
+        &pb,
+        r#"
+- hosts: all
+  become: true
+  gather_facts: false
+  tasks:
+    - name: keyring directory
+      file: { path: /etc/apt/keyrings, state: directory, mode: "0755" }
+    - name: Kubernetes signing key
+      copy: { dest: /etc/apt/keyrings/kubernetes-apt-keyring.gpg, content: "key\n", mode: "0644" }
+    - name: Kubernetes repository
+      copy:
+        dest: /etc/apt/sources.list.d/kubernetes.list
+        content: "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.29/deb/ /\n"
+    - name: Kubernetes packages
+      apt:
+        name: [kubeadm=1.29.3-1.1, kubelet=1.29.3-1.1, kubectl=1.29.3-1.1]
+        update_cache: true
+        cache_valid_time: 3600
+    - name: container runtime
+      package: { name: containerd, state: present }
+    - name: containerd runs
+      systemd: { name: containerd, enabled: true, state: started }
+    - name: app group
+      group: { name: kqi, gid: 2345 }
+    - name: app user
+      user: { name: kqi, uid: 2345, group: kqi, shell: /bin/bash }
+    - name: no jq
+      apt: { name: jq, state: absent, purge: true }
+"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        lab.kamo()
+            .args(["run"])
+            .arg_path(&pb)
+            .args(["-i"])
+            .arg_path(&lab.inventory())
+            .args(["--output", "json", "--state-dir"])
+            .arg_path(&lab.home.path().join("state"))
+            .args(extra)
+            .run()
+    };
+    let recap = |r: &Run| r.json_lines().pop().unwrap()["hosts"].clone();
+    // Check mode installs nothing, so (as with Ansible) the service of a package that is not
+    // installed yet cannot be found: the run fails there, having changed nothing.
+    let check = run(&["--check"]);
+    check.assert_code(2);
+    let failed: Vec<Value> = check
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["status"] == "failed")
+        .collect();
+    assert!(
+        failed.iter().all(|l| l["task"] == "containerd runs"),
+        "{failed:?}"
+    );
+    let probe = lab.exec("all", &[], "command -v kubeadm kubectl || echo none");
+    assert_eq!(
+        probe.host("node01")["stdout"].as_str().unwrap().trim(),
+        "none"
+    );
+
+    let first = run(&[]);
+    first.assert_code(0);
+    assert!(
+        recap(&first)["node01"]["changed"].as_u64().unwrap() >= 6,
+        "{first:?}"
+    );
+    let second = run(&[]);
+    second.assert_code(0);
+    for h in ["node01", "node02"] {
+        assert_eq!(recap(&second)[h]["changed"], 0, "second run: {second:?}");
+    }
+    let r = lab.exec(
+        "all",
+        &[],
+        "dpkg-query -W -f='${Version}' kubeadm; echo; command -v kubectl; systemctl is-active containerd; id -u kqi",
+    );
+    r.assert_code(0);
+    for h in ["node01", "node02"] {
+        assert_eq!(
+            r.host(h)["stdout"].as_str().unwrap(),
+            "1.29.3-1.1\n/usr/bin/kubectl\nactive\n2345\n"
+        );
+    }
+    // A fresh Ubuntu node has Ubuntu's apt sources, none of this machine's.
+    let r = lab.exec(
+        "node01",
+        &[],
+        "ls /etc/apt/sources.list.d; grep -c ubuntu.com /etc/apt/sources.list",
+    );
+    assert_eq!(
+        r.host("node01")["stdout"].as_str().unwrap(),
+        "kubernetes.list\n3\n"
+    );
+    // None of it reached this machine.
+    assert!(!Path::new("/usr/bin/kubeadm").exists());
+    assert!(!Path::new("/etc/apt/sources.list.d/kubernetes.list").exists());
 }

@@ -87,15 +87,34 @@ impl Units {
     }
 }
 
-/// Runs `f` on the node's unit states under the units lock, then saves them.
+/// Runs `f` on the node's unit states under the units lock, then saves them. A user who may
+/// not write the state (not root) still gets every query, as with the real systemctl; a
+/// change is refused as polkit refuses it without a password.
 fn with_units<T>(node: &Node, f: impl FnOnce(&mut Units) -> T) -> Result<T, String> {
-    let _lock = try_lock(node, "units.lock", Duration::from_secs(30))?
-        .ok_or_else(|| "timed out waiting for the units lock".to_owned())?;
-    let mut u = Units::load(node);
-    let out = f(&mut u);
-    u.save(node)?;
-    Ok(out)
+    match try_lock(node, "units.lock", Duration::from_secs(30)) {
+        Ok(Some(_lock)) => {
+            let mut u = Units::load(node);
+            let out = f(&mut u);
+            u.save(node)?;
+            Ok(out)
+        }
+        Ok(None) => Err("timed out waiting for the units lock".to_owned()),
+        Err(e) if e.contains("Permission denied") => {
+            let mut u = Units::load(node);
+            let before = serde_json::to_string(&u).unwrap_or_default();
+            let out = f(&mut u);
+            if serde_json::to_string(&u).unwrap_or_default() == before {
+                Ok(out)
+            } else {
+                Err(INTERACTIVE_AUTH.to_owned())
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
+
+/// What systemd answers a user who may not change units.
+const INTERACTIVE_AUTH: &str = "Interactive authentication required.";
 
 /// A unit as the node knows it.
 #[derive(Debug, Clone)]
@@ -516,6 +535,10 @@ pub fn systemctl(node: &Node, args: &[String], io: &mut Io) -> i32 {
     });
     match r {
         Ok(c) => c,
+        Err(e) if e == INTERACTIVE_AUTH => {
+            io.err(&format!("Failed to {verb} units: {e}\n"));
+            1
+        }
         Err(e) => {
             io.err(&format!("Failed to connect to bus: {e}\n"));
             1
