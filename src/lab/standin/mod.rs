@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod cluster;
+
 /// The tool names kamo answers to.
 pub const TOOLS: &[&str] = &[
     "apt-get",
