@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod cluster;
+pub mod helm;
+pub mod kube;
 
 /// The tool names kamo answers to.
 pub const TOOLS: &[&str] = &[
@@ -138,6 +140,9 @@ pub fn main(tool: &str, args: &[String]) -> i32 {
 pub fn run(tool: &str, node: &Node, args: &[String], io: &mut Io) -> i32 {
     #[allow(clippy::match_single_binding)]
     match tool {
+        "kubeadm" => kube::kubeadm(node, args, io),
+        "kubectl" => kube::kubectl(node, args, io),
+        "helm" => helm::helm(node, args, io),
         _ => {
             let _ = (node, args);
             io.err(&format!("{tool}: not available on this lab node yet\n"));
