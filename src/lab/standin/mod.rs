@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod cluster;
+pub mod gpu_nfs;
 pub mod helm;
 pub mod kube;
 
@@ -143,6 +144,9 @@ pub fn run(tool: &str, node: &Node, args: &[String], io: &mut Io) -> i32 {
         "kubeadm" => kube::kubeadm(node, args, io),
         "kubectl" => kube::kubectl(node, args, io),
         "helm" => helm::helm(node, args, io),
+        "nvidia-smi" => gpu_nfs::nvidia_smi(node, args, io),
+        "exportfs" => gpu_nfs::exportfs(node, args, io),
+        "showmount" => gpu_nfs::showmount(node, args, io),
         _ => {
             let _ = (node, args);
             io.err(&format!("{tool}: not available on this lab node yet\n"));
