@@ -17,8 +17,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod catalog;
+pub mod cluster;
 #[cfg(test)]
 mod e2e_tests;
+pub mod gpu_nfs;
+pub mod helm;
+pub mod kube;
 pub mod packages;
 pub mod systemctl;
 
@@ -153,6 +157,12 @@ pub fn run(tool: &str, node: &Node, args: &[String], io: &mut Io) -> i32 {
         "dpkg" => packages::dpkg(node, args, io),
         "dpkg-query" => packages::dpkg_query(node, args, io),
         "systemctl" => systemctl::systemctl(node, args, io),
+        "kubeadm" => kube::kubeadm(node, args, io),
+        "kubectl" => kube::kubectl(node, args, io),
+        "helm" => helm::helm(node, args, io),
+        "nvidia-smi" => gpu_nfs::nvidia_smi(node, args, io),
+        "exportfs" => gpu_nfs::exportfs(node, args, io),
+        "showmount" => gpu_nfs::showmount(node, args, io),
         _ => {
             let _ = (node, args);
             io.err(&format!("{tool}: not available on this lab node yet\n"));
