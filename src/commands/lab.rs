@@ -518,21 +518,52 @@ pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
             .join("cluster/nodes")
             .join(format!("{}.json", n.name))
             .exists();
+        let (packages, kubelet) = node_software(&dir, &n.name, joined);
         rows.push(vec![
             n.name.clone(),
             state.to_owned(),
             format!("{}:{}", n.address, n.port),
             if n.gpu { "gpu".into() } else { "-".into() },
+            kubelet.clone(),
             if joined { "yes".into() } else { "no".into() },
+            if packages.is_empty() {
+                "-".into()
+            } else {
+                packages.join(" ")
+            },
         ]);
         json_nodes.push(serde_json::json!({
             "name": n.name, "state": state, "address": n.address, "port": n.port,
-            "gpu": n.gpu, "joined": joined,
+            "gpu": n.gpu, "joined": joined, "kubelet": kubelet, "packages": packages,
         }));
     }
+    let cluster: Option<crate::lab::standin::cluster::Cluster> =
+        crate::lab::standin::cluster::read_json(&dir.join("cluster/cluster.json"))
+            .ok()
+            .flatten();
+    let releases: Vec<serde_json::Value> = cluster
+        .as_ref()
+        .map(|c| {
+            c.releases
+                .iter()
+                .filter_map(|r| {
+                    let last = r.revisions.last()?;
+                    Some(serde_json::json!({
+                        "name": r.name, "namespace": r.namespace, "revision": last.revision,
+                        "status": last.status, "chart": format!("{}-{}", last.chart, last.chart_version),
+                        "app_version": last.app_version,
+                    }))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     if args.output == OutputFormat::Json {
         crate::ui::print_json(&serde_json::json!({
             "dir": dir, "supervisor": running, "nodes": json_nodes,
+            "cluster": cluster.as_ref().map(|c| serde_json::json!({
+                "control_plane": c.control_plane, "version": c.version,
+            })),
+            "releases": releases,
         }));
         return Ok(ExitCode::Ok);
     }
@@ -542,8 +573,65 @@ pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
         lab.nodes.len(),
         running.map_or_else(|| "not running".to_owned(), |p| format!("pid {p}"))
     ));
-    crate::ui::print_table(&["NODE", "STATE", "ADDRESS", "GPU", "JOINED"], rows);
+    crate::ui::print_table(
+        &[
+            "NODE", "STATE", "ADDRESS", "GPU", "KUBELET", "JOINED", "PACKAGES",
+        ],
+        rows,
+    );
+    match &cluster {
+        Some(c) => {
+            let mut text = format!(
+                "\ncluster: Kubernetes {} (control plane {}), {} releases",
+                c.version,
+                c.control_plane,
+                releases.len()
+            );
+            for r in &releases {
+                let _ = write!(
+                    text,
+                    "\n  {}/{} {} ({}, revision {})",
+                    r["namespace"].as_str().unwrap_or_default(),
+                    r["name"].as_str().unwrap_or_default(),
+                    r["chart"].as_str().unwrap_or_default(),
+                    r["status"].as_str().unwrap_or_default(),
+                    r["revision"]
+                );
+            }
+            crate::ui::print_text(&text);
+        }
+        None => crate::ui::print_text("\ncluster: none (no `kubeadm init` yet)"),
+    }
     Ok(ExitCode::Ok)
+}
+
+/// The packages a node has beyond a fresh server's, and its kubelet's state, read from the
+/// node's own layer of `/var/lib` (the stand-ins' databases).
+fn node_software(dir: &Path, name: &str, joined: bool) -> (Vec<String>, String) {
+    let state = node::dir(dir, name).join("upper/var_lib/kamo-lab");
+    let db: Option<crate::lab::standin::packages::Db> =
+        crate::lab::standin::cluster::read_json(&state.join("dpkg.json"))
+            .ok()
+            .flatten();
+    let base = crate::lab::standin::catalog::base_packages();
+    let packages: Vec<String> = db
+        .map(|d| {
+            d.packages
+                .iter()
+                .filter(|(n, e)| e.status == "installed" && !base.contains(&n.as_str()))
+                .map(|(n, e)| format!("{n}={}", e.version))
+                .collect()
+        })
+        .unwrap_or_default();
+    let has_kubelet = packages.iter().any(|p| p.starts_with("kubelet="));
+    let kubelet = if !has_kubelet {
+        "-".to_owned()
+    } else if joined {
+        "active".to_owned()
+    } else {
+        "activating (auto-restart)".to_owned()
+    };
+    (packages, kubelet)
 }
 
 pub async fn fault(args: &LabFaultArgs) -> Result<ExitCode> {

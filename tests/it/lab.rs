@@ -388,3 +388,90 @@ fn system_modules_run_on_lab_nodes_and_are_idempotent() {
     assert!(!Path::new("/usr/bin/kubeadm").exists());
     assert!(!Path::new("/etc/apt/sources.list.d/kubernetes.list").exists());
 }
+
+/// Cluster state is shared like etcd's: `kubeadm join` on the workers shows in `kubectl get
+/// nodes` on the master; helm releases and GPU nodes show in `kamo lab status`.
+#[test]
+fn kubeadm_join_on_workers_shows_on_the_master() {
+    let lab = Lab::up(3, &["--gpu-nodes", "1"]);
+    let pb = lab.home.path().join("cluster.yml");
+    std::fs::write(
+        &pb,
+        r#"
+- hosts: all
+  become: true
+  gather_facts: false
+  tasks:
+    - copy: { dest: /etc/apt/keyrings/kubernetes-apt-keyring.gpg, content: "key\n" }
+    - copy:
+        dest: /etc/apt/sources.list.d/kubernetes.list
+        content: "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/v1.29/deb/ /\n"
+    - apt: { name: [kubeadm, kubelet, kubectl, containerd], update_cache: true }
+- hosts: kube-master
+  become: true
+  gather_facts: false
+  tasks:
+    - command: kubeadm init --pod-network-cidr 10.244.0.0/16
+      args: { creates: /etc/kubernetes/admin.conf }
+    - command: kubeadm token create --print-join-command
+      register: join
+- hosts: kube-node
+  become: true
+  gather_facts: false
+  tasks:
+    - command: "{{ hostvars[groups['kube-master'][0]].join.stdout }}"
+      args: { creates: /etc/kubernetes/kubelet.conf }
+"#,
+    )
+    .unwrap();
+    let run = lab
+        .kamo()
+        .args(["run"])
+        .arg_path(&pb)
+        .args(["-i"])
+        .arg_path(&lab.inventory())
+        .args(["--state-dir"])
+        .arg_path(&lab.home.path().join("state"))
+        .run();
+    run.assert_code(0);
+    let r = lab.exec(
+        "node01",
+        &["-b"],
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o json",
+    );
+    r.assert_code(0);
+    let nodes: Value = serde_json::from_str(r.host("node01")["stdout"].as_str().unwrap()).unwrap();
+    let mut names: Vec<&str> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["node01", "node02", "node03"]);
+    // A wrong token is refused as kubeadm refuses it.
+    let bad = lab.exec(
+        "node02",
+        &["-b"],
+        "kubeadm reset -f >/dev/null && kubeadm join 127.0.0.1:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:00",
+    );
+    assert_eq!(bad.host("node02")["status"], "failed", "{bad:?}");
+    let st = lab.status();
+    let joined: Vec<bool> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["joined"].as_bool().unwrap())
+        .collect();
+    assert_eq!(joined, [true, false, true], "{st}");
+    assert_eq!(st["nodes"][0]["kubelet"], "active", "{st}");
+    assert!(
+        st["nodes"][0]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().starts_with("kubeadm=1.29")),
+        "{st}"
+    );
+    assert_eq!(st["cluster"]["control_plane"], "node01", "{st}");
+}
