@@ -36,6 +36,11 @@ pub const BASE_TOOLS: &[&str] = &[
     "dpkg-query",
     "systemctl",
     "reboot",
+    "sysctl",
+    "modprobe",
+    "lsmod",
+    "modinfo",
+    "hostnamectl",
 ];
 
 /// The login user of every node, as on cloud Ubuntu images.
@@ -393,7 +398,14 @@ fn become_node(lab: &Path, spec: &NodeSpec) -> Result<Error, Error> {
     unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS).map_err(sys("unshare"))?;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(sys("make mounts private"))?;
-    nix::unistd::sethostname(&spec.name).map_err(sys("sethostname"))?;
+    // The host name a playbook set survives a reboot, as /etc/hostname does on Ubuntu.
+    let d = dir(lab, &spec.name);
+    let name = std::fs::read_to_string(d.join("upper/etc/hostname"))
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| spec.name.clone());
+    nix::unistd::sethostname(&name).map_err(sys("sethostname"))?;
     mount(
         Some("kamo-lab"),
         "/mnt",
@@ -405,7 +417,6 @@ fn become_node(lab: &Path, spec: &NodeSpec) -> Result<Error, Error> {
     std::fs::create_dir("/mnt/lab")
         .map_err(|e| Error::io("cannot create", Path::new("/mnt/lab"), e))?;
     mount(Some(lab), "/mnt/lab", none, MsFlags::MS_BIND, none).map_err(sys("bind the lab"))?;
-    let d = dir(lab, &spec.name);
     for l in OVERLAID {
         let target = format!("/{l}");
         mount(

@@ -475,3 +475,84 @@ fn kubeadm_join_on_workers_shows_on_the_master() {
     );
     assert_eq!(st["cluster"]["control_plane"], "node01", "{st}");
 }
+
+/// The kernel and host modules on lab nodes: sysctl, modprobe, hostname, mount, plus
+/// apt_repository, service, wait_for and unarchive; the second run changes nothing, and the
+/// kernel settings stay on the node (this machine's are untouched).
+#[test]
+fn kernel_and_host_modules_on_lab_nodes() {
+    let lab = Lab::up(1, &[]);
+    let forward_before =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    let archive = lab.home.path().join("app.tar");
+    let src = lab.home.path().join("app");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("VERSION"), "2.1.0\n").unwrap();
+    let tar = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(lab.home.path())
+        .arg("app")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let pb = lab.home.path().join("kernel.yml");
+    std::fs::write(
+        &pb,
+        format!(
+            r#"
+- hosts: all
+  become: true
+  gather_facts: false
+  tasks:
+    - modprobe: {{ name: br_netfilter, state: present, persistent: present }}
+    - sysctl: {{ name: net.bridge.bridge-nf-call-iptables, value: "1", sysctl_file: /etc/sysctl.d/k8s.conf }}
+    - sysctl: {{ name: net.ipv4.ip_forward, value: "1", sysctl_file: /etc/sysctl.d/k8s.conf, sysctl_set: true }}
+    - hostname: {{ name: master-1 }}
+    - file: {{ path: /srv/scratch, state: directory }}
+    - mount: {{ path: /srv/scratch, src: tmpfs, fstype: tmpfs, opts: size=16m, state: mounted }}
+    - apt_repository: {{ repo: "deb https://baltocdn.com/helm/stable/debian/ all main", filename: helm, update_cache: false }}
+    - service: {{ name: cron, state: started, enabled: true }}
+    - wait_for: {{ path: /etc/hostname, search_regex: master-1, timeout: 5 }}
+    - copy: {{ src: "{archive}", dest: /root/app.tar }}
+    - unarchive: {{ src: /root/app.tar, remote_src: true, dest: /opt, creates: /opt/app/VERSION }}
+"#,
+            archive = archive.display()
+        ),
+    )
+    .unwrap();
+    let run = || {
+        lab.kamo()
+            .args(["run"])
+            .arg_path(&pb)
+            .args(["-i"])
+            .arg_path(&lab.inventory())
+            .args(["--output", "json", "--state-dir"])
+            .arg_path(&lab.home.path().join("state"))
+            .run()
+    };
+    let first = run();
+    first.assert_code(0);
+    let second = run();
+    second.assert_code(0);
+    let recap = second.json_lines().pop().unwrap();
+    assert_eq!(recap["hosts"]["node01"]["changed"], 0, "{second:?}");
+    let r = lab.exec(
+        "node01",
+        &[],
+        "sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables; hostname; \
+         lsmod | grep -c br_netfilter; mountpoint -q /srv/scratch && echo mounted; \
+         cat /opt/app/VERSION /etc/apt/sources.list.d/helm.list",
+    );
+    r.assert_code(0);
+    assert_eq!(
+        r.host("node01")["stdout"].as_str().unwrap(),
+        "1\n1\nmaster-1\n1\nmounted\n2.1.0\ndeb https://baltocdn.com/helm/stable/debian/ all main\n"
+    );
+    // This machine's kernel setting did not move.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default(),
+        forward_before
+    );
+}

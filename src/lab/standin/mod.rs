@@ -22,6 +22,7 @@ pub mod cluster;
 mod e2e_tests;
 pub mod gpu_nfs;
 pub mod helm;
+pub mod kernel;
 pub mod kube;
 pub mod packages;
 pub mod systemctl;
@@ -42,6 +43,11 @@ pub const TOOLS: &[&str] = &[
     "nvidia-smi",
     "exportfs",
     "showmount",
+    "sysctl",
+    "modprobe",
+    "lsmod",
+    "modinfo",
+    "hostnamectl",
 ];
 
 /// Where a node's description lives inside the node's view of the filesystem.
@@ -157,6 +163,11 @@ pub fn run(tool: &str, node: &Node, args: &[String], io: &mut Io) -> i32 {
         "dpkg" => packages::dpkg(node, args, io),
         "dpkg-query" => packages::dpkg_query(node, args, io),
         "systemctl" => systemctl::systemctl(node, args, io),
+        "sysctl" => kernel::sysctl(node, args, io),
+        "modprobe" => kernel::modprobe(node, args, io),
+        "lsmod" => kernel::lsmod(node, args, io),
+        "modinfo" => kernel::modinfo(node, args, io),
+        "hostnamectl" => kernel::hostnamectl(node, args, io),
         "kubeadm" => kube::kubeadm(node, args, io),
         "kubectl" => kube::kubectl(node, args, io),
         "helm" => helm::helm(node, args, io),
