@@ -13,6 +13,7 @@ sizes=("$@")
 cargo build --release --quiet
 kamo=$PWD/target/release/kamo
 work=$(mktemp -d /tmp/kamo-lab-bench.XXXXXX)
+chmod 755 "$work" # the nodes' ubuntu user reads the shared cluster state below it
 trap '"$kamo" lab down --purge --dir "$work/lab" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 now() { date +%s.%N; }
 pss_of_lab() {
@@ -33,7 +34,7 @@ for n in "${sizes[@]}"; do
     t1=$(now)
     times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')")
     mem=$(pss_of_lab)
-    "$kamo" exec all -i "$work/lab/inventory.ini" -- true >/dev/null
+    "$kamo" exec all -i "$work/lab/inventory.ini" -- true >/dev/null 2>&1 || { echo "lab of $n nodes not reachable:"; "$kamo" exec all -i "$work/lab/inventory.ini" -- true | tail -3; exit 1; }
     "$kamo" lab down --purge --dir "$work/lab" >/dev/null
   done
   printf '%-6s %-28s %-10s\n' "$n" "${times[*]}" "$mem"

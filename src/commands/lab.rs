@@ -185,6 +185,7 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+    warn_unreachable_parents(&dir);
     let (block, port) = pick_addresses(&dir, args.nodes)?;
     let nodes: Vec<NodeSpec> = (0..args.nodes)
         .map(|i| NodeSpec {
@@ -228,6 +229,27 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
         dir.join("inventory.ini").display()
     ));
     Ok(ExitCode::Ok)
+}
+
+/// The nodes' `ubuntu` user reads the shared cluster state in the lab directory (kubectl
+/// without sudo): say so when a parent directory keeps other users out.
+fn warn_unreachable_parents(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for p in dir.ancestors().skip(1) {
+        if let Ok(m) = std::fs::metadata(p)
+            && m.permissions().mode() & 0o001 == 0
+        {
+            crate::ui::eprint_line(&format!(
+                "warning: {} is not searchable by other users, so commands run as ubuntu on the \
+                 nodes (kubectl, helm without sudo) cannot read the cluster state in {}; \
+                 `chmod o+x {}` or use another --dir",
+                p.display(),
+                dir.display(),
+                p.display()
+            ));
+            return;
+        }
+    }
 }
 
 fn password_hash() -> Result<String> {

@@ -43,6 +43,9 @@ pub const BASE_TOOLS: &[&str] = &[
     "hostnamectl",
 ];
 
+/// The keys that may log in to a node, as the node sees the file.
+pub const AUTHORIZED_KEYS: &str = "/etc/ssh/kamo-lab-authorized_keys";
+
 /// The login user of every node, as on cloud Ubuntu images.
 pub const USER: &str = "ubuntu";
 
@@ -159,7 +162,9 @@ pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
     if !key.exists() {
         keygen(&key, &format!("root@{}", spec.name))?;
     }
-    write(&d.join("sshd_config"), &sshd_config(lab, spec, &d), 0o600)?;
+    write(&d.join("sshd_config"), &sshd_config(spec, &d), 0o600)?;
+    let keys = std::fs::read_to_string(lab.join("authorized_keys"))
+        .map_err(|e| io("cannot read", &lab.join("authorized_keys"), e))?;
     let upper = |abs: &str| -> PathBuf {
         let rel = abs.trim_start_matches('/');
         let layer = OVERLAID
@@ -182,6 +187,7 @@ pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
         root: PathBuf::from("/"),
     };
     let first_boot = !marker.exists();
+    write(&upper(AUTHORIZED_KEYS), &keys, 0o644)?;
     write(
         &marker,
         &serde_json::to_string_pretty(&node).unwrap_or_default(),
@@ -345,17 +351,15 @@ pub fn keygen(path: &Path, comment: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn sshd_config(lab: &Path, spec: &NodeSpec, d: &Path) -> String {
+fn sshd_config(spec: &NodeSpec, d: &Path) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# sshd of kamo lab node {}", spec.name);
     let _ = writeln!(s, "ListenAddress {}:{}", spec.address, spec.port);
     let _ = writeln!(s, "HostKey {}", d.join("host_key").display());
     let _ = writeln!(s, "PidFile {}", d.join("sshd.pid").display());
-    let _ = writeln!(
-        s,
-        "AuthorizedKeysFile {}",
-        lab.join("authorized_keys").display()
-    );
+    // Inside the node's own /etc (sshd resolves it in the node's mount namespace), so the
+    // ubuntu user can read it wherever the lab directory is.
+    let _ = writeln!(s, "AuthorizedKeysFile {AUTHORIZED_KEYS}");
     s.push_str(
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\

@@ -80,32 +80,27 @@ pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
 
 /// The host table of `kamo inventory list`.
 pub fn print_host_table(rows: &[Value]) {
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["HOST", "ADDRESS", "PORT", "USER", "GROUPS"]);
-    for r in rows {
-        let s = |k: &str| match &r[k] {
-            Value::Null => "-".to_owned(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let groups = r["groups"]
-            .as_array()
-            .map(|g| {
-                g.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
-        table.add_row([s("name"), s("address"), s("port"), s("user"), groups]);
-    }
-    let text: Vec<String> = table
-        .to_string()
-        .lines()
-        .map(|l| l.trim_end().to_owned())
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let s = |k: &str| match &r[k] {
+                Value::Null => "-".to_owned(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let groups = r["groups"]
+                .as_array()
+                .map(|g| {
+                    g.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![s("name"), s("address"), s("port"), s("user"), groups]
+        })
         .collect();
-    print_text(&text.join("\n"));
+    print_table(&["HOST", "ADDRESS", "PORT", "USER", "GROUPS"], rows);
 }
 
 #[cfg(test)]

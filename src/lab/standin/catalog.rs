@@ -868,7 +868,7 @@ fn kubelet_unit() -> UnitDef {
 }
 
 /// Every package version known to a node of `release` (`18.04`, `20.04`, `22.04`), whatever
-/// repositories it has; see [`available`] for what a node can install.
+/// repositories it has; see `available` for what a node can install.
 #[must_use]
 #[allow(clippy::too_many_lines)]
 pub fn catalog(node: &Node) -> Vec<Pkg> {

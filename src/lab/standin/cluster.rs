@@ -173,7 +173,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(20);
 const LOCK_STALE: Duration = Duration::from_secs(60);
 
 impl Lock {
-    /// Takes the cluster lock, waiting up to [`LOCK_WAIT`].
+    /// Takes the cluster lock, waiting up to `LOCK_WAIT`.
     pub fn take(dir: &Path) -> Result<Lock, String> {
         fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join(".lock");

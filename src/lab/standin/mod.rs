@@ -1,6 +1,6 @@
 //! Stand-ins for the tools a rebuild drives, run on lab nodes under the tool's own name.
 //!
-//! `kamo` looks at the name it was called by (argv[0]): when that is one of [`TOOLS`] it
+//! `kamo` looks at the name it was called by (`argv[0]`): when that is one of [`TOOLS`] it
 //! behaves as that tool instead of parsing kamo's own command line. Lab nodes get symlinks
 //! `apt-get -> kamo` and so on (in the node's own `/usr/local/sbin`, or `/usr/bin` once the
 //! package that ships the tool is installed), so playbooks run the same commands, with the
@@ -127,14 +127,14 @@ impl Io {
     }
 }
 
-/// The tool kamo was called as, if any (the file name of argv[0]).
+/// The tool kamo was called as, if any (the file name of `argv[0]`).
 #[must_use]
 pub fn called_as(argv0: &str) -> Option<&'static str> {
     let name = Path::new(argv0).file_name()?.to_str()?;
     TOOLS.iter().copied().find(|t| *t == name)
 }
 
-/// Runs tool `tool` with `args` (without argv[0]) on this node; returns the exit code.
+/// Runs tool `tool` with `args` (without `argv[0]`) on this node; returns the exit code.
 #[must_use]
 pub fn main(tool: &str, args: &[String]) -> i32 {
     let node = match Node::load() {
