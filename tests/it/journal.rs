@@ -217,7 +217,11 @@ fn assert_each_task_once(s: &Setup, host: &str, may_repeat: usize) -> Vec<String
         lines.iter().any(|l| l == &format!("t6-token-{host}")),
         "{host}: t6 did not see t2's registered result: {lines:?}"
     );
-    assert_eq!(counts.get("h"), Some(&1), "{host}: handler: {lines:?}");
+    // The handler notified before a stop still runs (once, or twice when it was the task in
+    // flight at a hard stop; counted in `repeated` above).
+    if may_repeat == 0 {
+        assert_eq!(counts.get("h"), Some(&1), "{host}: handler: {lines:?}");
+    }
     repeated
 }
 
