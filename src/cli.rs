@@ -59,7 +59,7 @@ pub enum LabCommand {
     Status(LabStatusArgs),
     /// Stop every process the lab started (by PID); --purge also removes its files.
     Down(LabDownArgs),
-    /// Break a node on purpose: down, up, hang, hostkey-change, clear.
+    /// Break a node on purpose: down, up, hang, hostkey-change, slow, clear.
     Fault(LabFaultArgs),
     /// (internal) The lab's background supervisor.
     #[command(hide = true)]
@@ -72,6 +72,9 @@ pub enum LabCommand {
 #[derive(Debug, Args)]
 pub struct LabNodeArgs {
     pub node: String,
+    /// The sshd_config in the node's directory to use.
+    #[arg(long, default_value = "sshd_config")]
+    pub config: String,
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
 }
@@ -121,7 +124,7 @@ pub struct LabDownArgs {
 pub struct LabFaultArgs {
     /// The node (its inventory host name).
     pub node: String,
-    /// down, up, hang, hostkey-change or clear.
+    /// down, up, hang, hostkey-change, slow (200 ms added each way) or clear.
     pub action: String,
     /// The lab's directory (default ./lab).
     #[arg(long, value_name = "DIR")]

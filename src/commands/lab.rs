@@ -439,7 +439,12 @@ fn stop_supervisor(dir: &Path) {
 pub fn node(args: &LabNodeArgs) -> Result<ExitCode> {
     let lab = Lab::load(&args.dir)?;
     let spec = lab.node(&args.node)?.clone();
-    Err(node::exec_node(&lab.dir, &spec))
+    if args.config.contains('/') {
+        return Err(Error::Usage(
+            "--config names a file in the node's directory".into(),
+        ));
+    }
+    Err(node::exec_node(&lab.dir, &spec, &args.config))
 }
 
 pub async fn supervise(dir: &Path) -> Result<ExitCode> {
@@ -532,6 +537,7 @@ pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
             .map_or_else(|_| "down".into(), |s| s.trim().to_owned());
         let state = match (recorded.as_str(), listening) {
             ("hung", _) => "hung",
+            ("slow", true) => "slow",
             ("rebooting", _) => "rebooting",
             (_, true) => "up",
             (_, false) => "down",
@@ -664,7 +670,7 @@ pub async fn fault(args: &LabFaultArgs) -> Result<ExitCode> {
     if !crate::lab::supervisor::ACTIONS.contains(&action) || action == "reboot" {
         return Err(Error::Usage(format!(
             "fault {action:?} is not available (yet); use one of: down, up, hang, \
-             hostkey-change, clear"
+             hostkey-change, slow, clear"
         )));
     }
     if supervisor(&dir).is_none() {

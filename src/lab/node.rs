@@ -384,13 +384,13 @@ pub fn overlay_options(d: &Path, l: &str) -> String {
 /// the lab directory bound back so every node shares it, then `exec sshd`. Called in a fresh
 /// process (`kamo lab node`); returns only when something failed.
 #[must_use]
-pub fn exec_node(lab: &Path, spec: &NodeSpec) -> Error {
-    match become_node(lab, spec) {
+pub fn exec_node(lab: &Path, spec: &NodeSpec, config: &str) -> Error {
+    match become_node(lab, spec, config) {
         Ok(e) | Err(e) => e,
     }
 }
 
-fn become_node(lab: &Path, spec: &NodeSpec) -> Result<Error, Error> {
+fn become_node(lab: &Path, spec: &NodeSpec, config: &str) -> Result<Error, Error> {
     use nix::mount::{MntFlags, MsFlags, mount, umount2};
     use nix::sched::{CloneFlags, unshare};
     use std::os::unix::process::CommandExt;
@@ -438,7 +438,7 @@ fn become_node(lab: &Path, spec: &NodeSpec) -> Result<Error, Error> {
     umount2("/mnt", MntFlags::MNT_DETACH).map_err(sys("umount /mnt"))?;
     let err = std::process::Command::new("/usr/sbin/sshd")
         .args(["-D", "-e", "-f"])
-        .arg(d.join("sshd_config"))
+        .arg(d.join(config))
         .exec();
     Ok(Error::Other(format!(
         "node {}: cannot run /usr/sbin/sshd (install openssh-server): {err}",

@@ -21,7 +21,18 @@ use super::{Lab, NodeSpec, node, write_atomic};
 use crate::error::Error;
 
 /// Requests the supervisor understands.
-pub const ACTIONS: &[&str] = &["reboot", "down", "up", "hang", "hostkey-change", "clear"];
+pub const ACTIONS: &[&str] = &[
+    "reboot",
+    "down",
+    "up",
+    "hang",
+    "hostkey-change",
+    "slow",
+    "clear",
+];
+
+/// The latency the `slow` fault adds to every chunk of data, each way.
+pub const SLOW_DELAY: Duration = Duration::from_millis(200);
 
 /// The longest a lab runs unattended (its main loop is bounded).
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -32,6 +43,7 @@ enum State {
     Down,
     Hung,
     Rebooting,
+    Slow,
 }
 
 impl State {
@@ -41,6 +53,7 @@ impl State {
             State::Down => "down",
             State::Hung => "hung",
             State::Rebooting => "rebooting",
+            State::Slow => "slow",
         }
     }
 }
@@ -55,6 +68,9 @@ struct Running {
     /// mount; it is started again a little later, a bounded number of times.
     started: Instant,
     retries: u32,
+    /// The `slow` fault: a delaying proxy on the node's address while its sshd listens on
+    /// another port.
+    proxy: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Every process below `root` (children, grandchildren, ...), from /proc.
@@ -102,6 +118,10 @@ fn signal_tree(root: u32, sig: Signal) {
 }
 
 fn spawn_node(lab: &Lab, spec: &NodeSpec) -> Result<Child, Error> {
+    spawn_node_with(lab, spec, "sshd_config")
+}
+
+fn spawn_node_with(lab: &Lab, spec: &NodeSpec, config: &str) -> Result<Child, Error> {
     let d = node::dir(&lab.dir, &spec.name);
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -114,7 +134,7 @@ fn spawn_node(lab: &Lab, spec: &NodeSpec) -> Result<Child, Error> {
     let exe = std::env::current_exe()
         .map_err(|e| Error::Other(format!("cannot find the kamo binary: {e}")))?;
     let child = Command::new(exe)
-        .args(["lab", "node", "--dir"])
+        .args(["lab", "node", "--config", config, "--dir"])
         .arg(&lab.dir)
         .arg(&spec.name)
         .stdin(Stdio::null())
@@ -182,6 +202,7 @@ pub async fn run(dir: &Path) -> Result<(), Error> {
             start_at: None,
             started: Instant::now(),
             retries: 0,
+            proxy: None,
         });
     }
     tracing::info!("{} nodes spawned", nodes.len());
@@ -292,7 +313,113 @@ async fn handle_requests(lab: &Lab, ctl: &Path, nodes: &mut [Running]) {
     }
 }
 
+/// The port a slowed node's sshd moves to (its own port stays with the proxy).
+fn slow_port(port: u16) -> u16 {
+    port.wrapping_add(20000).max(1024)
+}
+
+/// Ends the `slow` fault's proxy (the node's sshd is restarted on its own port by the caller).
+fn unslow(r: &mut Running) -> bool {
+    match r.proxy.take() {
+        Some(p) => {
+            p.abort();
+            true
+        }
+        None => false,
+    }
+}
+
+async fn slow(lab: &Lab, r: &mut Running) -> String {
+    if r.proxy.is_some() {
+        return "ok\n".into();
+    }
+    stop(r).await;
+    let d = node::dir(&lab.dir, &r.spec.name);
+    let alt = slow_port(r.spec.port);
+    let config = std::fs::read_to_string(d.join("sshd_config"))
+        .unwrap_or_default()
+        .replace(
+            &format!("ListenAddress {}:{}", r.spec.address, r.spec.port),
+            &format!("ListenAddress {}:{alt}", r.spec.address),
+        );
+    if let Err(e) = write_atomic(&d.join("sshd_config.slow"), &config) {
+        return format!("error: {e}\n");
+    }
+    match spawn_node_with(lab, &r.spec, "sshd_config.slow") {
+        Ok(c) => {
+            r.child = Some(c);
+            r.started = Instant::now();
+        }
+        Err(e) => return format!("error: {e}\n"),
+    }
+    if !wait_listening(&r.spec.address, alt, Duration::from_secs(10)).await {
+        return "error: the node's sshd did not come up on its slow port\n".into();
+    }
+    let addr = r.spec.address.clone();
+    let listener = match tokio::net::TcpListener::bind((addr.as_str(), r.spec.port)).await {
+        Ok(l) => l,
+        Err(e) => return format!("error: cannot listen on {addr}:{}: {e}\n", r.spec.port),
+    };
+    r.proxy = Some(tokio::spawn(proxy(listener, addr, alt, SLOW_DELAY)));
+    r.state = State::Slow;
+    "ok\n".into()
+}
+
+/// Forwards every connection to `addr:to`, holding each chunk back by `delay`. Runs until
+/// aborted (`clear`); its connections end with it.
+async fn proxy(listener: tokio::net::TcpListener, addr: String, to: u16, delay: Duration) {
+    let mut conns = tokio::task::JoinSet::new();
+    while let Ok((inbound, _)) = listener.accept().await {
+        let addr = addr.clone();
+        conns.spawn(async move {
+            let Ok(outbound) = tokio::net::TcpStream::connect((addr.as_str(), to)).await else {
+                return;
+            };
+            let (ri, wi) = inbound.into_split();
+            let (ro, wo) = outbound.into_split();
+            let _ = tokio::join!(pipe(ri, wo, delay), pipe(ro, wi, delay));
+        });
+        while conns.try_join_next().is_some() {}
+    }
+}
+
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tokio::time::sleep(delay).await;
+                if to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
 async fn act(lab: &Lab, r: &mut Running, action: &str) -> String {
+    if action == "slow" {
+        return slow(lab, r).await;
+    }
+    // Every other action starts from the node on its own port.
+    if unslow(r) {
+        stop(r).await;
+        if action == "clear" {
+            start(lab, r).await;
+            r.start_at = None;
+            return "ok\n".into();
+        }
+        if matches!(action, "up" | "hang") {
+            start(lab, r).await;
+        }
+    }
     match action {
         "reboot" => {
             // The command that asked gets its exit status back before the node goes away.

@@ -228,6 +228,18 @@ fn faults_hang_down_hostkey_change_and_clear() {
     lab.lab(&["fault", "node02", "clear"]).assert_code(0);
     lab.exec("node02", &[], "true").assert_code(0);
 
+    // `slow`: every chunk waits 200 ms each way, so even `true` takes several round trips'
+    // worth (the SSH handshake alone is four); `clear` takes the delay away again.
+    lab.lab(&["fault", "node01", "slow"]).assert_code(0);
+    let r = lab.exec("node01", &[], "true");
+    r.assert_code(0);
+    let ms = r.host("node01")["duration_ms"].as_u64().unwrap();
+    assert!(ms >= 800, "a slow node answered in {ms} ms");
+    assert_eq!(lab.status()["nodes"][0]["state"], "slow");
+    lab.lab(&["fault", "node01", "clear"]).assert_code(0);
+    lab.exec("node01", &[], "true").assert_code(0);
+    assert_eq!(lab.status()["nodes"][0]["state"], "up");
+
     let bad = lab.lab(&["fault", "node09", "down"]);
     bad.assert_code(5);
     assert!(bad.stderr.contains("no node node09"), "{}", bad.stderr);
