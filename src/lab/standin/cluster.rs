@@ -634,6 +634,20 @@ pub fn env(key: &str) -> Option<String> {
     TEST_ENV.with(|e| e.borrow().get(key).cloned())
 }
 
+/// Whether the tool runs as root (kubeadm's IsPrivilegedUser check, exportfs's permission
+/// check). Unit tests play an ordinary user by setting `TEST_NOT_ROOT`.
+#[cfg(not(test))]
+#[must_use]
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[cfg(test)]
+#[must_use]
+pub fn is_root() -> bool {
+    env("TEST_NOT_ROOT").is_none()
+}
+
 /// The home directory of the user running the tool, as the node sees it.
 #[must_use]
 pub fn home() -> String {

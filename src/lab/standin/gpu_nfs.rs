@@ -367,7 +367,7 @@ pub fn exportfs(node: &Node, args: &[String], io: &mut Io) -> i32 {
             }
         }
     }
-    if !cluster_is_root() {
+    if !cluster::is_root() {
         io.err("exportfs: could not open /var/lib/nfs/.etab.lock for locking: errno 13 (Permission denied)\n");
         return 1;
     }
@@ -447,23 +447,6 @@ pub fn exportfs(node: &Node, args: &[String], io: &mut Io) -> i32 {
         }
     }
     0
-}
-
-#[cfg(not(test))]
-fn cluster_is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(true)
-}
-
-#[cfg(test)]
-fn cluster_is_root() -> bool {
-    cluster::env("TEST_NOT_ROOT").is_none()
 }
 
 /// `showmount`.

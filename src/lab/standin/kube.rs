@@ -366,24 +366,6 @@ pub fn pods(c: &Cluster, nodes: &[NodeRecord]) -> Vec<Pod> {
 // ---------------------------------------------------------------------------------------------
 // kubeadm
 
-/// Whether the tool runs as root (kubeadm's IsPrivilegedUser check).
-#[cfg(not(test))]
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(true)
-}
-
-#[cfg(test)]
-fn is_root() -> bool {
-    cluster::env("TEST_NOT_ROOT").is_none()
-}
-
 /// `kubeadm`.
 pub fn kubeadm(node: &Node, args: &[String], io: &mut Io) -> i32 {
     let Some(sub) = args.first() else {
@@ -735,7 +717,7 @@ fn kubeadm_init(node: &Node, args: &[String], io: &mut Io) -> Result<(), String>
     io.out(&format!("[init] Using Kubernetes version: {version}\n"));
     io.out("[preflight] Running pre-flight checks\n");
     let mut failed = Vec::new();
-    if !is_root() {
+    if !cluster::is_root() {
         failed.push((
             "IsPrivilegedUser".into(),
             "user is not running as root".into(),
@@ -949,7 +931,7 @@ fn kubeadm_join(node: &Node, args: &[String], io: &mut Io) -> Result<(), String>
 
     io.out("[preflight] Running pre-flight checks\n");
     let mut failed = Vec::new();
-    if !is_root() {
+    if !cluster::is_root() {
         failed.push((
             "IsPrivilegedUser".into(),
             "user is not running as root".into(),
@@ -1022,7 +1004,7 @@ fn remove_under(node: &Node, abs: &str) {
 
 fn kubeadm_reset(node: &Node, args: &[String], io: &mut Io) -> Result<(), String> {
     let a = Args::parse(args, kubeadm_flags)?;
-    if !is_root() {
+    if !cluster::is_root() {
         io.out("[preflight] Running pre-flight checks\n");
         return preflight(
             &[(
