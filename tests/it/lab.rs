@@ -2,93 +2,13 @@
 //! filesystem view; up/status/down leave nothing behind; reboots and faults look to kamo as
 //! they would on real machines; two labs run side by side.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::kamo::{Kamo, Run, empty_home};
-
-/// A lab in a temporary directory, taken down (by its own `kamo lab down`) however the test
-/// ends.
-struct Lab {
-    home: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Lab {
-    fn up(nodes: usize, extra: &[&str]) -> Lab {
-        let home = empty_home();
-        let dir = home.path().join("lab");
-        let lab = Lab { home, dir };
-        let r = lab
-            .kamo()
-            .args(["lab", "up", "--nodes", &nodes.to_string(), "--dir"])
-            .arg_path(&lab.dir)
-            .args(extra)
-            .run();
-        r.assert_code(0);
-        lab
-    }
-
-    fn kamo(&self) -> Kamo {
-        Kamo::new(self.home.path())
-    }
-
-    fn inventory(&self) -> PathBuf {
-        self.dir.join("inventory.ini")
-    }
-
-    fn exec(&self, pattern: &str, extra: &[&str], cmd: &str) -> Run {
-        self.kamo()
-            .args(["exec", pattern, "-i"])
-            .arg_path(&self.inventory())
-            .args(["--timeout", "3", "--output", "json"])
-            .args(extra)
-            .args(["--", cmd])
-            .run()
-    }
-
-    fn lab(&self, args: &[&str]) -> Run {
-        self.kamo()
-            .args(["lab"])
-            .args(args)
-            .args(["--dir"])
-            .arg_path(&self.dir)
-            .run()
-    }
-
-    fn status(&self) -> Value {
-        let r = self.lab(&["status", "--output", "json"]);
-        r.assert_code(0);
-        serde_json::from_str(&r.stdout).unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if self.dir.join("lab.json").exists() {
-            let _ = self.lab(&["down", "--purge"]);
-        }
-    }
-}
-
-/// PIDs of processes whose command line mentions `dir` (the supervisor and every node).
-fn processes_of(dir: &Path) -> Vec<u32> {
-    let needle = dir.to_string_lossy().into_owned();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline"))
-            && String::from_utf8_lossy(&c).contains(&needle)
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
+use crate::support::lab::{Lab, processes_of};
 
 #[test]
 fn up_status_down_on_20_nodes_leaves_no_process_or_mount_behind() {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kamo;
+pub mod lab;
 pub mod sshd;
 
 use std::io::Read;

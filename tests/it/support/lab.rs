@@ -1,0 +1,89 @@
+//! A `kamo lab` for a test: started in a temporary home, taken down by its own `kamo lab down
+//! --purge` however the test ends.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::kamo::{Kamo, Run, empty_home};
+
+/// A lab in a temporary directory, taken down (by its own `kamo lab down`) however the test
+/// ends.
+pub struct Lab {
+    pub home: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl Lab {
+    pub fn up(nodes: usize, extra: &[&str]) -> Lab {
+        let home = empty_home();
+        let dir = home.path().join("lab");
+        let lab = Lab { home, dir };
+        let r = lab
+            .kamo()
+            .args(["lab", "up", "--nodes", &nodes.to_string(), "--dir"])
+            .arg_path(&lab.dir)
+            .args(extra)
+            .run();
+        r.assert_code(0);
+        lab
+    }
+
+    pub fn kamo(&self) -> Kamo {
+        Kamo::new(self.home.path())
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.ini")
+    }
+
+    pub fn exec(&self, pattern: &str, extra: &[&str], cmd: &str) -> Run {
+        self.kamo()
+            .args(["exec", pattern, "-i"])
+            .arg_path(&self.inventory())
+            .args(["--timeout", "3", "--output", "json"])
+            .args(extra)
+            .args(["--", cmd])
+            .run()
+    }
+
+    pub fn lab(&self, args: &[&str]) -> Run {
+        self.kamo()
+            .args(["lab"])
+            .args(args)
+            .args(["--dir"])
+            .arg_path(&self.dir)
+            .run()
+    }
+
+    pub fn status(&self) -> Value {
+        let r = self.lab(&["status", "--output", "json"]);
+        r.assert_code(0);
+        serde_json::from_str(&r.stdout).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.dir.join("lab.json").exists() {
+            let _ = self.lab(&["down", "--purge"]);
+        }
+    }
+}
+
+/// PIDs of processes whose command line mentions `dir` (the supervisor and every node).
+pub fn processes_of(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&c).contains(&needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
