@@ -49,6 +49,290 @@ pub enum Command {
     /// A rehearsal cluster of real SSH nodes on this machine.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Write the cluster's inventory and settings (asks, or takes flags).
+    Configure(ConfigureArgs),
+    /// Install Kubernetes, NFS and the app (all = k8s + nfs + app; infra = k8s + nfs).
+    Deploy(DeployArgs),
+    /// Uninstall: all (every node back to bare; data kept unless --purge-data), app,
+    /// nvidia-repo, nvidia-packages.
+    Clean(CleanArgs),
+    /// Update the app (Helm upgrade), the nodes' configuration, or Kubernetes certificates.
+    Update(UpdateArgs),
+    /// Clean all with the deployed version's playbooks, then deploy all with the target's.
+    Rebuild(RebuildArgs),
+    /// Change the app's database or storage password, or show the credentials.
+    Credentials(CredentialsArgs),
+    /// Preflight and postflight checks of a cluster: a table, or JSON with --output json.
+    Check(CheckArgs),
+    /// The compatibility matrix: app version, Kubernetes, Ubuntu, MinIO, GitLab, LDAP.
+    Versions(VersionsArgs),
+    /// Shell completions for bash, zsh, fish, elvish or powershell, on stdout.
+    Completions(CompletionsArgs),
+    /// The manual page (roff) on stdout, or one page per command into --dir.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    /// The Kubernetes master's host name.
+    #[arg(long)]
+    pub master: Option<String>,
+    /// The node that runs the KAMONOHASHI app (`kqi_node`; default: the master).
+    #[arg(long = "app-node")]
+    pub app_node: Option<String>,
+    /// The storage (NFS) node.
+    #[arg(long = "storage-node")]
+    pub storage_node: Option<String>,
+    /// The compute nodes, comma-separated.
+    #[arg(long = "compute-nodes", value_name = "HOSTS")]
+    pub compute_nodes: Option<String>,
+    /// The nodes with NVIDIA GPUs, comma-separated, or `none` (default: the compute nodes).
+    #[arg(long = "gpu-nodes", value_name = "HOSTS")]
+    pub gpu_nodes: Option<String>,
+    /// The SSH user kamo logs in as (`ansible_user`).
+    #[arg(long = "ssh-user", value_name = "USER")]
+    pub ssh_user: Option<String>,
+    /// Proxy for http (default: $http_proxy).
+    #[arg(long = "http-proxy", value_name = "URL")]
+    pub http_proxy: Option<String>,
+    /// Proxy for https (default: $https_proxy, else the http proxy).
+    #[arg(long = "https-proxy", value_name = "URL")]
+    pub https_proxy: Option<String>,
+    /// Extra no_proxy entries (default: $no_proxy); the cluster's names and addresses are
+    /// always added.
+    #[arg(long = "no-proxy", value_name = "LIST")]
+    pub no_proxy: Option<String>,
+    /// Address of a host that DNS does not resolve: NAME=ADDRESS (repeatable).
+    #[arg(long = "host-address", value_name = "NAME=ADDRESS")]
+    pub host_address: Vec<String>,
+    /// One machine for every role: this machine's host name.
+    #[arg(long = "single-node")]
+    pub single_node: bool,
+    /// App version to deploy (default: the newest deployable one in the matrix).
+    #[arg(long = "app-version", value_name = "V")]
+    pub app_version: Option<String>,
+    /// Kubernetes version to install (default: the matrix's for the app version).
+    #[arg(long = "kube-version", value_name = "V")]
+    pub kube_version: Option<String>,
+    /// The NFS export on the storage node.
+    #[arg(
+        long = "nfs-export-path",
+        value_name = "PATH",
+        default_value = "/export/kamonohashi"
+    )]
+    pub nfs_export_path: String,
+    /// MinIO's data directory on the storage node.
+    #[arg(
+        long = "minio-data-path",
+        value_name = "PATH",
+        default_value = "/var/lib/kamonohashi/minio"
+    )]
+    pub minio_data_path: String,
+    /// Where to write hosts.ini and group_vars/all/settings.yml.
+    #[arg(long, value_name = "DIR", default_value = "inventory")]
+    pub dir: PathBuf,
+    /// Never prompt: a missing answer is an error.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// The playbook directory (for the matrix; default: see `kamo versions --help`).
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+}
+
+/// What every lifecycle verb takes: where, how to connect, where to record.
+#[derive(Debug, Args, Clone)]
+pub struct LifecycleArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The playbook directory: --playbooks, $KAMO_PLAYBOOKS, ./playbooks, the installed
+    /// share/kamo/playbooks, the source tree.
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+    /// Extra variables for the playbooks (as `kamo run -e`).
+    #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
+    pub extra_vars: Vec<String>,
+    /// Connect and report what would change, changing nothing.
+    #[arg(short = 'C', long = "check")]
+    pub check: bool,
+    /// Ask for the sudo password once (hidden).
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    /// Where the run journal and logs are kept (as `kamo run`).
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// After Ctrl-C, how long the tasks in flight may take to finish before they are abandoned.
+    #[arg(long = "grace-period", value_name = "SECONDS", default_value_t = 30)]
+    pub grace_period: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeployTarget {
+    All,
+    Infra,
+    Nfs,
+    K8s,
+    App,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[arg(value_enum)]
+    pub target: DeployTarget,
+    #[command(flatten)]
+    pub common: LifecycleArgs,
+    /// App version (default: the settings' app_version); `2.1.0` or the deploy tool's `2.1.0.3`.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Read the admin password (also the DB and storage password) from stdin.
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    /// Do not ask anything: the first deploy generates the passwords.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CleanTarget {
+    All,
+    App,
+    NvidiaRepo,
+    NvidiaPackages,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    #[arg(value_enum)]
+    pub target: CleanTarget,
+    #[command(flatten)]
+    pub common: LifecycleArgs,
+    /// Skip the typed confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also delete the data on the storage node (NFS export, MinIO data).
+    #[arg(long = "purge-data")]
+    pub purge_data: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpdateTarget {
+    App,
+    NodeConf,
+    KubeCerts,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    #[arg(value_enum)]
+    pub target: UpdateTarget,
+    #[command(flatten)]
+    pub common: LifecycleArgs,
+    /// App version for `update app` (default: the settings' app_version).
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub common: LifecycleArgs,
+    /// The version to deploy after the clean.
+    #[arg(long = "to-version", value_name = "V", required = true)]
+    pub to_version: String,
+    /// Skip the typed confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Also delete the data on the storage node (NFS export, MinIO data).
+    #[arg(long = "purge-data")]
+    pub purge_data: bool,
+    /// Read the admin password for the new deploy from stdin (default: keep the cluster's).
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CredentialsTarget {
+    Db,
+    Storage,
+    All,
+    Show,
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
+    #[arg(value_enum)]
+    pub target: CredentialsTarget,
+    #[command(flatten)]
+    pub common: LifecycleArgs,
+    /// Read the new password from stdin instead of a hidden prompt.
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckPhase {
+    /// Preflight, plus postflight where the app is deployed.
+    Auto,
+    /// Before a deploy: reachability, sudo, OS, disk, clock, ports, names.
+    Pre,
+    /// After a deploy: Kubernetes, nodes Ready, the app release and version.
+    Post,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Which checks.
+    #[arg(long, value_enum, default_value_t = CheckPhase::Auto)]
+    pub phase: CheckPhase,
+    /// Hold the hosts against this version's row of the matrix (default: the settings').
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// The playbook directory (for the matrix).
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+    /// Largest clock difference to the workstation, in seconds.
+    #[arg(long = "max-clock-skew", value_name = "SECONDS", default_value_t = 5)]
+    pub max_clock_skew: u64,
+    /// Least free space on /var and the storage path, in MiB.
+    #[arg(long = "min-free-mib", value_name = "MIB", default_value_t = 2048)]
+    pub min_free_mib: u64,
+    /// Ask for the sudo password once (hidden).
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionsArgs {
+    /// The playbook directory (default: --playbooks, $KAMO_PLAYBOOKS, ./playbooks, the
+    /// installed share/kamo/playbooks, the source tree).
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write kamo.1 and one page per command (kamo-run.1, ...) into DIR instead of printing
+    /// kamo.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

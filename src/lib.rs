@@ -8,6 +8,8 @@
 //! - `commands/`: one file per subcommand: load inputs, run, report, pick the exit code.
 //! - `inventory/`: INI and YAML inventories, `group_vars/`/`host_vars/`, host patterns.
 //! - `transport/`: SSH (russh), `known_hosts` verification, shell quoting, connection settings.
+//! - `coordinator/`: workstation steps between playbooks: confirmations, the version matrix,
+//!   which playbooks a lifecycle verb runs.
 //! - `secret`, `error`: values that never print, and the one error type with its exit codes.
 //!
 //! Files kamo reads: the inventory (`-i`, default `./inventory/hosts.ini`), `~/.ssh/config`,
@@ -16,6 +18,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod coordinator;
 pub mod engine;
 pub mod error;
 pub mod inventory;

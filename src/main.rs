@@ -60,6 +60,24 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Lab(LabCommand::Down(a)) => runtime()?.block_on(kamo::commands::lab::down(&a)),
         Command::Lab(LabCommand::Fault(a)) => runtime()?.block_on(kamo::commands::lab::fault(&a)),
         Command::Lab(LabCommand::Node(a)) => kamo::commands::lab::node(&a),
+        Command::Configure(a) => kamo::commands::configure::run(&a),
+        Command::Deploy(a) => {
+            runtime()?.block_on(kamo::commands::lifecycle::deploy(a, cli.verbose))
+        }
+        Command::Clean(a) => runtime()?.block_on(kamo::commands::lifecycle::clean(a, cli.verbose)),
+        Command::Update(a) => {
+            runtime()?.block_on(kamo::commands::lifecycle::update(a, cli.verbose))
+        }
+        Command::Rebuild(a) => {
+            runtime()?.block_on(kamo::commands::lifecycle::rebuild(a, cli.verbose))
+        }
+        Command::Credentials(a) => {
+            runtime()?.block_on(kamo::commands::lifecycle::credentials(a, cli.verbose))
+        }
+        Command::Check(a) => runtime()?.block_on(kamo::commands::check::run(a)),
+        Command::Versions(a) => kamo::commands::versions::run(&a),
+        Command::Completions(a) => Ok(kamo::commands::docs::completions(&a)),
+        Command::Man(a) => kamo::commands::docs::man(&a),
         Command::Lab(LabCommand::Supervise(a)) => runtime()?.block_on(
             kamo::commands::lab::supervise(&a.dir.unwrap_or_else(|| "lab".into())),
         ),

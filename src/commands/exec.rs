@@ -27,10 +27,10 @@ use crate::transport::{Connection, Exit, Target, TransportError};
 use crate::ui;
 
 /// A host ready to run: its target and its sudo settings; or why it cannot be reached.
-type Prepared = std::result::Result<(Target, Option<Become>), TransportError>;
+pub type Prepared = std::result::Result<(Target, Option<Become>), TransportError>;
 
 /// Every selected host, in inventory order, with what it will run.
-type Plan = Vec<(String, Prepared)>;
+pub type Plan = Vec<(String, Prepared)>;
 
 /// How one host's command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +114,40 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
     Ok(ExitCode::for_hosts(counts.failed, counts.unreachable))
 }
 
+/// Runs each host's own command (hosts without one are skipped), at most `forks` at once;
+/// results in the plan's order. For coordinator probes that need every answer before going on.
+pub async fn run_all(
+    ctx: &Arc<SshContext>,
+    plan: Plan,
+    commands: &std::collections::HashMap<String, String, impl std::hash::BuildHasher>,
+    forks: usize,
+) -> Vec<HostResult> {
+    let sem = Arc::new(Semaphore::new(forks.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut order = Vec::new();
+    for (host, prepared) in plan {
+        let Some(command) = commands.get(&host).cloned() else {
+            continue;
+        };
+        order.push(host.clone());
+        let (sem, ctx) = (sem.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else {
+                unreachable!("the semaphore is never closed")
+            };
+            run_on_host(host, &command, prepared, &ctx).await
+        });
+    }
+    let mut out: Vec<HostResult> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(r) = joined {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|r| order.iter().position(|h| *h == r.host));
+    out
+}
+
 #[derive(Default)]
 struct Counts {
     ok: usize,
@@ -162,19 +196,45 @@ fn prepare(
     inventory: &crate::inventory::Inventory,
     hosts: &[String],
 ) -> Result<(Arc<SshContext>, Plan)> {
+    prepare_hosts(
+        &args.connection,
+        &BecomeArgs {
+            r#become: args.r#become,
+            user: args.become_user.clone(),
+            ask_pass: args.ask_become_pass,
+        },
+        inventory,
+        hosts,
+    )
+}
+
+/// sudo settings for a fan-out.
+pub struct BecomeArgs {
+    pub r#become: bool,
+    pub user: Option<String>,
+    pub ask_pass: bool,
+}
+
+/// What `kamo exec` prepares, for any command that fans out over hosts (`check`, `rebuild`'s probes).
+pub fn prepare_hosts(
+    connection: &ConnectionArgs,
+    become_args: &BecomeArgs,
+    inventory: &crate::inventory::Inventory,
+    hosts: &[String],
+) -> Result<(Arc<SshContext>, Plan)> {
     let mut defaults = Defaults {
-        user: args.connection.user.clone(),
-        private_key: args.connection.private_key.clone(),
-        become_user: args.become_user.clone(),
+        user: connection.user.clone(),
+        private_key: connection.private_key.clone(),
+        become_user: become_args.user.clone(),
         ..Defaults::default()
     };
-    if args.connection.ask_pass {
+    if connection.ask_pass {
         defaults.password = Some(prompt_secret("SSH password: ")?);
     }
-    if args.ask_become_pass {
+    if become_args.ask_pass {
         defaults.become_password = Some(prompt_secret("BECOME password: ")?);
     }
-    let ssh_config = super::ssh_config(args.connection.ssh_config.as_ref())?;
+    let ssh_config = super::ssh_config(connection.ssh_config.as_ref())?;
     let targets: Vec<(String, std::result::Result<Target, TransportError>)> = hosts
         .iter()
         .map(|h| {
@@ -184,12 +244,12 @@ fn prepare(
             )
         })
         .collect();
-    let ctx = Arc::new(ssh_context(&args.connection, &targets)?);
+    let ctx = Arc::new(ssh_context(connection, &targets)?);
     let plan = targets
         .into_iter()
         .map(|(h, t)| {
             let prepared = t.map(|t| {
-                let sudo = args
+                let sudo = become_args
                     .r#become
                     .then(|| Become::new(t.become_user.clone(), t.become_password.clone()));
                 (t, sudo)

@@ -215,7 +215,13 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let base = node::Base::read(&args.os_release, password_hash)?;
+    let mut base = node::Base::read(&args.os_release, password_hash)?;
+    // Every node knows every other by name, as cluster DNS (or DeepOps' /etc/hosts role)
+    // provides on real machines: kubeadm, NFS mounts and `kamo check` use the names.
+    base.hosts.push_str("\n# kamo lab nodes\n");
+    for n in &lab.nodes {
+        let _ = writeln!(base.hosts, "{} {}", n.address, n.name);
+    }
     prepare_nodes(&lab, &base)?;
     write_files(&lab, args.gpu_nodes)?;
     lab.save()?;

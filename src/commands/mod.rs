@@ -1,12 +1,17 @@
 //! One file per subcommand: load the inputs, do the work, report, pick the exit code.
 
+pub mod check;
+pub mod configure;
+pub mod docs;
 pub mod exec;
 pub mod history;
 pub mod inventory;
 pub mod lab;
+pub mod lifecycle;
 pub mod plan;
 pub mod resume;
 pub mod run;
+pub mod versions;
 
 use std::path::PathBuf;
 

@@ -248,11 +248,13 @@ pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
         0o644,
     )?;
     write(&upper("/etc/hostname"), &format!("{}\n", spec.name), 0o644)?;
-    write(
-        &upper("/etc/hosts"),
-        &format!("{}{} {}\n", ensure_nl(&base.hosts), spec.address, spec.name),
-        0o644,
-    )?;
+    let own = format!("{} {}\n", spec.address, spec.name);
+    let hosts = if base.hosts.contains(&own) {
+        ensure_nl(&base.hosts)
+    } else {
+        format!("{}{own}", ensure_nl(&base.hosts))
+    };
+    write(&upper("/etc/hosts"), &hosts, 0o644)?;
     let home = upper(&format!("/home/{USER}/.profile"));
     write(&home, "# ~/.profile of a kamo lab node\n", 0o644)?;
     let home_dir = home.parent().expect("a home directory").to_owned();

@@ -15,3 +15,4 @@ mod inventory_cli;
 mod journal;
 mod lab;
 mod playbook;
+mod verbs;

@@ -137,6 +137,27 @@ impl Kamo {
         }
     }
 
+    /// Runs kamo to the end with `text` as its stdin (from a file, so it ends with EOF).
+    pub fn run_with_stdin(mut self, text: &str) -> Run {
+        let mut f = tempfile::tempfile().expect("temp stdin");
+        std::io::Write::write_all(&mut f, text.as_bytes()).expect("write stdin");
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).expect("rewind stdin");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = super::run_bounded_in(
+            &mut self.cmd,
+            std::time::Duration::from_secs(120),
+            Stdio::from(f),
+        );
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
     /// Starts kamo without waiting (for signal tests).
     pub fn spawn(mut self) -> std::process::Child {
         self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

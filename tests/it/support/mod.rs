@@ -20,9 +20,14 @@ pub fn kamo_bin() -> PathBuf {
 /// Runs `cmd` with stdin from /dev/null and captured output; kills it and panics (showing
 /// what it printed so far) if it has not exited within `timeout`.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
+    run_bounded_in(cmd, timeout, Stdio::null())
+}
+
+/// [`run_bounded`] with the given stdin.
+pub fn run_bounded_in(cmd: &mut Command, timeout: Duration, stdin: Stdio) -> Output {
     let desc = format!("{cmd:?}");
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
