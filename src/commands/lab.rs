@@ -381,6 +381,11 @@ fn write_files(lab: &Lab, gpu_nodes: usize) -> Result<()> {
 /// terminal does not reach it) and waits until every node answers.
 async fn start_supervisor(dir: &Path) -> Result<()> {
     use std::os::unix::process::CommandExt;
+    // sshd refuses to start without its privilege separation directory, which only the
+    // distribution's service unit creates (tmpfiles.d); a machine whose sshd never ran as a
+    // service (containers, CI) lacks it.
+    std::fs::create_dir_all("/run/sshd")
+        .map_err(|e| Error::io("cannot create sshd's directory", Path::new("/run/sshd"), e))?;
     let exe = std::env::current_exe()
         .map_err(|e| Error::Other(format!("cannot find the kamo binary: {e}")))?;
     let log = std::fs::File::create(dir.join("supervisor.log"))

@@ -338,3 +338,98 @@ fn unknown_or_undeployable_versions_are_refused_before_any_host() {
         .run();
     r.assert_code(5);
 }
+
+/// `kamo check` on a bare lab: every preflight row passes; a node on an Ubuntu release the
+/// target version does not support, and a node that is down, each fail their row (exit 2)
+/// while the other hosts are still checked.
+#[test]
+fn check_preflight_on_a_lab() {
+    use crate::support::lab::Lab;
+    let lab = Lab::up(3, &[]);
+    let check = |extra: &[&str]| {
+        lab.kamo()
+            .args(["check", "-i"])
+            .arg_path(&lab.inventory())
+            .args(["--timeout", "5", "--output", "json", "--playbooks"])
+            .arg_path(&playbooks())
+            .args(extra)
+            .run()
+    };
+    let r = check(&[]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    let rows = v["checks"].as_array().unwrap();
+    let failed: Vec<&Value> = rows.iter().filter(|c| c["status"] == "fail").collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    r.assert_code(0);
+    for name in [
+        "reachable",
+        "sudo",
+        "os",
+        "disk /var",
+        "clock",
+        "ports",
+        "names",
+    ] {
+        for host in ["node01", "node02", "node03"] {
+            assert!(
+                rows.iter()
+                    .any(|c| c["host"] == host && c["name"] == name && c["status"] == "ok"),
+                "{host}/{name} not ok: {rows:#?}"
+            );
+        }
+    }
+    assert!(v["app_version"].is_null(), "nothing deployed yet");
+    assert!(rows.iter().all(|c| c["detail"].is_string()));
+
+    // The matrix decides: version 2.0.0 deploys on 22.04 (ok) but was published for 18.04 (warn).
+    let r = check(&["--version", "2.0.0", "--phase", "pre"]);
+    r.assert_code(0);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let os = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "os")
+        .unwrap()
+        .clone();
+    assert_eq!(os["status"], "warn", "{os}");
+    assert!(os["detail"].as_str().unwrap().contains("18.04"), "{os}");
+
+    // A node down: its row fails, the others are still judged; exit 2.
+    lab.lab(&["fault", "node02", "down"]).assert_code(0);
+    let r = check(&[]);
+    r.assert_code(2);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v["checks"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .any(|c| c["host"] == "node02" && c["name"] == "reachable" && c["status"] == "fail")
+    );
+    assert!(
+        rows.iter()
+            .any(|c| c["host"] == "node03" && c["name"] == "os" && c["status"] == "ok")
+    );
+    // node01 cannot resolve node02? It still can (names stay); but node02 gave no answers.
+    assert!(
+        !rows
+            .iter()
+            .any(|c| c["host"] == "node02" && c["name"] == "os")
+    );
+    // The text table for people.
+    lab.lab(&["fault", "node02", "up"]).assert_code(0);
+    let r = lab
+        .kamo()
+        .args(["check", "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--timeout", "5", "--playbooks"])
+        .arg_path(&playbooks())
+        .run();
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("HOST")
+            && r.stdout.contains("STATUS")
+            && r.stdout.contains("deployed app version: none"),
+        "{}",
+        r.stdout
+    );
+}
