@@ -156,6 +156,11 @@ pub struct LifecycleArgs {
     /// Connect and report what would change, changing nothing.
     #[arg(short = 'C', long = "check")]
     pub check: bool,
+    /// Per-node dry run, offline (as `kamo plan`): every task of the verb's playbooks with
+    /// its rendered commands for every host; nothing connects, nothing asks, nothing changes.
+    /// With --output json, one plan document per playbook, one per line.
+    #[arg(long, conflicts_with = "check")]
+    pub plan: bool,
     /// Ask for the sudo password once (hidden).
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,
@@ -242,6 +247,11 @@ pub struct RebuildArgs {
     /// The version to deploy after the clean.
     #[arg(long = "to-version", value_name = "V", required = true)]
     pub to_version: String,
+    /// The version deployed now, whose playbooks clean the cluster (default: what
+    /// /etc/kamonohashi/deployed.json on the hosts says; needed with --plan, which reads no
+    /// host).
+    #[arg(long = "from-version", value_name = "V")]
+    pub from_version: Option<String>,
     /// Skip the typed confirmation (for scripts).
     #[arg(long, short = 'y')]
     pub yes: bool,

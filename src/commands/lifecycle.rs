@@ -79,18 +79,38 @@ async fn run_playbooks(
     let mut extra = vec![Value::Object(vars).to_string()];
     // The operator's own -e come last, so they win, as with `kamo run`.
     extra.extend(common.extra_vars.iter().cloned());
+    let playbook_args = PlaybookArgs {
+        extra_vars: extra.clone(),
+        tags: Vec::new(),
+        skip_tags: Vec::new(),
+        start_at_task: None,
+        r#become: false,
+        become_user: None,
+        ask_become_pass: false,
+    };
+    if common.plan {
+        let mut worst = ExitCode::Ok;
+        for f in files {
+            let code = super::plan::run(&crate::cli::PlanArgs {
+                playbook: f,
+                inventory: common.inventory.clone(),
+                vars: playbook_args.clone(),
+                scripts: false,
+                output: common.output,
+            })?;
+            if code != ExitCode::Ok {
+                worst = code;
+            }
+        }
+        return Ok(worst);
+    }
     let args = RunArgs {
         playbooks: files,
         inventory: common.inventory.clone(),
         connection: common.connection.clone(),
         playbook: PlaybookArgs {
-            extra_vars: extra,
-            tags: Vec::new(),
-            skip_tags: Vec::new(),
-            start_at_task: None,
-            r#become: false,
-            become_user: None,
             ask_become_pass: common.ask_become_pass,
+            ..playbook_args
         },
         check: common.check,
         diff: false,
@@ -191,7 +211,7 @@ pub async fn deploy(args: DeployArgs, verbose: u8) -> Result<ExitCode> {
         vars.insert("kube_version".into(), json!(k));
     }
     if matches!(args.target, DeployTarget::All | DeployTarget::App) {
-        let pw = if args.yes && !args.password_stdin {
+        let pw = if (args.yes || args.common.plan) && !args.password_stdin {
             None
         } else {
             read_password(
@@ -208,6 +228,7 @@ pub async fn deploy(args: DeployArgs, verbose: u8) -> Result<ExitCode> {
     if code == ExitCode::Ok
         && matches!(args.target, DeployTarget::All | DeployTarget::App)
         && !args.common.check
+        && !args.common.plan
     {
         crate::ui::eprint_line(
             "the app's passwords are in the cluster's secret: `kamo credentials show` prints them",
@@ -264,7 +285,7 @@ pub async fn clean(args: CleanArgs, verbose: u8) -> Result<ExitCode> {
     let files = playbooks::paths(&ctx.root, "clean", name)?;
     let mut vars = base_vars();
     vars.insert("purge_data".into(), json!(args.purge_data));
-    if !args.common.check {
+    if !args.common.check && !args.common.plan {
         let losses = clean_losses(&ctx, args.target, args.purge_data);
         confirm::ask(
             &Question {
@@ -379,38 +400,45 @@ pub const SECRET: &str = "kamonohashi-credentials";
 pub async fn rebuild(args: RebuildArgs, verbose: u8) -> Result<ExitCode> {
     let ctx = context(&args.common)?;
     let target = ctx.matrix.deployable(&args.to_version)?;
-    // 1. Preflight: every host answers, sudo works, the OS suits the target version.
-    let opts = check::Options {
-        phase: CheckPhase::Pre,
-        version: Some(target.version.clone()),
-        max_skew: 5,
-        min_free_mib: 0,
-        ports: false,
+    // 1. Preflight (not in a dry run, which connects to nothing): every host answers, sudo
+    //    works, the OS suits the target version; it also reads what is deployed now.
+    let deployed_now = if args.common.plan {
+        None
+    } else {
+        let opts = check::Options {
+            phase: CheckPhase::Pre,
+            version: Some(target.version.clone()),
+            max_skew: 5,
+            min_free_mib: 0,
+            ports: false,
+        };
+        let report = check::gather(
+            &args.common.connection,
+            args.common.ask_become_pass,
+            &ctx.inventory,
+            &ctx.cluster,
+            &ctx.matrix,
+            &opts,
+        )
+        .await?;
+        let failed: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|r| r.status == "fail")
+            .map(|r| format!("{} {}: {}", r.host, r.name, r.detail))
+            .collect();
+        if !failed.is_empty() {
+            crate::ui::eprint_line(&format!(
+                "preflight failed, nothing was changed:\n  {}",
+                failed.join("\n  ")
+            ));
+            return Ok(ExitCode::HostFailed);
+        }
+        report.app_version
     };
-    let report = check::gather(
-        &args.common.connection,
-        args.common.ask_become_pass,
-        &ctx.inventory,
-        &ctx.cluster,
-        &ctx.matrix,
-        &opts,
-    )
-    .await?;
-    let failed: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|r| r.status == "fail")
-        .map(|r| format!("{} {}: {}", r.host, r.name, r.detail))
-        .collect();
-    if !failed.is_empty() {
-        crate::ui::eprint_line(&format!(
-            "preflight failed, nothing was changed:\n  {}",
-            failed.join("\n  ")
-        ));
-        return Ok(ExitCode::HostFailed);
-    }
     // 2. The version deployed now chooses the clean playbooks.
-    let (old_dir, old_version) = if let Some(v) = &report.app_version {
+    let from = args.from_version.clone().or(deployed_now);
+    let (old_dir, old_version) = if let Some(v) = &from {
         let d = ctx.matrix.deployable(v).map_err(|e| {
             Error::Usage(format!(
                 "the cluster runs {v} ({DEPLOYED_JSON}), whose playbooks kamo does not have: {e}"
@@ -419,8 +447,13 @@ pub async fn rebuild(args: RebuildArgs, verbose: u8) -> Result<ExitCode> {
         (d.playbooks, Some(d.version))
     } else {
         crate::ui::eprint_line(&format!(
-            "no {DEPLOYED_JSON} on the hosts: nothing recorded as deployed; cleaning with the \
-             {} playbooks",
+            "no deployed version known ({DEPLOYED_JSON} on no host{}): cleaning with the {} \
+             playbooks",
+            if args.common.plan {
+                ", and --plan reads no host: pass --from-version"
+            } else {
+                ""
+            },
             target.version
         ));
         (target.playbooks.clone(), None)
@@ -434,7 +467,7 @@ pub async fn rebuild(args: RebuildArgs, verbose: u8) -> Result<ExitCode> {
         None
     };
     // 3. One confirmation naming every host and what goes.
-    if !args.common.check {
+    if !args.common.check && !args.common.plan {
         let mut losses = clean_losses(&ctx, CleanTarget::All, args.purge_data);
         losses.push(format!(
             "then: deploy KAMONOHASHI {} (Kubernetes {}) from scratch{}",
