@@ -144,6 +144,9 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
             dir.display()
         )));
     }
+    if args.with_db {
+        crate::lab::db::preflight(&dir)?;
+    }
     let started = Instant::now();
     if Lab::file(&dir).exists() {
         let mut lab = Lab::load(&dir)?;

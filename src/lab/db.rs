@@ -154,6 +154,14 @@ fn check_reachable(dir: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> 
     Ok(())
 }
 
+/// What `--with-db` needs, checked before the lab creates anything: the server binaries, the
+/// `postgres` user, and a way for that user into `lab` (the lab directory, existing or not).
+pub fn preflight(lab: &Path) -> Result<(), Error> {
+    bin_dir()?;
+    let (uid, gid) = postgres_user()?;
+    check_reachable(&lab.join("db"), uid, gid)
+}
+
 /// A strong random password: 24 bytes from the kernel, URL-safe base64 (32 characters).
 fn generate_password() -> Result<Secret<String>, Error> {
     use base64::Engine as _;

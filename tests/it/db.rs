@@ -445,3 +445,34 @@ fn lab_up_with_db_serves_the_schema_to_the_nodes() {
         );
     }
 }
+
+/// The server runs as `postgres`: a lab directory that user cannot reach is refused before
+/// anything is created (exit 5), naming the directory to open.
+#[test]
+fn lab_with_db_refuses_a_dir_postgres_cannot_reach() {
+    use crate::support::kamo::{Kamo, empty_home};
+    use std::os::unix::fs::PermissionsExt;
+    let home = empty_home();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let dir = home.path().join("lab");
+    let r = Kamo::new(home.path())
+        .args(["lab", "up", "--nodes", "1", "--with-db", "--dir"])
+        .arg_path(&dir)
+        .run();
+    let created = dir.join("lab.json").exists();
+    if created {
+        // Take down whatever a wrong acceptance started before failing.
+        Kamo::new(home.path())
+            .args(["lab", "down", "--purge", "--dir"])
+            .arg_path(&dir)
+            .run();
+    }
+    r.assert_code(5);
+    assert!(
+        r.stderr
+            .contains(&format!("cannot enter {}", home.path().display())),
+        "{}",
+        r.stderr
+    );
+    assert!(!created, "nothing is created");
+}

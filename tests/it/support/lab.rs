@@ -23,7 +23,8 @@ impl Lab {
     pub fn start(nodes: usize, extra: &[&str]) -> (Lab, Run) {
         let home = empty_home();
         if extra.contains(&"--with-db") {
-            // The database server runs as `postgres`, which must pass through the home.
+            // The database server runs as `postgres`, which must pass through the home
+            // (whatever the umask made of it).
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         }
