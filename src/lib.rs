@@ -7,6 +7,7 @@
 //! - `cli`: clap types only.
 //! - `commands/`: one file per subcommand: load inputs, run, report, pick the exit code.
 //! - `inventory/`: INI and YAML inventories, `group_vars/`/`host_vars/`, host patterns.
+//! - `db/`: the app's PostgreSQL schema: EF Core migrations as SQL (`playbooks/migrations/`).
 //! - `transport/`: SSH (russh), `known_hosts` verification, shell quoting, connection settings.
 //! - `coordinator/`: workstation steps between playbooks: confirmations, the version matrix,
 //!   which playbooks a lifecycle verb runs.
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod commands;
 pub mod coordinator;
+pub mod db;
 pub mod engine;
 pub mod error;
 pub mod inventory;

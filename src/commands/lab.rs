@@ -136,13 +136,6 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
     if args.gpu_nodes > args.nodes {
         return Err(Error::Usage("--gpu-nodes cannot exceed --nodes".into()));
     }
-    if args.with_db {
-        return Err(Error::Usage(
-            "--with-db is not available yet (issue 5 is open: the app database comes with the \
-             rollback work of issue 7)"
-                .into(),
-        ));
-    }
     let dir = lab_dir(args.dir.as_ref());
     if dir.to_string_lossy().contains([',', ':', '\\']) {
         return Err(Error::Usage(format!(
@@ -151,13 +144,25 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
             dir.display()
         )));
     }
+    if args.with_db {
+        crate::lab::db::preflight(&dir)?;
+    }
     let started = Instant::now();
     if Lab::file(&dir).exists() {
-        let lab = Lab::load(&dir)?;
+        let mut lab = Lab::load(&dir)?;
+        if args.with_db && lab.db.is_none() {
+            return Err(Error::Usage(format!(
+                "the lab in {} has no database; `kamo lab down --purge --dir {}` first, or use \
+                 another --dir",
+                dir.display(),
+                dir.display()
+            )));
+        }
         if let Some(pid) = supervisor(&dir) {
+            let db_note = ensure_db_running(&mut lab).await?;
             crate::ui::print_text(&format!(
-                "a lab of {} nodes is already running in {} (supervisor pid {pid}); see `kamo lab \
-                 status --dir {}`",
+                "a lab of {} nodes is already running in {} (supervisor pid {pid}{db_note}); see \
+                 `kamo lab status --dir {}`",
                 lab.nodes.len(),
                 dir.display(),
                 dir.display()
@@ -174,9 +179,10 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
                 dir.display()
             )));
         }
+        let db_note = ensure_db_running(&mut lab).await?;
         start_supervisor(&dir).await?;
         crate::ui::print_text(&format!(
-            "lab of {} nodes started again in {} ({:.1}s); inventory: {}",
+            "lab of {} nodes started again in {} ({:.1}s{db_note}); inventory: {}",
             lab.nodes.len(),
             dir.display(),
             started.elapsed().as_secs_f64(),
@@ -195,7 +201,7 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
             gpu: i >= args.nodes - args.gpu_nodes,
         })
         .collect();
-    let lab = Lab {
+    let mut lab = Lab {
         dir: dir.clone(),
         nodes,
         port,
@@ -203,6 +209,7 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
         with_db: args.with_db,
         created_at: crate::journal::now_ms(),
         reboot_seconds: 3,
+        db: None,
     };
     let client_key = dir.join("id_ed25519");
     node::keygen(&client_key, "kamo-lab")?;
@@ -223,18 +230,99 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
         let _ = writeln!(base.hosts, "{} {}", n.address, n.name);
     }
     prepare_nodes(&lab, &base)?;
-    write_files(&lab, args.gpu_nodes)?;
     lab.save()?;
+    let db_line = if args.with_db {
+        match start_new_db(&mut lab, block).await {
+            Ok(line) => line,
+            Err(e) => {
+                if let Some(db) = lab.db.as_mut() {
+                    crate::lab::db::stop(&dir, db).await;
+                }
+                let _ = lab.save();
+                return Err(Error::Other(format!(
+                    "{e}\n(the lab's nodes were not started; `kamo lab down --purge --dir {}` \
+                     removes what was created)",
+                    dir.display()
+                )));
+            }
+        }
+    } else {
+        String::new()
+    };
+    write_files(&lab, args.gpu_nodes)?;
     tracing::info!("nodes prepared in {:.2}s", started.elapsed().as_secs_f64());
     start_supervisor(&dir).await?;
     crate::ui::print_text(&format!(
-        "lab up: {} nodes in {:.1}s\n  inventory: {}\n  try: kamo exec all -i {} -- uname -n",
+        "lab up: {} nodes in {:.1}s\n  inventory: {}{db_line}\n  try: kamo exec all -i {} -- \
+         uname -n",
         lab.nodes.len(),
         started.elapsed().as_secs_f64(),
         dir.join("inventory.ini").display(),
         dir.join("inventory.ini").display()
     ));
     Ok(ExitCode::Ok)
+}
+
+/// The database's port on the master's address: PostgreSQL's own 5432 when it is free there.
+fn pick_db_port(address: &str) -> Result<u16, Error> {
+    if std::net::TcpListener::bind((address, 5432)).is_ok() {
+        return Ok(5432);
+    }
+    std::net::TcpListener::bind((address, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| {
+            Error::Other(format!(
+                "no free port for the lab database on {address}: {e}"
+            ))
+        })
+}
+
+/// `--with-db` on a new lab: initdb, start, load the schema and the sample rows. Returns the
+/// line `up` prints about it (never the password).
+async fn start_new_db(lab: &mut Lab, block: u8) -> Result<String, Error> {
+    let migrations = crate::db::migrations::load(&crate::db::migrations::default_dir())?;
+    let address = lab.nodes[0].address.clone();
+    let port = pick_db_port(&address)?;
+    let db = crate::lab::db::create(
+        &lab.dir,
+        &address,
+        port,
+        claims_dir().join(format!("pg-127.{block}")),
+    )?;
+    lab.db = Some(db);
+    lab.save()?;
+    let db = lab.db.as_mut().expect("just set");
+    crate::lab::db::start(&lab.dir, db).await?;
+    lab.save()?;
+    let db = lab.db.as_ref().expect("just set");
+    let applied = crate::lab::db::load(&lab.dir, db, &migrations).await?;
+    Ok(format!(
+        "\n  database: {}@{}:{}/{} at {} ({} migrations, sample rows; password in {})",
+        db.user,
+        db.address,
+        db.port,
+        db.name,
+        applied.last().map_or("no migration", String::as_str),
+        applied.len(),
+        crate::lab::db::LabDb::password_file(&lab.dir).display()
+    ))
+}
+
+/// Starts the lab's database again when it has one that is not running (`up` on a lab that is
+/// down, or whose server died); never a second server. Returns a note for `up`'s message.
+async fn ensure_db_running(lab: &mut Lab) -> Result<String, Error> {
+    let dir = lab.dir.clone();
+    let Some(db) = lab.db.as_mut() else {
+        return Ok(String::new());
+    };
+    if let Some(pid) = db.running(&dir) {
+        return Ok(format!(", database pid {pid}"));
+    }
+    crate::lab::db::start(&dir, db).await?;
+    let pid = db.pid.unwrap_or_default();
+    lab.save()?;
+    Ok(format!(", database started again, pid {pid}"))
 }
 
 /// The nodes' `ubuntu` user reads the shared cluster state in the lab directory (kubectl
@@ -357,6 +445,18 @@ fn write_files(lab: &Lab, gpu_nodes: usize) -> Result<()> {
          proxy_env: {{}}\n",
         compute.join(", ")
     );
+    let settings = match &lab.db {
+        Some(db) => format!(
+            "{settings}# The app database (kamo lab --with-db); the password is in the file.\n\
+             db_host: {}\ndb_port: {}\ndb_name: {}\ndb_user: {}\ndb_password_file: {}\n",
+            db.address,
+            db.port,
+            db.name,
+            db.user,
+            crate::lab::db::LabDb::password_file(dir).display()
+        ),
+        None => settings,
+    };
     let gv = dir.join("group_vars/all");
     std::fs::create_dir_all(&gv).map_err(|e| Error::io("cannot create", &gv, e))?;
     std::fs::write(gv.join("settings.yml"), settings)
@@ -465,8 +565,16 @@ pub async fn supervise(dir: &Path) -> Result<ExitCode> {
 
 pub async fn down(args: &LabDownArgs) -> Result<ExitCode> {
     let dir = lab_dir(args.dir.as_ref());
-    let lab = Lab::load(&dir)?;
+    let mut lab = Lab::load(&dir)?;
     need_root()?;
+    if let Some(db) = lab.db.as_mut() {
+        crate::lab::db::stop(&dir, db).await;
+        if args.purge {
+            crate::lab::db::purge(&dir, db)?;
+        } else {
+            lab.save()?;
+        }
+    }
     if let Some(pid) = supervisor(&dir) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
@@ -596,6 +704,10 @@ pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
                 .collect()
         })
         .unwrap_or_default();
+    let database = match &lab.db {
+        Some(db) => Some((db, crate::lab::db::status(&dir, db).await)),
+        None => None,
+    };
     if args.output == OutputFormat::Json {
         crate::ui::print_json(&serde_json::json!({
             "dir": dir, "supervisor": running, "nodes": json_nodes,
@@ -603,6 +715,12 @@ pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
                 "control_plane": c.control_plane, "version": c.version,
             })),
             "releases": releases,
+            "database": database.as_ref().map(|(db, st)| serde_json::json!({
+                "address": db.address, "port": db.port, "name": db.name, "user": db.user,
+                "state": st.state, "pid": st.pid, "newest_migration": st.newest_migration,
+                "migrations": st.migrations, "error": st.error,
+                "password_file": crate::lab::db::LabDb::password_file(&dir),
+            })),
         }));
         return Ok(ExitCode::Ok);
     }
@@ -640,6 +758,27 @@ pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
             crate::ui::print_text(&text);
         }
         None => crate::ui::print_text("\ncluster: none (no `kubeadm init` yet)"),
+    }
+    if let Some((db, st)) = &database {
+        let mut text = format!(
+            "\ndatabase: {} {}@{}:{}/{}",
+            st.state, db.user, db.address, db.port, db.name
+        );
+        if let Some(pid) = st.pid {
+            let _ = write!(text, " (pid {pid})");
+        }
+        if st.state == "up" {
+            let _ = write!(
+                text,
+                ", migration {} ({} applied)",
+                st.newest_migration.as_deref().unwrap_or("none"),
+                st.migrations
+            );
+        }
+        if let Some(e) = &st.error {
+            let _ = write!(text, ": {e}");
+        }
+        crate::ui::print_text(&text);
     }
     Ok(ExitCode::Ok)
 }

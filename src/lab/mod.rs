@@ -7,7 +7,9 @@
 //! systemctl, kubeadm, kubectl, helm, nvidia-smi, exportfs, reboot) are stand-ins: this very
 //! binary, called under the tool's name (see [`standin`]), keeping per-node state under the
 //! node's `/var/lib/kamo-lab` and cluster state in the lab directory that every node sees.
+//! With `--with-db`, the lab also runs the app's PostgreSQL database ([`db`]).
 
+pub mod db;
 pub mod node;
 pub mod standin;
 pub mod supervisor;
@@ -30,6 +32,9 @@ pub struct Lab {
     pub created_at: i64,
     /// Seconds a rebooted node stays down.
     pub reboot_seconds: u64,
+    /// The app database (`--with-db`).
+    #[serde(default)]
+    pub db: Option<db::LabDb>,
 }
 
 impl Lab {

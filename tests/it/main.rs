@@ -8,6 +8,7 @@
 mod support;
 
 mod auth;
+mod db;
 mod exec;
 mod harness;
 mod host_keys;

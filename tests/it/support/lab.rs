@@ -16,7 +16,18 @@ pub struct Lab {
 
 impl Lab {
     pub fn up(nodes: usize, extra: &[&str]) -> Lab {
+        Self::start(nodes, extra).0
+    }
+
+    /// Like [`Lab::up`], also returning what `kamo lab up` printed.
+    pub fn start(nodes: usize, extra: &[&str]) -> (Lab, Run) {
         let home = empty_home();
+        if extra.contains(&"--with-db") {
+            // The database server runs as `postgres`, which must pass through the home
+            // (whatever the umask made of it).
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        }
         let dir = home.path().join("lab");
         let lab = Lab { home, dir };
         let r = lab
@@ -26,7 +37,7 @@ impl Lab {
             .args(extra)
             .run();
         r.assert_code(0);
-        lab
+        (lab, r)
     }
 
     pub fn kamo(&self) -> Kamo {
