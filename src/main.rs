@@ -60,6 +60,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Lab(LabCommand::Down(a)) => runtime()?.block_on(kamo::commands::lab::down(&a)),
         Command::Lab(LabCommand::Fault(a)) => runtime()?.block_on(kamo::commands::lab::fault(&a)),
         Command::Lab(LabCommand::Node(a)) => kamo::commands::lab::node(&a),
+        Command::Lab(LabCommand::Disk(a)) => kamo::commands::lab::disk(&a),
         Command::Lab(LabCommand::Supervise(a)) => runtime()?.block_on(
             kamo::commands::lab::supervise(&a.dir.unwrap_or_else(|| "lab".into())),
         ),

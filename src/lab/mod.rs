@@ -8,6 +8,7 @@
 //! binary, called under the tool's name (see [`standin`]), keeping per-node state under the
 //! node's `/var/lib/kamo-lab` and cluster state in the lab directory that every node sees.
 
+pub mod disk;
 pub mod node;
 pub mod standin;
 pub mod supervisor;
