@@ -20,11 +20,9 @@ fn need_root() -> Result<()> {
     if nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    Err(Error::Usage(
-        "kamo lab needs root: every node is an sshd in mount and UTS namespaces of its own, with \
-         overlay mounts. Run it with sudo (user namespaces are not supported yet)"
-            .into(),
-    ))
+    Err(Error::Other(crate::lab::userns::refusal(
+        &crate::lab::userns::probe(),
+    )))
 }
 
 /// The supervisor's pid when it is running.

@@ -12,6 +12,7 @@ pub mod disk;
 pub mod node;
 pub mod standin;
 pub mod supervisor;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 

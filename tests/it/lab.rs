@@ -667,3 +667,45 @@ fn regression_a_lab_below_an_overlaid_directory_boots() {
         .assert_code(0);
     assert!(!Path::new("/root/mine").exists());
 }
+
+/// An ordinary user's `kamo lab up` is refused before anything is created: root is needed
+/// (the user-namespace mode is not built), and the message names what this machine lacks for
+/// it, such as the `uidmap` helpers when they are not installed.
+#[test]
+fn an_ordinary_user_is_told_what_is_needed() {
+    use std::os::unix::fs::PermissionsExt;
+    crate::support::sshd::ensure_test_user().unwrap();
+    let home = empty_home();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = home.path().join("lab");
+    let out = std::process::Command::new("runuser")
+        .args(["-u", crate::support::sshd::TEST_USER, "--"])
+        .arg(env!("CARGO_BIN_EXE_kamo"))
+        .args(["lab", "up", "--nodes", "1", "--dir"])
+        .arg(&dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kamo lab needs root")
+            && stderr.contains(&format!(
+                "Running it as {} through user namespaces is not supported yet",
+                crate::support::sshd::TEST_USER
+            )),
+        "{stderr}"
+    );
+    let helpers = ["/usr/bin/newuidmap", "/usr/bin/newgidmap"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    assert_eq!(
+        stderr.contains("`apt-get install uidmap`"),
+        !helpers,
+        "{stderr}"
+    );
+    assert!(!dir.exists(), "the refused lab created {}", dir.display());
+}
