@@ -353,7 +353,7 @@ pub enum LabCommand {
     Status(LabStatusArgs),
     /// Stop every process the lab started (by PID); --purge also removes its files.
     Down(LabDownArgs),
-    /// Break a node on purpose: down, up, hang, hostkey-change, slow, clear.
+    /// Break a node on purpose: down, up, hang, hostkey-change, slow, disk-full, clear.
     Fault(LabFaultArgs),
     /// (internal) The lab's background supervisor.
     #[command(hide = true)]
@@ -361,6 +361,22 @@ pub enum LabCommand {
     /// (internal) Become one node: namespaces, overlays, then exec sshd.
     #[command(hide = true)]
     Node(LabNodeArgs),
+    /// (internal) Fill or free a running node's disk from inside its mount namespace.
+    #[command(hide = true)]
+    Disk(LabDiskArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabDiskArgs {
+    pub node: String,
+    /// `fill` or `free`.
+    #[arg(value_parser = ["fill", "free"])]
+    pub action: String,
+    /// The node's sshd, whose mount namespace is entered.
+    #[arg(long)]
+    pub pid: u32,
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -418,7 +434,8 @@ pub struct LabDownArgs {
 pub struct LabFaultArgs {
     /// The node (its inventory host name).
     pub node: String,
-    /// down, up, hang, hostkey-change, slow (200 ms added each way) or clear.
+    /// down, up, hang, hostkey-change, slow (200 ms added each way), disk-full (writes fail
+    /// with ENOSPC) or clear.
     pub action: String,
     /// The lab's directory (default ./lab).
     #[arg(long, value_name = "DIR")]

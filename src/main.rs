@@ -78,6 +78,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Versions(a) => kamo::commands::versions::run(&a),
         Command::Completions(a) => Ok(kamo::commands::docs::completions(&a)),
         Command::Man(a) => kamo::commands::docs::man(&a),
+        Command::Lab(LabCommand::Disk(a)) => kamo::commands::lab::disk(&a),
         Command::Lab(LabCommand::Supervise(a)) => runtime()?.block_on(
             kamo::commands::lab::supervise(&a.dir.unwrap_or_else(|| "lab".into())),
         ),

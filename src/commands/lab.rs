@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cli::{LabDownArgs, LabFaultArgs, LabNodeArgs, LabStatusArgs, LabUpArgs, OutputFormat};
+use crate::cli::{
+    LabDiskArgs, LabDownArgs, LabFaultArgs, LabNodeArgs, LabStatusArgs, LabUpArgs, OutputFormat,
+};
 use crate::error::{Error, ExitCode, Result};
 use crate::lab::{Lab, NodeSpec, node, node_name};
 
@@ -18,11 +20,9 @@ fn need_root() -> Result<()> {
     if nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    Err(Error::Usage(
-        "kamo lab needs root: every node is an sshd in mount and UTS namespaces of its own, with \
-         overlay mounts. Run it with sudo (user namespaces are not supported yet)"
-            .into(),
-    ))
+    Err(Error::Other(crate::lab::userns::refusal(
+        &crate::lab::userns::probe(),
+    )))
 }
 
 /// The supervisor's pid when it is running.
@@ -558,6 +558,21 @@ pub fn node(args: &LabNodeArgs) -> Result<ExitCode> {
     Err(node::exec_node(&lab.dir, &spec, &args.config))
 }
 
+/// `kamo lab disk --dir DIR --pid PID NODE fill|free` (run by the supervisor for the
+/// `disk-full` fault, single-threaded, before any runtime: `setns` refuses threaded callers).
+pub fn disk(args: &LabDiskArgs) -> Result<ExitCode> {
+    need_root()?;
+    let lab = Lab::load(&args.dir)?;
+    let spec = lab.node(&args.node)?;
+    crate::lab::disk::enter(&spec.name, args.pid)?;
+    if args.action == "fill" {
+        crate::lab::disk::fill(&lab.dir, &spec.name)?;
+    } else {
+        crate::lab::disk::free(&spec.name)?;
+    }
+    Ok(ExitCode::Ok)
+}
+
 pub async fn supervise(dir: &Path) -> Result<ExitCode> {
     crate::lab::supervisor::run(dir).await?;
     Ok(ExitCode::Ok)
@@ -666,9 +681,14 @@ pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
             .join(format!("{}.json", n.name))
             .exists();
         let (packages, kubelet) = node_software(&dir, &n.name, joined);
+        let disk_full = running.is_some() && crate::lab::disk::is_set(&dir, &n.name);
         rows.push(vec![
             n.name.clone(),
-            state.to_owned(),
+            if disk_full {
+                format!("{state}, disk full")
+            } else {
+                state.to_owned()
+            },
             format!("{}:{}", n.address, n.port),
             if n.gpu { "gpu".into() } else { "-".into() },
             kubelet.clone(),
@@ -682,6 +702,7 @@ pub async fn status(args: &LabStatusArgs) -> Result<ExitCode> {
         json_nodes.push(serde_json::json!({
             "name": n.name, "state": state, "address": n.address, "port": n.port,
             "gpu": n.gpu, "joined": joined, "kubelet": kubelet, "packages": packages,
+            "disk_full": disk_full,
         }));
     }
     let cluster: Option<crate::lab::standin::cluster::Cluster> =
@@ -819,8 +840,8 @@ pub async fn fault(args: &LabFaultArgs) -> Result<ExitCode> {
     let action = args.action.as_str();
     if !crate::lab::supervisor::ACTIONS.contains(&action) || action == "reboot" {
         return Err(Error::Usage(format!(
-            "fault {action:?} is not available (yet); use one of: down, up, hang, \
-             hostkey-change, slow, clear"
+            "fault {action:?} is not available; use one of: down, up, hang, hostkey-change, \
+             slow, disk-full, clear"
         )));
     }
     if supervisor(&dir).is_none() {

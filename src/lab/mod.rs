@@ -10,9 +10,11 @@
 //! With `--with-db`, the lab also runs the app's PostgreSQL database ([`db`]).
 
 pub mod db;
+pub mod disk;
 pub mod node;
 pub mod standin;
 pub mod supervisor;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 

@@ -423,14 +423,17 @@ fn become_node(lab: &Path, spec: &NodeSpec, config: &str) -> Result<Error, Error
     std::fs::create_dir("/mnt/lab")
         .map_err(|e| Error::io("cannot create", Path::new("/mnt/lab"), e))?;
     mount(Some(lab), "/mnt/lab", none, MsFlags::MS_BIND, none).map_err(sys("bind the lab"))?;
+    // Layers are named through the bind at /mnt/lab: once /root is overlaid, a lab below it
+    // (/root/lab) would resolve inside that overlay, which cannot hold upper layers.
+    let staged = dir(Path::new("/mnt/lab"), &spec.name);
     for l in OVERLAID {
         let target = format!("/{l}");
         mount(
-            Some("kamo-lab"),
+            Some(super::disk::NODE_SOURCE),
             target.as_str(),
             Some("overlay"),
             MsFlags::empty(),
-            Some(overlay_options(&d, l).as_str()),
+            Some(overlay_options(&staged, l).as_str()),
         )
         .map_err(sys(&format!("overlay on {target}")))?;
     }
@@ -438,6 +441,10 @@ fn become_node(lab: &Path, spec: &NodeSpec, config: &str) -> Result<Error, Error
     mount(Some("/mnt/lab"), lab, none, MsFlags::MS_BIND, none).map_err(sys("bind the lab back"))?;
     umount2("/mnt/lab", MntFlags::MNT_DETACH).map_err(sys("umount /mnt/lab"))?;
     umount2("/mnt", MntFlags::MNT_DETACH).map_err(sys("umount /mnt"))?;
+    // A full disk stays full across a reboot (see `disk`).
+    if super::disk::is_set(lab, &spec.name) {
+        super::disk::fill(lab, &spec.name)?;
+    }
     let err = std::process::Command::new("/usr/sbin/sshd")
         .args(["-D", "-e", "-f"])
         .arg(d.join(config))

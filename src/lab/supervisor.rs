@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use super::{Lab, NodeSpec, node, write_atomic};
+use super::{Lab, NodeSpec, disk, node, write_atomic};
 use crate::error::Error;
 
 /// Requests the supervisor understands.
@@ -28,6 +28,7 @@ pub const ACTIONS: &[&str] = &[
     "hang",
     "hostkey-change",
     "slow",
+    "disk-full",
     "clear",
 ];
 
@@ -192,6 +193,10 @@ pub async fn run(dir: &Path) -> Result<(), Error> {
     std::fs::create_dir_all(&ctl).map_err(|e| Error::io("cannot create", &ctl, e))?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::Other(format!("cannot listen for SIGTERM: {e}")))?;
+    // A lab starts without faults (a disk-full left by a supervisor that was killed included).
+    for spec in &lab.nodes {
+        let _ = std::fs::remove_file(disk::marker(&lab.dir, &spec.name));
+    }
     let mut nodes: Vec<Running> = Vec::new();
     for spec in &lab.nodes {
         let child = spawn_node(&lab, spec)?;
@@ -272,6 +277,7 @@ pub async fn run(dir: &Path) -> Result<(), Error> {
     futures::future::join_all(nodes.iter_mut().map(stop)).await;
     for n in &nodes {
         write_state(&lab, &n.spec.name, State::Down);
+        let _ = std::fs::remove_file(disk::marker(&lab.dir, &n.spec.name));
     }
     let _ = std::fs::remove_file(&ready_file);
     let _ = std::fs::remove_file(Lab::supervisor_pid_file(dir));
@@ -408,6 +414,17 @@ async fn act(lab: &Lab, r: &mut Running, action: &str) -> String {
     if action == "slow" {
         return slow(lab, r).await;
     }
+    if action == "disk-full" {
+        return disk_full(lab, r).await;
+    }
+    // `clear` and `up` also give a full disk its space back.
+    let marker = disk::marker(&lab.dir, &r.spec.name);
+    if matches!(action, "clear" | "up") && marker.exists() {
+        let _ = std::fs::remove_file(&marker);
+        if let Err(e) = disk_helper(lab, r, "free").await {
+            return format!("error: {e}\n");
+        }
+    }
     // Every other action starts from the node on its own port.
     if unslow(r) {
         stop(r).await;
@@ -489,6 +506,47 @@ async fn act(lab: &Lab, r: &mut Running, action: &str) -> String {
             "ok\n".into()
         }
     }
+}
+
+/// The `disk-full` fault (see [`disk`]): recorded by its marker, which a booting node obeys,
+/// and put in place at once on a node that is running.
+async fn disk_full(lab: &Lab, r: &mut Running) -> String {
+    let marker = disk::marker(&lab.dir, &r.spec.name);
+    if let Err(e) = write_atomic(&marker, "") {
+        return format!("error: cannot write {}: {e}\n", marker.display());
+    }
+    if matches!(r.state, State::Up | State::Hung | State::Slow)
+        && let Err(e) = disk_helper(lab, r, "fill").await
+    {
+        let _ = std::fs::remove_file(&marker);
+        return format!("error: {e}\n");
+    }
+    "ok\n".into()
+}
+
+/// Runs `kamo lab disk NODE fill|free` in the running node's mount namespace (nothing to do
+/// when the node has no process: it boots with the marker's say).
+async fn disk_helper(lab: &Lab, r: &Running, action: &str) -> Result<(), String> {
+    let Some(pid) = r.child.as_ref().and_then(Child::id) else {
+        return Ok(());
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the kamo binary: {e}"))?;
+    let run = Command::new(exe)
+        .args(["lab", "disk", "--dir"])
+        .arg(&lab.dir)
+        .args(["--pid", &pid.to_string(), &r.spec.name, action])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .map_err(|_| format!("{} the disk of {} took over 30 s", action, r.spec.name))?
+        .map_err(|e| format!("cannot run kamo lab disk: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    Err(text.trim().trim_start_matches("error: ").to_owned())
 }
 
 async fn start(lab: &Lab, r: &mut Running) {

@@ -488,3 +488,224 @@ fn kernel_and_host_modules_on_lab_nodes() {
         forward_before
     );
 }
+
+/// `disk-full`: writes on the node's own directories fail with ENOSPC, for ubuntu and root,
+/// in `kamo exec` and in a playbook's `copy`, while the other node writes as before; the
+/// node's earlier state stays readable; a reboot keeps the disk full; `clear` gives the
+/// space back with the state intact; nothing of it shows in this machine's mounts.
+#[test]
+fn disk_full_fails_writes_on_that_node_until_clear() {
+    let lab = Lab::up(2, &[]);
+    lab.exec(
+        "node01",
+        &["-b"],
+        "echo before > /etc/kamo-before && mkdir -p /var/lib/app && echo v1 > /var/lib/app/data",
+    )
+    .assert_code(0);
+    lab.lab(&["fault", "node01", "disk-full"]).assert_code(0);
+    let st = lab.status();
+    assert_eq!(st["nodes"][0]["state"], "up", "{st}");
+    assert_eq!(st["nodes"][0]["disk_full"], true, "{st}");
+    assert_eq!(st["nodes"][1]["disk_full"], false, "{st}");
+    let text = lab.lab(&["status"]);
+    assert!(text.stdout.contains("up, disk full"), "{}", text.stdout);
+
+    let write = "echo x > /etc/kamo-probe && echo y > /var/lib/kamo-probe && echo written";
+    let r = lab.exec("all", &["-b"], write);
+    r.assert_code(2);
+    let full = r.host("node01");
+    assert_eq!(full["status"], "failed", "{r:?}");
+    assert!(
+        full["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{full}"
+    );
+    assert_eq!(r.host("node02")["stdout"], "written\n", "{r:?}");
+    for cmd in [
+        "echo x > ~/probe",
+        "sudo -n mkdir /opt/app",
+        "sudo -n touch /srv/empty",
+        "sudo -n rm /etc/kamo-before",
+    ] {
+        let r = lab.exec("node01", &[], cmd);
+        assert!(
+            r.host("node01")["stderr"]
+                .as_str()
+                .unwrap()
+                .contains("No space left on device"),
+            "{cmd}: {r:?}"
+        );
+    }
+    let r = lab.exec(
+        "node01",
+        &[],
+        "cat /etc/kamo-before /var/lib/app/data; df -P /etc | tail -1",
+    );
+    r.assert_code(0);
+    let out = r.host("node01")["stdout"].as_str().unwrap().to_owned();
+    assert!(
+        out.starts_with("before\nv1\n") && out.contains("100%"),
+        "{out}"
+    );
+    // The stacked layers live in the node's namespace only.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("kamo-lab-full"), "{mounts}");
+
+    // A playbook's copy fails on the full node, with the reason, and works on the other.
+    let pb = lab.home.path().join("copy.yml");
+    std::fs::write(
+        &pb,
+        "- hosts: all\n  become: true\n  gather_facts: false\n  tasks:\n    - name: settings\n      copy: { dest: /etc/kamo-settings.conf, content: \"a=1\\n\" }\n",
+    )
+    .unwrap();
+    let run = || {
+        lab.kamo()
+            .args(["run"])
+            .arg_path(&pb)
+            .args(["-i"])
+            .arg_path(&lab.inventory())
+            .args(["--output", "json", "--state-dir"])
+            .arg_path(&lab.home.path().join("state"))
+            .run()
+    };
+    let r = run();
+    r.assert_code(2);
+    let results: Vec<Value> = r
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["task"] == "settings" && l["event"] == "host_result")
+        .collect();
+    let of = |h: &str| results.iter().find(|l| l["host"] == h).unwrap().clone();
+    assert_eq!(of("node01")["status"], "failed", "{r:?}");
+    assert!(
+        of("node01").to_string().contains("No space left on device"),
+        "{}",
+        of("node01")
+    );
+    assert_eq!(of("node02")["status"], "changed", "{r:?}");
+
+    // A reboot does not empty a full disk.
+    let pid = |l: &Lab| std::fs::read_to_string(l.dir.join("nodes/node01/pid")).unwrap_or_default();
+    let before = pid(&lab);
+    lab.exec("node01", &["-b"], "reboot");
+    let mut back = false;
+    for _ in 0..150 {
+        std::thread::sleep(Duration::from_millis(100));
+        if pid(&lab) != before && lab.exec("node01", &[], "true").code == 0 {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "node01 did not come back from its reboot");
+    let r = lab.exec("node01", &["-b"], "echo x > /etc/kamo-probe");
+    assert!(
+        r.host("node01")["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{r:?}"
+    );
+
+    lab.lab(&["fault", "node01", "clear"]).assert_code(0);
+    assert_eq!(lab.status()["nodes"][0]["disk_full"], false);
+    let r = lab.exec(
+        "node01",
+        &["-b"],
+        "echo after > /etc/kamo-probe && cat /etc/kamo-before /var/lib/app/data /etc/kamo-probe",
+    );
+    r.assert_code(0);
+    assert_eq!(r.host("node01")["stdout"], "before\nv1\nafter\n");
+    run().assert_code(0);
+
+    // `up` undoes it too, and a fresh `lab up` starts without it.
+    lab.lab(&["fault", "node02", "disk-full"]).assert_code(0);
+    lab.exec("node02", &["-b"], "touch /etc/x").assert_code(2);
+    lab.lab(&["fault", "node02", "up"]).assert_code(0);
+    lab.exec("node02", &["-b"], "touch /etc/x").assert_code(0);
+    lab.lab(&["fault", "node02", "disk-full"]).assert_code(0);
+    lab.lab(&["down"]).assert_code(0);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(
+        !mounts.contains(&lab.dir.to_string_lossy().into_owned()),
+        "{mounts}"
+    );
+    lab.lab(&["up", "--nodes", "2"]).assert_code(0);
+    lab.exec("node02", &["-b"], "touch /etc/y").assert_code(0);
+}
+
+/// Regression: a lab below one of the overlaid directories (`/root/lab`, the default `./lab`
+/// of a root shell in its home) failed to boot any node ("overlay on /home: EINVAL"): once
+/// `/root` was overlaid, the layers of the next overlays resolved inside it. It boots, shares
+/// the lab directory with its nodes, and takes the disk-full fault.
+#[test]
+fn regression_a_lab_below_an_overlaid_directory_boots() {
+    let home = tempfile::tempdir_in("/root").unwrap();
+    let dir = home.path().join("lab");
+    let lab = Lab { home, dir };
+    lab.kamo()
+        .args(["lab", "up", "--nodes", "1", "--dir"])
+        .arg_path(&lab.dir)
+        .run()
+        .assert_code(0);
+    let ls = format!("ls {}", lab.dir.join("ctl").display());
+    lab.exec("node01", &["-b"], &format!("touch /root/mine && {ls}"))
+        .assert_code(0);
+    lab.lab(&["fault", "node01", "disk-full"]).assert_code(0);
+    let r = lab.exec("node01", &["-b"], &format!("{ls} && touch /root/x"));
+    r.assert_code(2);
+    assert!(
+        r.host("node01")["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{r:?}"
+    );
+    lab.lab(&["fault", "node01", "clear"]).assert_code(0);
+    lab.exec("node01", &["-b"], "touch /root/x && ls /root/mine")
+        .assert_code(0);
+    assert!(!Path::new("/root/mine").exists());
+}
+
+/// An ordinary user's `kamo lab up` is refused before anything is created: root is needed
+/// (the user-namespace mode is not built), and the message names what this machine lacks for
+/// it, such as the `uidmap` helpers when they are not installed.
+#[test]
+fn an_ordinary_user_is_told_what_is_needed() {
+    use std::os::unix::fs::PermissionsExt;
+    crate::support::sshd::ensure_test_user().unwrap();
+    let home = empty_home();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = home.path().join("lab");
+    let out = std::process::Command::new("runuser")
+        .args(["-u", crate::support::sshd::TEST_USER, "--"])
+        .arg(env!("CARGO_BIN_EXE_kamo"))
+        .args(["lab", "up", "--nodes", "1", "--dir"])
+        .arg(&dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("kamo lab needs root")
+            && stderr.contains(&format!(
+                "Running it as {} through user namespaces is not supported yet",
+                crate::support::sshd::TEST_USER
+            )),
+        "{stderr}"
+    );
+    let helpers = ["/usr/bin/newuidmap", "/usr/bin/newgidmap"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    assert_eq!(
+        stderr.contains("`apt-get install uidmap`"),
+        !helpers,
+        "{stderr}"
+    );
+    assert!(!dir.exists(), "the refused lab created {}", dir.display());
+}

@@ -703,7 +703,7 @@ fn run_retrying(cmd: &mut Command, stdin: &str, ok_codes: &[i32]) -> Result<(), 
 /// rc files, and `kamotest ALL=(ALL) ALL` (password required, never cached) in
 /// `/etc/sudoers.d/kamotest`.
 /// Serialised across test processes by a lock file.
-fn ensure_test_user() -> Result<(), String> {
+pub fn ensure_test_user() -> Result<(), String> {
     let lock = File::create("/run/kamo-test-user.lock").map_err(|e| format!("lock file: {e}"))?;
     lock.lock()
         .map_err(|e| format!("locking /run/kamo-test-user.lock: {e}"))?;
