@@ -89,8 +89,38 @@ impl LabDb {
     }
 }
 
-/// The newest PostgreSQL server binaries on this machine.
+/// The newest PostgreSQL server binaries on this machine; when there are none, the
+/// distribution's `postgresql` package is installed first (as root, with apt-get), as the
+/// issue asks of the lab, and said so on stderr.
 pub fn bin_dir() -> Result<PathBuf, Error> {
+    if let Ok(b) = find_bin_dir() {
+        return Ok(b);
+    }
+    let apt = Path::new("/usr/bin/apt-get");
+    if nix::unistd::geteuid().is_root() && apt.is_file() {
+        crate::ui::eprint_line(
+            "--with-db: no PostgreSQL server on this machine; installing the distribution's \
+             `postgresql` package (apt-get install -y postgresql)",
+        );
+        let install = |args: &[&str]| {
+            std::process::Command::new(apt)
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !install(&["install", "-y", "-q", "postgresql"]) {
+            // A fresh machine may have no package lists yet.
+            let _ = install(&["update", "-q"]);
+            let _ = install(&["install", "-y", "-q", "postgresql"]);
+        }
+    }
+    find_bin_dir()
+}
+
+fn find_bin_dir() -> Result<PathBuf, Error> {
     let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|rd| {
             rd.flatten()
