@@ -397,12 +397,18 @@ fn install(
         chart: name,
         chart_version,
         app_version,
-        description: if installing {
-            "Install complete"
-        } else {
-            "Upgrade complete"
-        }
-        .into(),
+        // As helm: `--description` replaces the default text and stays after `--wait`.
+        description: a.value(&["description"]).map_or_else(
+            || {
+                if installing {
+                    "Install complete"
+                } else {
+                    "Upgrade complete"
+                }
+                .to_string()
+            },
+            str::to_string,
+        ),
         values,
     });
     store.save_cluster(&c)?;
