@@ -14,4 +14,5 @@ mod host_keys;
 mod inventory_cli;
 mod journal;
 mod lab;
+mod lifecycle;
 mod playbook;
