@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::support::kamo::Run;
 use crate::support::lab::Lab;
+use crate::support::pg::Postgres;
 
 fn playbook(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,6 +57,20 @@ fn on(lab: &Lab, host: &str, cmd: &str) -> (i64, String) {
         h["rc"].as_i64().unwrap_or(-1),
         h["stdout"].as_str().unwrap_or_default().to_owned(),
     )
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 const NODES: [&str; 5] = ["node01", "node02", "node03", "node04", "node05"];
@@ -151,6 +166,52 @@ fn deploy_all_check_redeploy_update_certs_and_clean_on_a_five_node_lab() {
         "kubectl --kubeconfig /etc/kubernetes/admin.conf -n kqi-system get secret kamonohashi-credentials -o jsonpath='{.data.admin-password}' | base64 -d",
     );
     assert_eq!(pw, pw2);
+
+    // credentials db: the new password reaches PostgreSQL through `kubectl exec -i` and psql's
+    // stdin (a lab's kubectl exec runs on the master, here against a real PostgreSQL), and the
+    // secret; the app restarts. It is in no output, run log or journal.
+    let pg = Postgres::start();
+    pg.superuser("CREATE USER platypus PASSWORD 'old-password'");
+    pg.superuser("CREATE DATABASE platypusdb OWNER platypus");
+    assert!(pg.login_works("platypus", "platypusdb", "old-password"));
+    let new = "N3w'pass \"word\" $HOME";
+    let vars = lab.home.path().join("credentials.json");
+    std::fs::write(
+        &vars,
+        serde_json::json!({
+            "credential_kind": "db", "new_password": new,
+            "kqi_db_host": pg.socket(), "kqi_db_port": pg.port,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let at_vars = format!("@{}", vars.display());
+    let cred = run(&lab, &["credentials.yml"], &["-e", &at_vars]);
+    cred.assert_code(0);
+    assert!(pg.login_works("platypus", "platypusdb", new));
+    assert!(!pg.login_works("platypus", "platypusdb", "old-password"));
+    let (_, secret_db) = on(
+        &lab,
+        "node01",
+        "kubectl --kubeconfig /etc/kubernetes/admin.conf -n kqi-system get secret kamonohashi-credentials -o jsonpath='{.data.db-password}' | base64 -d",
+    );
+    assert_eq!(secret_db, new);
+    assert!(
+        changes(&cred)
+            .iter()
+            .any(|(_, t)| t == "The app restarts with the new secret"),
+        "{cred:?}"
+    );
+    assert!(!cred.stdout.contains(new) && !cred.stderr.contains(new));
+    for e in walk(&lab.home.path().join("state")) {
+        let bytes = std::fs::read(&e).unwrap();
+        assert!(
+            !bytes.windows(new.len()).any(|w| w == new.as_bytes()),
+            "the new password is in {}",
+            e.display()
+        );
+    }
+    drop(pg);
 
     // update kube-certs renews the certificates.
     run(

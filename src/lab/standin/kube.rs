@@ -2894,7 +2894,11 @@ fn kubectl_exec(node: &Node, a: &Args, io: &mut Io) -> Out {
     }
     let mut cmd = std::process::Command::new(&a.rest[0]);
     cmd.args(&a.rest[1..]);
-    if !a.has(&["i", "stdin"]) {
+    // `output()` would give the command an empty stdin: `-i` passes kubectl's own through, as
+    // `kubectl exec -i POD -- psql <<EOF` needs.
+    if a.has(&["i", "stdin"]) {
+        cmd.stdin(std::process::Stdio::inherit());
+    } else {
         cmd.stdin(std::process::Stdio::null());
     }
     match cmd.output() {

@@ -3,6 +3,7 @@
 
 pub mod kamo;
 pub mod lab;
+pub mod pg;
 pub mod sshd;
 
 use std::io::Read;
