@@ -833,7 +833,7 @@ mod tests {
             1000.0,
         );
         assert_eq!(find(&r, "m1", "os").status, "fail");
-        assert!(find(&r, "m1", "os").detail.contains("20.04, 22.04"));
+        assert!(find(&r, "m1", "os").detail.contains("on Ubuntu 22.04 only"));
         assert_eq!(find(&r, "m1", "disk /var").status, "fail");
         assert_eq!(find(&r, "m1", "clock").status, "fail");
         assert_eq!(find(&r, "m1", "ports").detail, "already in use: 6443");

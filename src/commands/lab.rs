@@ -396,16 +396,47 @@ fn prepare_nodes(lab: &Lab, base: &node::Base) -> Result<()> {
     })
 }
 
+/// What `kamo lab up` writes as each repository key (see `apt_keys_dir` in playbooks/README.md).
+const LAB_APT_KEY: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\
+# kamo lab stand-in key: a lab has no network, and its apt only checks that the key file exists.\n\
+-----END PGP PUBLIC KEY BLOCK-----\n";
+
+/// The roles of a lab's nodes, as KAMONOHASHI's deploy-tools lays out a cluster: the first
+/// node is the master (and the app node), the second the storage (NFS) node, the rest compute
+/// nodes; kube-node holds the app node, the storage node and the compute nodes (deploy-tools'
+/// `KUBE_NODES`). Labs of one or two nodes double up.
+struct Roles<'a> {
+    master: &'a str,
+    storage: &'a str,
+    compute: Vec<&'a str>,
+    kube_nodes: Vec<&'a str>,
+}
+
+impl<'a> Roles<'a> {
+    fn of(names: &[&'a str]) -> Roles<'a> {
+        let master = names[0];
+        let (storage, compute) = match names.len() {
+            1 => (master, vec![master]),
+            2 => (master, vec![names[1]]),
+            _ => (names[1], names[2..].to_vec()),
+        };
+        let mut kube_nodes = vec![master, storage];
+        kube_nodes.extend(&compute);
+        kube_nodes.dedup();
+        Roles {
+            master,
+            storage,
+            compute,
+            kube_nodes,
+        }
+    }
+}
+
 /// The inventory (DeepOps/KAMONOHASHI layout), its settings and known_hosts.
 fn write_files(lab: &Lab, gpu_nodes: usize) -> Result<()> {
     let dir = &lab.dir;
     let names: Vec<&str> = lab.nodes.iter().map(|n| n.name.as_str()).collect();
-    let master = names[0];
-    let compute: Vec<&str> = if names.len() > 1 {
-        names[1..].to_vec()
-    } else {
-        vec![master]
-    };
+    let roles = Roles::of(&names);
     let gpu: Vec<&str> = lab
         .nodes
         .iter()
@@ -425,25 +456,39 @@ fn write_files(lab: &Lab, gpu_nodes: usize) -> Result<()> {
     let _ = write!(
         inv,
         "\n[kube-master]\n{master}\n\n[etcd]\n{master}\n\n[kube-node]\n{}\n\n\
-         [k8s-cluster:children]\nkube-master\nkube-node\n\n[nfs-server]\n{master}\n\n[gpu-node]\n{}\n\n\
+         [k8s-cluster:children]\nkube-master\nkube-node\n\n[nfs-server]\n{storage}\n\n[gpu-node]\n{}\n\n\
          [all:vars]\nansible_user={}\nansible_ssh_private_key_file={}\n\
          ansible_ssh_common_args='-o UserKnownHostsFile={}'\n",
-        compute.join("\n"),
+        roles.kube_nodes.join("\n"),
         gpu.join("\n"),
         node::USER,
         dir.join("id_ed25519").display(),
-        dir.join("known_hosts").display()
+        dir.join("known_hosts").display(),
+        master = roles.master,
+        storage = roles.storage,
     );
     let _ = gpu_nodes;
     std::fs::write(dir.join("inventory.ini"), inv)
         .map_err(|e| Error::io("cannot write", &dir.join("inventory.ini"), e))?;
+    let keys = dir.join("apt-keys");
+    std::fs::create_dir_all(&keys).map_err(|e| Error::io("cannot create", &keys, e))?;
+    for key in ["kubernetes", "docker", "helm", "nvidia-container"] {
+        let p = keys.join(format!("{key}.asc"));
+        std::fs::write(&p, LAB_APT_KEY).map_err(|e| Error::io("cannot write", &p, e))?;
+    }
     let settings = format!(
         "# Cluster settings of this lab, with the keys `kamo configure` writes.\n\
-         kube_master: {master}\nkqi_node: {master}\nstorage_node: {master}\n\
-         compute_nodes: [{}]\napp_version: \"2.1.0\"\nkube_version: \"1.29.3\"\n\
+         kube_master: {master}\nkqi_node: {master}\nstorage_node: {storage}\n\
+         compute_nodes: [{}]\napp_version: \"2.1.0\"\nkube_version: \"1.29.15\"\n\
          nfs_export_path: /srv/kamonohashi/nfs\nminio_data_path: /srv/kamonohashi/minio\n\
-         proxy_env: {{}}\n",
-        compute.join(", ")
+         proxy_env: {{}}\n\
+         # The lab has no network: the playbooks copy these stand-in keys instead of\n\
+         # downloading the repositories' keys (the lab's apt only checks that they exist).\n\
+         apt_keys_dir: {}\n",
+        roles.compute.join(", "),
+        keys.display(),
+        master = roles.master,
+        storage = roles.storage,
     );
     let settings = match &lab.db {
         Some(db) => format!(

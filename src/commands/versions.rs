@@ -22,7 +22,12 @@ pub fn run(args: &VersionsArgs) -> Result<ExitCode> {
                             || format!("v{}", e.app),
                             |t| format!("v{} - v{t}", e.app),
                         ),
-                        list(&e.kubernetes),
+                        e.kubernetes.as_ref().map_or_else(unknown, |k| {
+                            k.iter()
+                                .map(|v| format!("v{}", v.trim_start_matches('v')))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }),
                         list(&e.ubuntu),
                         e.minio.clone().unwrap_or_else(unknown),
                         e.gitlab.clone().unwrap_or_else(unknown),

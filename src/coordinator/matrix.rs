@@ -18,9 +18,47 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Located, Result};
 
-/// The whole file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The file as written (see playbooks/README.md, "versions.yml").
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct File {
+    schema: u32,
+    versions: indexmap::IndexMap<String, RawEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    #[serde(default)]
+    range: Option<RawRange>,
+    db_migration: Option<String>,
+    #[serde(default)]
+    db_migration_note: Option<String>,
+    kubernetes: Option<Vec<String>>,
+    ubuntu: Option<Vec<String>>,
+    minio: Option<String>,
+    gitlab: Option<String>,
+    ldap: Option<String>,
+    deploy: Option<RawDeploy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRange {
+    from: String,
+    to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeploy {
+    kube_version: String,
+    ubuntu: Vec<String>,
+    playbooks: Option<String>,
+}
+
+/// The whole matrix.
+#[derive(Debug, Clone, Serialize)]
 pub struct Matrix {
     pub versions: Vec<Entry>,
     /// Where it was read from (the playbook root).
@@ -29,11 +67,12 @@ pub struct Matrix {
 }
 
 /// One row.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Entry {
+    /// The version, or the first of a range.
     pub app: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last version of a range row.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub through: Option<String>,
     pub kubernetes: Option<Vec<String>>,
     pub ubuntu: Option<Vec<String>>,
@@ -41,25 +80,17 @@ pub struct Entry {
     pub gitlab: Option<String>,
     pub ldap: Option<String>,
     pub db_migration: Option<String>,
-    #[serde(default)]
     pub changes: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<Deploy>,
 }
 
 /// kamo's column: what its playbooks install for this version.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Deploy {
     pub kube_version: String,
     pub ubuntu: Vec<String>,
-    #[serde(default = "dot")]
-    pub playbooks: String,
-    pub chart_version: Option<String>,
-}
-
-fn dot() -> String {
-    ".".to_owned()
+    /// A subdirectory of the playbook root; `None`: the root's own playbooks.
+    pub playbooks: Option<String>,
 }
 
 /// A version a deploy can go to: the row and its install facts.
@@ -84,25 +115,61 @@ impl Matrix {
     }
 
     pub fn parse(text: &str, path: &Path, root: &Path) -> Result<Matrix> {
-        let mut m: Matrix = serde_yaml::from_str(text).map_err(|e| {
+        let file: File = serde_yaml::from_str(text).map_err(|e| {
             let line = e.location().map_or(0, |l| l.line());
             Error::parse(
                 Located::new(path, line, format!("invalid compatibility matrix: {e}")).source(text),
             )
         })?;
-        for e in &m.versions {
-            for v in std::iter::once(&e.app).chain(&e.through) {
+        if file.schema != 1 {
+            return Err(Error::parse(Located::new(
+                path,
+                0,
+                format!(
+                    "compatibility matrix schema {} (this kamo reads schema 1)",
+                    file.schema
+                ),
+            )));
+        }
+        let mut versions = Vec::new();
+        for (key, raw) in file.versions {
+            let (app, through) = match raw.range {
+                Some(r) => (r.from, Some(r.to)),
+                None => (key.clone(), None),
+            };
+            for v in std::iter::once(&app).chain(&through) {
                 if parse_version(v).is_none() {
-                    return Err(Error::parse(Located::new(
-                        path,
-                        0,
-                        format!("version {v:?} is not MAJOR.MINOR.PATCH"),
-                    )));
+                    return Err(Error::parse(
+                        Located::new(
+                            path,
+                            line_of(text, &key),
+                            format!("version {v:?} (row {key:?}) is not MAJOR.MINOR.PATCH"),
+                        )
+                        .source(text),
+                    ));
                 }
             }
+            versions.push(Entry {
+                app,
+                through,
+                kubernetes: raw.kubernetes,
+                ubuntu: raw.ubuntu,
+                minio: raw.minio,
+                gitlab: raw.gitlab,
+                ldap: raw.ldap,
+                db_migration: raw.db_migration,
+                changes: raw.db_migration_note,
+                deploy: raw.deploy.map(|d| Deploy {
+                    kube_version: d.kube_version,
+                    ubuntu: d.ubuntu,
+                    playbooks: d.playbooks,
+                }),
+            });
         }
-        m.root = root.to_path_buf();
-        Ok(m)
+        Ok(Matrix {
+            versions,
+            root: root.to_path_buf(),
+        })
     }
 
     /// The row covering `version` (`2.1.0` or `2.1.0.3`).
@@ -136,7 +203,10 @@ impl Matrix {
             version: format!("{a}.{b}.{c}"),
             kube_version: Some(d.kube_version.clone()),
             ubuntu: d.ubuntu.clone(),
-            playbooks: self.root.join(&d.playbooks),
+            playbooks: d
+                .playbooks
+                .as_ref()
+                .map_or_else(|| self.root.clone(), |p| self.root.join(p)),
             entry: entry.clone(),
         })
     }
@@ -169,6 +239,16 @@ impl Matrix {
             .iter()
             .find(|e| e.db_migration.as_deref() == Some(id))
     }
+}
+
+/// The 1-based line of a row's key, for located errors.
+fn line_of(text: &str, key: &str) -> usize {
+    let quoted = format!("\"{key}\":");
+    text.lines()
+        .position(|l| {
+            l.trim_start().starts_with(&quoted) || l.trim_start().starts_with(&format!("{key}:"))
+        })
+        .map_or(0, |i| i + 1)
 }
 
 /// `MAJOR.MINOR.PATCH`, an optional leading `v`.
@@ -220,7 +300,7 @@ mod tests {
     fn the_published_table_is_there_as_published() {
         let m = shipped();
         let v2 = m.lookup("2.0.0").unwrap();
-        assert_eq!(v2.kubernetes.as_deref(), Some(&["v1.15.3".to_owned()][..]));
+        assert_eq!(v2.kubernetes.as_deref(), Some(&["1.15.3".to_owned()][..]));
         assert_eq!(v2.ubuntu.as_deref(), Some(&["18.04".to_owned()][..]));
         assert_eq!(v2.minio.as_deref(), Some("RELEASE.2020-03-09T18-26-53Z"));
         assert_eq!(v2.db_migration.as_deref(), Some("20200319064613_v2.0.0"));
@@ -264,7 +344,7 @@ mod tests {
     #[test]
     fn a_malformed_matrix_is_located() {
         let e = Matrix::parse(
-            "versions:\n  - app: 2.1.0\n    kubernets: []\n",
+            "schema: 1\nversions:\n  \"2.1.0\":\n    kubernets: []\n",
             Path::new("v.yml"),
             Path::new("."),
         )
@@ -274,11 +354,18 @@ mod tests {
             "{e}"
         );
         let e = Matrix::parse(
-            "versions:\n  - {app: '2.x', kubernetes: null, ubuntu: null, minio: null, gitlab: null, ldap: null, db_migration: null}\n",
+            "schema: 1\nversions:\n  \"2.x\": {db_migration: null, kubernetes: null, ubuntu: null, minio: null, gitlab: null, ldap: null, deploy: null}\n",
             Path::new("v.yml"),
             Path::new("."),
         )
         .unwrap_err();
         assert!(e.to_string().contains("not MAJOR.MINOR.PATCH"), "{e}");
+        let e = Matrix::parse(
+            "schema: 2\nversions: {}\n",
+            Path::new("v.yml"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("schema 2"), "{e}");
     }
 }

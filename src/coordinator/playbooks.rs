@@ -105,7 +105,6 @@ mod tests {
     use super::*;
 
     #[test]
-    #[ignore = "needs the lifecycle playbooks, which land next"]
     fn every_verb_maps_to_shipped_playbooks() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
         for (verb, targets) in [

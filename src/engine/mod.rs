@@ -263,6 +263,7 @@ impl Engine {
     pub(crate) fn scope<'a>(&'a self, ctx: &'a PlayCtx<'a>) -> PlayScope<'a> {
         PlayScope {
             inventory: &self.inventory,
+            role_defaults: &ctx.play.role_defaults,
             play_vars: ctx.play_vars,
             extra_vars: &self.opts.extra_vars,
             play_hosts: &ctx.play_hosts,

@@ -103,6 +103,7 @@ impl Planner<'_> {
             for batch in batches(&hosts, &play.serial) {
                 let scope = PlayScope {
                     inventory: self.inventory,
+                    role_defaults: &play.role_defaults,
                     play_vars: &play_vars,
                     extra_vars: &self.opts.extra_vars,
                     play_hosts: &batch,
@@ -327,7 +328,7 @@ impl Planner<'_> {
             std::rc::Rc::clone(m.borrow_mut().entry(key).or_insert_with(|| {
                 let raw = Value::Object(action.args.clone());
                 let args_text = raw.to_string();
-                let text = format!("{args_text} {:?} {:?}", t.when, t.r#loop);
+                let text = super::task::task_text(t, action);
                 std::rc::Rc::new(TaskFacts {
                     wide: vars::reads_wide(&text, action.module == Module::Template),
                     // Templates read hostvars from files the task text does not show.

@@ -122,12 +122,27 @@ struct Runner<'a> {
 }
 
 /// The task's content as text, to find which magic variables it reads.
-fn task_text(t: &Task, a: &Action) -> String {
+/// Every text of a task a template may sit in (arguments, conditions, loop, name,
+/// `delegate_to`, task vars, environment), to decide which magic variables it needs.
+pub(crate) fn task_text(t: &Task, a: &Action) -> String {
     let mut s = Value::Object(a.args.clone()).to_string();
-    for w in &t.when {
+    for w in t
+        .when
+        .iter()
+        .chain(t.changed_when.iter().flatten())
+        .chain(t.failed_when.iter().flatten())
+        .chain(t.until.iter().flatten())
+        .chain(t.name.iter())
+        .chain(t.delegate_to.iter())
+    {
         s.push_str(w);
+        s.push(' ');
     }
     if let Some(Loop::Items(v) | Loop::Dict(v)) = &t.r#loop {
+        s.push_str(&v.to_string());
+    }
+    for (k, v) in t.vars.iter().chain(&t.environment) {
+        s.push_str(k);
         s.push_str(&v.to_string());
     }
     s
@@ -150,8 +165,9 @@ impl Engine {
             hosts: active.len(),
         });
         // Templates read hostvars from files the task text does not show.
-        let wants_hostvars =
-            action.module == Module::Template || task_text(t, action).contains("hostvars");
+        let text = task_text(t, action);
+        let wants_hostvars = action.module == Module::Template || text.contains("hostvars");
+        let reads_wide = vars::reads_wide(&text, action.module == Module::Template);
         let hostvars = wants_hostvars.then(|| {
             let all: Vec<(String, HostVars)> = self
                 .inventory
@@ -185,7 +201,7 @@ impl Engine {
                         &st.vars,
                         t.role.as_deref(),
                         &t.vars,
-                        wants_hostvars,
+                        wants_hostvars || reads_wide,
                     );
                     vars::resolve_nested(&self.templater, &mut v);
                     if let Some(hv) = &hostvars {
@@ -539,7 +555,8 @@ impl Runner<'_> {
             if result.failed && !ignore {
                 out.failed = true;
             }
-            if self.action.module == Module::SetFact
+            // set_fact and include_vars set per-host values, as documented in vars.rs.
+            if matches!(self.action.module, Module::SetFact | Module::IncludeVars)
                 && !result.failed
                 && let Some(Value::Object(f)) = result.data.get("ansible_facts")
             {

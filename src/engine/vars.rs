@@ -15,6 +15,8 @@ use crate::playbook::template::OMIT;
 /// Values shared by every host of a play batch.
 pub struct PlayScope<'a> {
     pub inventory: &'a Inventory,
+    /// The defaults of every role of the play (visible to all its tasks, as in Ansible).
+    pub role_defaults: &'a Vars,
     pub play_vars: &'a Map<String, Value>,
     pub extra_vars: &'a Map<String, Value>,
     pub play_hosts: &'a [String],
@@ -52,6 +54,13 @@ pub fn for_task(
     wide: bool,
 ) -> Map<String, Value> {
     let mut m = Map::new();
+    extend(
+        &mut m,
+        scope
+            .role_defaults
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     if let Some(r) = role {
         extend(&mut m, r.defaults.clone());
     }

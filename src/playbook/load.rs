@@ -357,6 +357,8 @@ struct Loader {
     files: Vec<PathBuf>,
     /// Files being imported, to refuse import cycles.
     stack: Vec<PathBuf>,
+    /// Defaults of every role the play being loaded names (see [`Play::role_defaults`]).
+    role_defaults: Vars,
 }
 
 /// A task list with the handlers its roles bring.
@@ -487,8 +489,10 @@ impl Loader {
             ignore_unreachable: false,
             sections: Vec::new(),
             handlers: Vec::new(),
+            role_defaults: Vars::new(),
             dir: src.dir.clone(),
         };
+        self.role_defaults = Vars::new();
         check_duplicates(src, entries)?;
         let mut hosts = None;
         let mut remote_user = None;
@@ -643,6 +647,7 @@ impl Loader {
             }
         }
         play.sections = sections;
+        play.role_defaults = std::mem::take(&mut self.role_defaults);
         Ok(play)
     }
 
@@ -718,6 +723,8 @@ impl Loader {
         chain.push(name.clone());
         let defaults = self.optional_vars(&path.join("defaults"))?;
         let vars = self.optional_vars(&path.join("vars"))?;
+        self.role_defaults
+            .extend(defaults.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut tasks = Vec::new();
         let mut handlers = Vec::new();
         if let Some(meta) = main_file(&path.join("meta")) {
@@ -1963,6 +1970,27 @@ mod tests {
             "3:7",
             "loop",
         );
+    }
+
+    /// As in Ansible (kubespray's `kubespray-defaults`): a role's defaults are visible to the
+    /// whole play, even from a role of defaults alone; a later role's defaults win.
+    #[test]
+    fn role_defaults_serve_the_whole_play() {
+        let (_d, r) = load(&[
+            (
+                "play.yml",
+                "- hosts: all\n  roles: [defs, app]\n  tasks:\n    - ping:\n",
+            ),
+            ("roles/defs/defaults/main.yml", "port: 80\nname: defs\n"),
+            ("roles/app/defaults/main.yml", "name: app\n"),
+            ("roles/app/tasks/main.yml", "- ping:\n"),
+        ]);
+        let pb = r.unwrap();
+        let d = &pb.plays[0].role_defaults;
+        assert_eq!(d["port"], 80);
+        assert_eq!(d["name"], "app");
+        let (_d, r) = load(&[("play.yml", "- hosts: all\n  tasks:\n    - ping:\n")]);
+        assert!(r.unwrap().plays[0].role_defaults.is_empty());
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub struct Play {
     /// by a handler flush as Ansible does.
     pub sections: Vec<Vec<Task>>,
     pub handlers: Vec<Task>,
+    /// The defaults of every role the play names (dependencies included, later roles win):
+    /// as in Ansible, they are visible to all of the play's tasks, not only the role's own,
+    /// so a role of defaults alone (kubespray's `kubespray-defaults`) serves the whole play.
+    pub role_defaults: Vars,
     /// The play's directory (for relative `src:` and templates when no role applies).
     pub dir: PathBuf,
 }

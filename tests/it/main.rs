@@ -15,5 +15,6 @@ mod host_keys;
 mod inventory_cli;
 mod journal;
 mod lab;
+mod lifecycle;
 mod playbook;
 mod verbs;

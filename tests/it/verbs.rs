@@ -264,7 +264,6 @@ fn dead_inventory(home: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-#[ignore = "needs playbooks/clean-all.yml, which lands with the lifecycle playbooks"]
 fn destructive_verbs_need_the_typed_cluster_name_before_touching_any_host() {
     let home = empty_home();
     let inv = dead_inventory(home.path());

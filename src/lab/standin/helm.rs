@@ -397,12 +397,18 @@ fn install(
         chart: name,
         chart_version,
         app_version,
-        description: if installing {
-            "Install complete"
-        } else {
-            "Upgrade complete"
-        }
-        .into(),
+        // As helm: `--description` replaces the default text and stays after `--wait`.
+        description: a.value(&["description"]).map_or_else(
+            || {
+                if installing {
+                    "Install complete"
+                } else {
+                    "Upgrade complete"
+                }
+                .to_string()
+            },
+            str::to_string,
+        ),
         values,
     });
     store.save_cluster(&c)?;
@@ -829,6 +835,66 @@ mod tests {
             ],
         );
         lab
+    }
+
+    /// `--description` becomes the release's description (playbooks keep a digest there to
+    /// upgrade only when something changed), and `kubectl rollout restart` restarts the
+    /// release's workloads by type, with kubectl's words.
+    #[test]
+    fn description_and_rollout_restart() {
+        let lab = installed();
+        lab.ok(
+            "master",
+            "helm",
+            &[
+                "upgrade",
+                "--install",
+                "kamonohashi",
+                "/root/kamonohashi",
+                "-n",
+                "kamonohashi",
+                "--description",
+                "kamo 0123abcd",
+            ],
+        );
+        let st: Value = serde_json::from_str(&lab.ok(
+            "master",
+            "helm",
+            &["status", "kamonohashi", "-n", "kamonohashi", "-o", "json"],
+        ))
+        .unwrap();
+        assert_eq!(st["info"]["description"], "kamo 0123abcd");
+        let out = lab.ok(
+            "master",
+            "kubectl",
+            &["-n", "kamonohashi", "rollout", "restart", "deployment"],
+        );
+        assert_eq!(
+            out,
+            "deployment.apps/kamonohashi-web restarted\ndeployment.apps/kamonohashi-api restarted\ndeployment.apps/kamonohashi-minio restarted\n"
+        );
+        let out = lab.ok(
+            "master",
+            "kubectl",
+            &[
+                "-n",
+                "kamonohashi",
+                "rollout",
+                "restart",
+                "statefulset/kamonohashi-postgresql",
+            ],
+        );
+        assert_eq!(out, "statefulset.apps/kamonohashi-postgresql restarted\n");
+        let (code, _, err) = lab.run(
+            "master",
+            "kubectl",
+            &["-n", "kamonohashi", "rollout", "restart", "deployment/nope"],
+        );
+        assert_eq!(code, 1);
+        assert!(err.contains("deployments.apps \"nope\" not found"), "{err}");
+        let (code, _, err) = lab.run("master", "kubectl", &["rollout", "restart", "deployment"]);
+        assert_eq!(code, 1);
+        assert_eq!(err, "error: no objects passed to restart\n");
     }
 
     #[test]

@@ -2894,7 +2894,11 @@ fn kubectl_exec(node: &Node, a: &Args, io: &mut Io) -> Out {
     }
     let mut cmd = std::process::Command::new(&a.rest[0]);
     cmd.args(&a.rest[1..]);
-    if !a.has(&["i", "stdin"]) {
+    // `output()` would give the command an empty stdin: `-i` passes kubectl's own through, as
+    // `kubectl exec -i POD -- psql <<EOF` needs.
+    if a.has(&["i", "stdin"]) {
+        cmd.stdin(std::process::Stdio::inherit());
+    } else {
         cmd.stdin(std::process::Stdio::null());
     }
     match cmd.output() {
@@ -2915,9 +2919,57 @@ fn kubectl_exec(node: &Node, a: &Args, io: &mut Io) -> Out {
     }
 }
 
+/// `kubectl rollout restart TYPE [NAME...]`: every named workload (all of that type in the
+/// namespace without names) restarts. Pods are derived from the workloads, so only the output
+/// and the errors are kubectl's; the pods a restart replaces keep their names in the lab.
+fn kubectl_rollout_restart(node: &Node, a: &Args, io: &mut Io) -> Out {
+    let Some((kind, names)) = targets(&a.positional[2..]) else {
+        return Err("error: required resource not specified".into());
+    };
+    if !["Deployment", "DaemonSet", "StatefulSet"].contains(&kind.as_str()) {
+        return Err(format!(
+            "error: {}s \"{}\" restarting is not supported",
+            kind.to_ascii_lowercase(),
+            names.first().map_or("", String::as_str)
+        ));
+    }
+    let ns = a.value(&["n", "namespace"]).unwrap_or("default");
+    let (c, _) = load(node)?;
+    let found: Vec<Workload> = workloads(&c)
+        .into_iter()
+        .filter(|w| w.kind == kind && w.namespace == ns)
+        .filter(|w| names.is_empty() || names.contains(&w.name))
+        .collect();
+    for name in &names {
+        if !found.iter().any(|w| &w.name == name) {
+            return Err(format!(
+                "Error from server (NotFound): {}s.apps \"{name}\" not found",
+                kind.to_ascii_lowercase()
+            ));
+        }
+    }
+    if found.is_empty() {
+        return Err("error: no objects passed to restart".into());
+    }
+    for w in found {
+        io.out(&format!(
+            "{}.apps/{} restarted\n",
+            kind.to_ascii_lowercase(),
+            w.name
+        ));
+    }
+    Ok(0)
+}
+
 fn kubectl_rollout(node: &Node, a: &Args, io: &mut Io) -> Out {
-    if a.positional.get(1).map(String::as_str) != Some("status") {
-        return Err("kamo lab: only `kubectl rollout status` is modelled".into());
+    match a.positional.get(1).map(String::as_str) {
+        Some("status") => {}
+        Some("restart") => return kubectl_rollout_restart(node, a, io),
+        _ => {
+            return Err(
+                "kamo lab: only `kubectl rollout status` and `rollout restart` are modelled".into(),
+            );
+        }
     }
     let Some((kind, names)) = targets(&a.positional[2..]) else {
         return Err("error: required resource not specified".into());
