@@ -213,6 +213,28 @@ fn deploy_all_check_redeploy_update_certs_and_clean_on_a_five_node_lab() {
     }
     drop(pg);
 
+    // update app: the release alone moves to another version; the record follows.
+    run(&lab, &["update-app.yml"], &["-e", "app_version=2.0.0"]).assert_code(0);
+    let st = lab.status();
+    assert_eq!(st["releases"][0]["app_version"], "2.0.0", "{st}");
+    assert!(
+        on(&lab, "node04", "cat /etc/kamonohashi/deployed.json")
+            .1
+            .contains("\"app_version\": \"2.0.0\"")
+    );
+    run(&lab, &["postflight.yml"], &["-e", "app_version=2.0.0"]).assert_code(0);
+    // A version kamo cannot deploy is refused before helm runs.
+    let old = run(&lab, &["update-app.yml"], &["-e", "app_version=1.0.0"]);
+    old.assert_code(2);
+    assert!(old.stdout.contains("not deployable"), "{old:?}");
+    for n in NODES {
+        let (_, record) = on(&lab, n, "cat /etc/kamonohashi/deployed.json");
+        assert!(
+            record.contains("\"app_version\": \"2.0.0\""),
+            "{n}: {record}"
+        );
+    }
+
     // update kube-certs renews the certificates.
     run(
         &lab,
