@@ -111,7 +111,11 @@ impl Engine {
     pub async fn run(&mut self, playbook: &Playbook) -> Result<ExitCode, Error> {
         let started = Instant::now();
         for play in &playbook.plays {
-            self.run_play(play, playbook).await?;
+            // As Ansible's playbook executor: a play ended by any_errors_fatal or
+            // max_fail_percentage, or one whose hosts all failed, ends the playbook.
+            if self.run_play(play, playbook).await? {
+                break;
+            }
         }
         let stats = self.stats.clone();
         self.reporter.event(&Event::Recap {
@@ -145,7 +149,8 @@ impl Engine {
         self.inventory.select_limited(&pattern, &self.opts.limit)
     }
 
-    async fn run_play(&mut self, play: &Play, playbook: &Playbook) -> Result<(), Error> {
+    /// Runs one play; `Ok(true)` when the playbook must stop after it.
+    async fn run_play(&mut self, play: &Play, playbook: &Playbook) -> Result<bool, Error> {
         let hosts = self.select_hosts(play)?;
         self.reporter.event(&Event::PlayStart {
             name: play.name.clone().unwrap_or_else(|| play.hosts.clone()),
@@ -156,14 +161,31 @@ impl Engine {
                 "play at {}: no hosts matched",
                 play.span
             )));
-            return Ok(());
+            return Ok(false);
         }
         for h in &hosts {
             self.ensure_host(h, play);
             let st = self.hosts.get_mut(h).expect("just ensured");
-            st.failed = false;
             st.ended = false;
             self.stats.entry(h.clone()).or_default();
+        }
+        // As in Ansible, a host that failed (unrescued) or was unreachable in an earlier play
+        // takes no part in the later ones: a play that records "deployed" after a failed
+        // deploy play must not run there.
+        let hosts: Vec<String> = hosts
+            .into_iter()
+            .filter(|h| {
+                self.hosts
+                    .get(h)
+                    .is_some_and(|s| !s.failed && !s.unreachable)
+            })
+            .collect();
+        if hosts.is_empty() {
+            self.reporter.event(&Event::Warning(format!(
+                "play at {}: no hosts left (every host failed or was unreachable earlier)",
+                play.span
+            )));
+            return Ok(true);
         }
         let play_vars = self.play_vars(play, playbook)?;
         for batch in batches(&hosts, &play.serial) {
@@ -195,10 +217,22 @@ impl Engine {
                 self.flush_handlers(&ctx, &mut active).await?;
             }
             if aborted {
-                break;
+                // any_errors_fatal / max_fail_percentage: the play's hosts all count as failed
+                // and no later play runs, as in Ansible.
+                for h in &hosts {
+                    if let Some(st) = self.hosts.get_mut(h) {
+                        st.failed = true;
+                    }
+                }
+                return Ok(true);
             }
         }
-        Ok(())
+        let left = hosts.iter().any(|h| {
+            self.hosts
+                .get(h)
+                .is_some_and(|s| !s.failed && !s.unreachable)
+        });
+        Ok(!left)
     }
 
     fn ensure_host(&mut self, name: &str, play: &Play) {

@@ -327,12 +327,11 @@ impl Planner<'_> {
         let facts = PER_TASK.with(|m| {
             std::rc::Rc::clone(m.borrow_mut().entry(key).or_insert_with(|| {
                 let raw = Value::Object(action.args.clone());
-                let args_text = raw.to_string();
                 let text = super::task::task_text(t, action);
                 std::rc::Rc::new(TaskFacts {
                     wide: vars::reads_wide(&text, action.module == Module::Template),
                     // Templates read hostvars from files the task text does not show.
-                    hostvars: action.module == Module::Template || args_text.contains("hostvars"),
+                    hostvars: action.module == Module::Template || text.contains("hostvars"),
                     raw,
                 })
             }))
@@ -454,6 +453,22 @@ impl Planner<'_> {
                                     .and_then(Value::as_str)
                                     .map_or_else(String::new, |c| format!(" (verify {c})")),
                                 args.get("dest").and_then(Value::as_str).unwrap_or("?")
+                            ));
+                        } else if action.module == Module::Reboot {
+                            // The engine drives a reboot itself (several commands and a
+                            // reconnection), so there is no one script to show.
+                            let get = |k: &str, d: &str| {
+                                args.get(k).map_or_else(
+                                    || d.to_owned(),
+                                    |v| v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                                )
+                            };
+                            e.summary.push(format!(
+                                "reboot: run `{}`, wait up to {} s until the host is back with a \
+                                 new boot id and answers `{}`",
+                                get("reboot_command", "systemctl reboot || reboot"),
+                                get("reboot_timeout", "600"),
+                                get("test_command", "whoami")
                             ));
                         } else if action.module.controller_only() {
                             if e.status == "run" {

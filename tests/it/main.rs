@@ -16,5 +16,6 @@ mod inventory_cli;
 mod journal;
 mod lab;
 mod lifecycle;
+mod lifecycle_verbs;
 mod playbook;
 mod verbs;

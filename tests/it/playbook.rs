@@ -755,3 +755,37 @@ fn the_preflight_playbook_runs_on_real_hosts_and_changes_nothing() {
         "preflight must change nothing"
     );
 }
+
+/// As in Ansible: a host that failed in one play takes no part in the later plays of the
+/// playbook, and `any_errors_fatal` leaves no host for them at all.
+#[test]
+fn a_failed_host_takes_no_part_in_later_plays() {
+    let c = SshCluster::start(3);
+    let inv = nodes_inventory(&c);
+    let base = shared_base();
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("two-plays.yml");
+    fs::write(
+        &pb,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: fail on the first host\n      command: \"false\"\n      when: inventory_hostname == ansible_play_hosts[0]\n\
+         - hosts: all\n  gather_facts: false\n  tasks:\n    - name: mark\n      copy: {dest: \"{{ base }}/{{ inventory_hostname }}\", content: x}\n\
+         - hosts: all\n  gather_facts: false\n  any_errors_fatal: true\n  tasks:\n    - name: fail everywhere\n      command: \"false\"\n      when: inventory_hostname == ansible_play_hosts[0]\n\
+         - hosts: all\n  gather_facts: false\n  tasks:\n    - name: never\n      copy: {dest: \"{{ base }}/never\", content: x}\n",
+    )
+    .unwrap();
+    let r = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    r.assert_code(2);
+    let marked: Vec<String> = fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        marked.len(),
+        2,
+        "only the hosts that did not fail mark: {marked:?}"
+    );
+    assert!(
+        !base.path().join("never").exists(),
+        "any_errors_fatal left hosts for the next play"
+    );
+}

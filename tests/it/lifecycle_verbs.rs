@@ -1,0 +1,357 @@
+//! The lifecycle verbs on a `kamo lab` cluster (issue 6): 5 nodes (master, storage, three
+//! compute of which one has a GPU). `deploy all` from bare nodes, `check` green, `plan` equal
+//! to what `run` sends, `update app`, `update kube-certs`, `credentials db`, `clean app`, and a
+//! `rebuild` that cleans with the deployed version's playbooks, interrupted and resumed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::kamo::Run;
+use crate::support::lab::Lab;
+use crate::support::pg_pod::Postgres;
+
+fn playbooks() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks")
+}
+
+/// `kamo VERB ... -i LAB --playbooks DIR --state-dir STATE`.
+fn verb(lab: &Lab, pb: &Path, args: &[&str]) -> Run {
+    lab.kamo()
+        .args(args)
+        .args(["-i"])
+        .arg_path(&lab.inventory())
+        .args(["--playbooks"])
+        .arg_path(pb)
+        .args(["--state-dir"])
+        .arg_path(&lab.home.path().join("state"))
+        .run()
+}
+
+fn check(lab: &Lab, pb: &Path) -> Value {
+    let r = lab
+        .kamo()
+        .args(["check", "--output", "json", "--timeout", "5", "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--playbooks"])
+        .arg_path(pb)
+        .run();
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    let failed: Vec<&Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .collect();
+    assert!(failed.is_empty(), "check failed: {failed:#?}");
+    r.assert_code(0);
+    v
+}
+
+/// (host, task, item) -> script digest, from plan documents (one per line).
+fn planned(stdout: &str) -> BTreeMap<(String, String, String), String> {
+    let mut out = BTreeMap::new();
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let doc: Value = serde_json::from_str(line).unwrap();
+        for e in doc["plan"].as_array().unwrap() {
+            if let Some(d) = e["script_sha256"].as_str() {
+                out.insert(
+                    (
+                        e["host"].as_str().unwrap().into(),
+                        e["task"].as_str().unwrap().into(),
+                        e["item"].to_string(),
+                    ),
+                    d.into(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// (host, task, item) -> script digest, from a run's JSON events.
+fn sent(r: &Run) -> BTreeMap<(String, String, String), String> {
+    let mut out = BTreeMap::new();
+    for e in r.json_lines() {
+        if let Some(d) = e["data"]["script_sha256"].as_str() {
+            out.insert(
+                (
+                    e["host"].as_str().unwrap().into(),
+                    e["task"].as_str().unwrap().into(),
+                    e["item"].to_string(),
+                ),
+                d.into(),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
+    let lab = Lab::up(5, &["--gpu-nodes", "1"]);
+    let pb = playbooks();
+    // The per-node dry run, offline: nothing connects, so it works before anything exists.
+    let plan = verb(
+        &lab,
+        &pb,
+        &["deploy", "all", "--plan", "--yes", "--output", "json"],
+    );
+    plan.assert_code(0);
+    let planned = planned(&plan.stdout);
+    assert!(planned.len() > 20, "a real plan: {}", planned.len());
+
+    let run = verb(&lab, &pb, &["deploy", "all", "--yes", "--output", "json"]);
+    run.assert_code(0);
+    let sent = sent(&run);
+    let mut compared = 0;
+    for (k, d) in &planned {
+        if let Some(s) = sent.get(k) {
+            assert_eq!(s, d, "plan and run differ for {k:?}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 20, "only {compared} tasks compared");
+
+    let v = check(&lab, &pb);
+    assert_eq!(v["app_version"], "2.1.0");
+    let rows = v["checks"].as_array().unwrap();
+    for n in ["node01", "node02", "node03", "node04", "node05"] {
+        assert!(
+            rows.iter()
+                .any(|c| c["host"] == n && c["name"] == "node ready" && c["status"] == "ok"),
+            "{n} not Ready: {rows:#?}"
+        );
+    }
+    assert!(
+        rows.iter()
+            .any(|c| c["name"] == "app release" && c["status"] == "ok")
+    );
+
+    // App-only upgrade (here: to another deployable version) and back.
+    verb(&lab, &pb, &["update", "app", "--version", "2.0.0"]).assert_code(0);
+    assert_eq!(check(&lab, &pb)["app_version"], "2.0.0");
+    verb(&lab, &pb, &["update", "app", "--version", "2.1.0"]).assert_code(0);
+    verb(&lab, &pb, &["update", "kube-certs"]).assert_code(0);
+
+    // A new DB password through stdin reaches PostgreSQL (a real server standing in for the
+    // app's database pod, whose psql `kubectl exec` runs on the master in a lab); it is not in
+    // the output, the journal or the logs.
+    let pg = Postgres::start();
+    pg.superuser("CREATE USER platypus PASSWORD 'old-password'");
+    pg.superuser("CREATE DATABASE platypusdb OWNER platypus");
+    let secret = "Fresh-DB-pass-4242";
+    let vars = lab.home.path().join("pod.json");
+    std::fs::write(
+        &vars,
+        serde_json::json!({"kqi_db_host": pg.socket(), "kqi_db_port": pg.port}).to_string(),
+    )
+    .unwrap();
+    let r = lab
+        .kamo()
+        .args(["credentials", "db", "--password-stdin", "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--playbooks"])
+        .arg_path(&pb)
+        .args(["--state-dir"])
+        .arg_path(&lab.home.path().join("state"))
+        .args(["-e", &format!("@{}", vars.display())])
+        .run_with_stdin(&format!("{secret}\n"));
+    r.assert_code(0);
+    assert!(pg.login_works("platypus", "platypusdb", secret));
+    assert!(!pg.login_works("platypus", "platypusdb", "old-password"));
+    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
+    for f in walk(&lab.home.path().join("state")) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "the password is in {}",
+            f.display()
+        );
+    }
+
+    // clean app: the release goes, Kubernetes stays.
+    verb(&lab, &pb, &["clean", "app", "--yes"]).assert_code(0);
+    let st = lab.status();
+    assert!(
+        !st.to_string().contains("\"kamonohashi\""),
+        "release still listed: {st}"
+    );
+    verb(&lab, &pb, &["deploy", "app", "--yes"]).assert_code(0);
+    assert_eq!(check(&lab, &pb)["app_version"], "2.1.0");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A copy of the shipped playbooks whose v2.0.0 row points at its own directory, a copy
+/// whose clean-all leaves a mark: so a test sees which version's playbooks cleaned.
+fn versioned_playbooks(into: &Path) -> PathBuf {
+    let root = into.join("playbooks");
+    copy_dir(&playbooks(), &root);
+    copy_dir(&playbooks(), &root.join("v2.0.0"));
+    let clean = root.join("v2.0.0/clean-all.yml");
+    let mut text = std::fs::read_to_string(&clean).unwrap();
+    text.push_str(
+        "\n- name: mark who cleaned\n  hosts: all\n  gather_facts: false\n  become: true\n  tasks:\n    - name: leave the mark\n      copy:\n        dest: /root/cleaned-by\n        content: \"v2.0.0 playbooks\\n\"\n",
+    );
+    std::fs::write(&clean, text).unwrap();
+    let versions = root.join("versions.yml");
+    let v = std::fs::read_to_string(&versions).unwrap();
+    assert!(v.contains("  \"2.0.0\":"), "versions.yml layout changed");
+    let mut out = String::new();
+    let mut in_v2 = false;
+    let mut replaced = false;
+    for line in v.lines() {
+        if line.starts_with("  \"") {
+            in_v2 = line.starts_with("  \"2.0.0\":");
+        }
+        if in_v2 && line.trim_start().starts_with("playbooks:") {
+            out.push_str("      playbooks: \"v2.0.0\"\n");
+            replaced = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(replaced, "no playbooks: key in the 2.0.0 row");
+    std::fs::write(&versions, out).unwrap();
+    root
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if name == "v2.0.0" || name == "migrations" {
+            continue;
+        }
+        if p.is_dir() {
+            copy_dir(&p, &to.join(&name));
+        } else {
+            std::fs::copy(&p, to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn rebuild_cleans_with_the_deployed_versions_playbooks_and_resumes_after_an_interrupt() {
+    let lab = Lab::up(5, &["--gpu-nodes", "1"]);
+    let pb = versioned_playbooks(lab.home.path());
+    verb(&lab, &pb, &["deploy", "all", "--yes", "--version", "2.0.0"]).assert_code(0);
+    assert_eq!(check(&lab, &pb)["app_version"], "2.0.0");
+
+    // The confirmation names every host and what goes; without --yes and stdin it refuses.
+    let r = verb(&lab, &pb, &["rebuild", "--to-version", "2.1.0"]);
+    r.assert_code(5);
+    for n in ["node01", "node05"] {
+        assert!(r.stderr.contains(&format!("  - {n}\n")), "{}", r.stderr);
+    }
+    assert!(
+        r.stderr.contains("then: deploy KAMONOHASHI 2.1.0"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("now deployed: 2.0.0"), "{}", r.stderr);
+
+    let r = verb(&lab, &pb, &["rebuild", "--to-version", "2.1.0", "--yes"]);
+    r.assert_code(0);
+    let marks = lab.exec("all", &["-b"], "cat /root/cleaned-by");
+    marks.assert_code(0);
+    for n in ["node01", "node02", "node03", "node04", "node05"] {
+        assert_eq!(
+            marks.host(n)["stdout"].as_str().unwrap().trim(),
+            "v2.0.0 playbooks",
+            "{n} was not cleaned by the deployed version's playbooks"
+        );
+    }
+    assert_eq!(check(&lab, &pb)["app_version"], "2.1.0");
+
+    // Interrupted (SIGINT once the run has sent some tasks), then resumed to the end.
+    let mut child = lab
+        .kamo()
+        .args([
+            "rebuild",
+            "--to-version",
+            "2.0.0",
+            "--yes",
+            "--output",
+            "json",
+            "--grace-period",
+            "60",
+            "-i",
+        ])
+        .arg_path(&lab.inventory())
+        .args(["--playbooks"])
+        .arg_path(&pb)
+        .args(["--state-dir"])
+        .arg_path(&lab.home.path().join("state"))
+        .spawn();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads to the end (so kamo never blocks on a full pipe); says when 15 results are in.
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut results = 0;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("\"event\":\"host_result\"") {
+                results += 1;
+                if results == 15 {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("the rebuild reported 15 task results");
+    nix_kill(child.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rebuild did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = reader.join();
+    assert_eq!(status.code(), Some(99), "interrupted run exits 99");
+    let r = lab
+        .kamo()
+        .args(["resume", "--state-dir"])
+        .arg_path(&lab.home.path().join("state"))
+        .run();
+    r.assert_code(0);
+    assert_eq!(check(&lab, &pb)["app_version"], "2.0.0");
+}
+
+fn nix_kill(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+    let rc = unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill({pid}, SIGINT)");
+}
