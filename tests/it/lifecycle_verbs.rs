@@ -130,6 +130,13 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
             .any(|c| c["name"] == "app release" && c["status"] == "ok")
     );
 
+    // The generated passwords, for the operator who asks.
+    let shown = verb(&lab, &pb, &["credentials", "show"]);
+    shown.assert_code(0);
+    for k in ["admin-password", "db-password", "storage-password"] {
+        assert!(shown.stdout.contains(k), "{}", shown.stdout);
+    }
+
     // App-only upgrade (here: to another deployable version) and back.
     verb(&lab, &pb, &["update", "app", "--version", "2.0.0"]).assert_code(0);
     assert_eq!(check(&lab, &pb)["app_version"], "2.0.0");
@@ -149,6 +156,26 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
         serde_json::json!({"kqi_db_host": pg.socket(), "kqi_db_port": pg.port}).to_string(),
     )
     .unwrap();
+    // Every process's command line is watched while the password travels.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut scans = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && scans < 100_000 {
+                scans += 1;
+                for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                    if let Ok(c) = std::fs::read(e.path().join("cmdline"))
+                        && c.windows(secret.len()).any(|w| w == secret.as_bytes())
+                    {
+                        seen.push(String::from_utf8_lossy(&c).into_owned());
+                    }
+                }
+            }
+            (seen, scans)
+        })
+    };
     let r = lab
         .kamo()
         .args(["credentials", "db", "--password-stdin", "-i"])
@@ -159,6 +186,13 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
         .arg_path(&lab.home.path().join("state"))
         .args(["-e", &format!("@{}", vars.display())])
         .run_with_stdin(&format!("{secret}\n"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, scans) = watcher.join().unwrap();
+    assert!(
+        seen.is_empty(),
+        "the password was on a command line: {seen:?}"
+    );
+    assert!(scans > 10, "the process list was watched ({scans} scans)");
     r.assert_code(0);
     assert!(pg.login_works("platypus", "platypusdb", secret));
     assert!(!pg.login_works("platypus", "platypusdb", "old-password"));

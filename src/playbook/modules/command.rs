@@ -2,7 +2,8 @@
 //!
 //! `command` does not use a shell on the host, as in Ansible: its line is split into words on
 //! the controller (shlex) and each word is quoted, so `|`, `>` and `$VAR` are plain arguments.
-//! `shell` runs the line with `/bin/sh -c` (or `executable:`). Both support `chdir`, `creates`,
+//! `shell` runs the line with `/bin/sh` (or `executable:`), never as `sh -c LINE`, which
+//! would show it in the process list. Both support `chdir`, `creates`,
 //! `removes` and `stdin`; the command's stdin is otherwise `/dev/null`, never the script.
 //! In check mode they run nothing and report `skipped`, unless `creates`/`removes` already
 //! decide that nothing would run.
@@ -31,6 +32,8 @@ pub fn build(
     flags: Flags,
 ) -> Result<RemoteStep, ArgError> {
     known_args(module, args, KNOWN)?;
+    let mut shell_setup = String::new();
+    let mut shell_cleanup: &str = "";
     let raw = arg_str(module, args, "_raw_params")?.or(arg_str(module, args, "cmd")?);
     let line = match (module, args.get("argv")) {
         (Module::Command, Some(Value::Array(words))) => {
@@ -69,8 +72,26 @@ pub fn build(
             if raw.trim().is_empty() {
                 return Err(ArgError::new(module, "no command given"));
             }
-            let exe = arg_str(module, args, "executable")?.unwrap_or_else(|| "/bin/sh".to_owned());
-            format!("{} -c {}", q(&exe), q(&raw))
+            // Never `sh -c LINE`: the line (which may hold a password a playbook templated in)
+            // would be in the process list for every user of the host to read. The line
+            // travels inside this script, on stdin, and runs in a subshell (`eval`), or from a
+            // private temporary file for another `executable:`.
+            match arg_str(module, args, "executable")?.as_deref() {
+                None | Some("/bin/sh" | "sh") => {
+                    shell_setup = format!("kamo_line={}\n", q(&raw));
+                    "( set +u; eval \"$kamo_line\" )".to_owned()
+                }
+                Some(exe) => {
+                    shell_setup = format!(
+                        "kamo_line={}\nkamo_f=$(mktemp) || {{ kamo_result {}; exit 0; }}\n\
+                         printf '%s\\n' \"$kamo_line\" > \"$kamo_f\"\n",
+                        q(&raw),
+                        q(&json!({"failed": true, "msg": "mktemp failed"}).to_string())
+                    );
+                    shell_cleanup = "rm -f -- \"$kamo_f\"\n";
+                    format!("{} \"$kamo_f\"", q(exe))
+                }
+            }
         }
     };
     let mut summary = Vec::new();
@@ -140,7 +161,9 @@ pub fn build(
         None => String::new(),
     };
     let redirect = if input.is_empty() { " </dev/null" } else { "" };
+    s.push_str(&shell_setup);
     s.push_str(&format!("{input}{line}{redirect}\nrc=$?\n"));
+    s.push_str(shell_cleanup);
     s.push_str(
         "if [ \"$rc\" -eq 0 ]; then kamo_result \"{\\\"changed\\\":true,\\\"rc\\\":0}\"; \
          else kamo_result \"{\\\"changed\\\":true,\\\"failed\\\":true,\\\"rc\\\":$rc,\\\"msg\\\":\\\"non-zero return code\\\"}\"; fi\n",
@@ -194,6 +217,45 @@ mod tests {
         assert_eq!(r.stdout, "a|b $(id) c d\n");
         assert!(r.changed && !r.failed);
         assert_eq!(r.rc, Some(0));
+    }
+
+    #[test]
+    fn the_shell_line_is_never_on_a_command_line() {
+        for exe in [None, Some("/bin/bash")] {
+            let mut a = json!({"_raw_params": "echo MARK-42 >/dev/null; tr '\\0' ' ' < /proc/$$/cmdline; echo \"[$NOPE]\""});
+            if let Some(e) = exe {
+                a["executable"] = json!(e);
+                a["_raw_params"] = json!(
+                    "echo MARK-42 >/dev/null; tr '\\0' ' ' < /proc/$PPID/cmdline; echo \"[$NOPE]\"; echo $BASH_VERSION"
+                );
+            }
+            let step = build(Module::Shell, &args(a), Flags::default()).unwrap();
+            assert!(!step.script.contains(" -c "), "{}", step.script);
+            let (o, e, c) = run(&step);
+            let r = interpret(Module::Shell, &o, &e, Some(c));
+            assert!(!r.failed, "{exe:?}: {r:?}");
+            assert!(
+                !r.stdout.contains("MARK-42"),
+                "{exe:?}: the line was in argv: {}",
+                r.stdout
+            );
+            assert!(
+                r.stdout.contains("[]"),
+                "unset variables expand to nothing, as with sh -c"
+            );
+            if exe.is_some() {
+                assert!(
+                    r.stdout
+                        .trim_end()
+                        .lines()
+                        .last()
+                        .unwrap()
+                        .starts_with(char::is_numeric),
+                    "ran with bash: {}",
+                    r.stdout
+                );
+            }
+        }
     }
 
     #[test]
