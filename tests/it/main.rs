@@ -16,4 +16,5 @@ mod inventory_cli;
 mod journal;
 mod lab;
 mod playbook;
+mod rollback;
 mod verbs;

@@ -212,9 +212,20 @@ impl Pg {
 
     /// `pg_dump --schema-only` of `db` (without the header lines that carry versions).
     pub fn dump_schema(&self, db: &str) -> String {
+        self.dump(db, &["--schema-only"])
+    }
+
+    /// `pg_dump` of `db`, schema and data, as plain SQL (without the lines that differ
+    /// between two dumps of the same database): two equal dumps mean an equal database.
+    pub fn dump_all(&self, db: &str) -> String {
+        self.dump(db, &[])
+    }
+
+    fn dump(&self, db: &str, extra: &[&str]) -> String {
         let out = run_bounded(
             Command::new("pg_dump")
-                .args(["--schema-only", "--no-owner", "-h", "127.0.0.1"])
+                .args(extra)
+                .args(["--no-owner", "-h", "127.0.0.1"])
                 .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
                 .env("PGPASSWORD", &self.superuser_password),
             Duration::from_secs(60),
