@@ -169,7 +169,10 @@ pub async fn connect(
     via: Option<SocketAddr>,
     app_name: &str,
 ) -> std::result::Result<PgConnection, Failure> {
-    let opts = db.connect_options(via, app_name)?;
+    // sqlx's statement log would put kamo's queries (and slow-lock warnings) on stderr.
+    let opts = db
+        .connect_options(via, app_name)?
+        .disable_statement_logging();
     let shown = match via {
         Some(a) => format!("{} (through the tunnel at {a})", db.display()),
         None => db.display(),

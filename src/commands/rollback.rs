@@ -13,8 +13,8 @@
 //! 7. unless `--db-only`: deploy the app at the target's version (`deploy-app.yml`) and run the
 //!    postflight check.
 //!
-//! The advisory lock ([`dbplan::LOCK_KEY`]) is taken right after the confirmation, on the
-//! connection every step uses, and held until kamo ends (the server releases it when the
+//! The advisory lock ([`dbplan::LOCK_KEY`]) is taken right after connecting (not by
+//! `--check`), on the connection every step uses, and held until kamo ends (the server releases it when the
 //! connection closes, also after a crash): a second rollback is refused before it stops the
 //! app or writes a backup, not only before its transaction.
 //!
@@ -255,6 +255,11 @@ async fn execute(
         Err(f) => return Ok(report(&f)),
     };
 
+    // The lock first: a second rollback is refused before it reads (or waits for) anything.
+    if !check && let Err(f) = take_lock(&mut o.conn, &o.db.display()).await {
+        return Ok(report(&f));
+    }
+
     // 1. The history and the plan.
     let history = match apply::applied(&mut o.conn).await {
         Ok(h) => h,
@@ -341,11 +346,6 @@ async fn execute(
             yes,
             false,
         )?;
-    }
-
-    // The lock, before anything is stopped or written.
-    if let Err(f) = take_lock(&mut o.conn, &o.db.display()).await {
-        return Ok(report(&f));
     }
 
     let files: Vec<FileHash> = plan

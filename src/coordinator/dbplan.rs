@@ -345,13 +345,15 @@ pub fn loss_query(sql: &str) -> Option<(String, String)> {
 }
 
 /// Counts what each destroying statement of the plan loses, on the current data, in a
-/// read-only transaction that is rolled back (a count that fails is unknown).
+/// read-only transaction that is rolled back (a count that fails, or waits more than 3 s for a
+/// lock, is unknown).
 pub async fn count_losses(conn: &mut PgConnection, plan: &mut Plan) -> Result<()> {
     let mut tx = conn
         .begin()
         .await
         .map_err(|e| Error::Other(format!("cannot begin: {}", apply::describe(&e))))?;
-    sqlx::raw_sql("SET TRANSACTION READ ONLY")
+    // Read only, and never queued for long behind a lock another session waits for.
+    sqlx::raw_sql("SET TRANSACTION READ ONLY; SET LOCAL lock_timeout = '3s'")
         .execute(&mut *tx)
         .await
         .map_err(|e| Error::Other(format!("cannot count: {}", apply::describe(&e))))?;

@@ -940,3 +940,70 @@ fn full_mode_refuses_clearly_when_the_app_playbooks_are_missing() {
     assert_eq!(pg.dump_all("app"), before);
     assert!(files_in(&home.path().join("state/backups")).is_empty());
 }
+
+/// `--via`: the database is named as only the cluster knows it (a lab node's name, which this
+/// machine cannot resolve) and reached through a direct-tcpip tunnel over the SSH connection to
+/// another node; `kamo db status -i` finds the database and its password file in the
+/// inventory's settings. The password is in no command line and no output.
+#[test]
+fn via_reaches_a_database_that_only_the_cluster_can_name() {
+    use crate::support::lab::Lab;
+    use std::net::ToSocketAddrs;
+    let (lab, _) = Lab::start(2, &["--with-db"]);
+    let st = lab.status();
+    let port = st["database"]["port"].as_u64().unwrap();
+    let address = st["database"]["address"].as_str().unwrap().to_owned();
+    let password = std::fs::read_to_string(lab.dir.join("db-password"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        ("node01", 5432).to_socket_addrs().is_err(),
+        "this machine resolves node01: the test would not prove the tunnel"
+    );
+    let state = lab.home.path().join("state");
+    let inv = lab.inventory();
+
+    let status = lab
+        .kamo()
+        .env("KAMO_STATE_DIR", &state)
+        .args(["db", "status", "-i"])
+        .arg_path(&inv)
+        .run();
+    status.assert_code(0);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("newest applied: {V210} (app 2.1.0)")),
+        "{}",
+        status.stdout
+    );
+
+    let watch = CmdlineWatch::start(&password);
+    let r = lab
+        .kamo()
+        .env("KAMO_STATE_DIR", &state)
+        .env("PGPASSWORD", &password)
+        .args(["rollback", "--to-version", "2.0.0", "--db-only", "--yes"])
+        .args(["--via", "node02", "--db"])
+        .args([format!("postgres://platypus@node01:{port}/kamonohashi")])
+        .args(["-i"])
+        .arg_path(&inv)
+        .run();
+    let (hits, _) = watch.finish();
+    r.assert_code(0);
+    assert!(
+        hits.is_empty(),
+        "the password was on a command line: {hits:?}"
+    );
+    assert!(
+        r.stderr.contains(&format!("-> node02 -> node01:{port}")),
+        "{}",
+        r.stderr
+    );
+    let url = format!("postgres://platypus:{password}@{address}:{port}/kamonohashi");
+    assert_eq!(history(&url), [V200]);
+    assert_eq!(files_in(&state.join("backups")).len(), 1);
+    assert_no_password(&[&status, &r], &password);
+    assert!(!contains(&journal_bytes(lab.home.path()), &password));
+}
