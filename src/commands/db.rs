@@ -185,14 +185,18 @@ pub async fn connect(
             ));
         }
         Ok(Err(e)) => {
-            let mut msg = format!(
-                "cannot connect to {shown}: {}; nothing was changed",
-                apply::describe(&e)
-            );
-            if let Some(src) = &db.password_source {
-                msg.push_str(&format!(" (password from {src})"));
-            }
-            return Err(Failure::new(ExitCode::Unreachable, msg));
+            let source = db
+                .password_source
+                .as_deref()
+                .map(|s| format!(" (password from {s})"))
+                .unwrap_or_default();
+            return Err(Failure::new(
+                ExitCode::Unreachable,
+                format!(
+                    "cannot connect to {shown}: {}{source}; nothing was changed",
+                    apply::describe(&e)
+                ),
+            ));
         }
         Ok(Ok(c)) => c,
     };

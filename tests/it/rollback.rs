@@ -1007,3 +1007,132 @@ fn via_reaches_a_database_that_only_the_cluster_can_name() {
     assert_no_password(&[&status, &r], &password);
     assert!(!contains(&journal_bytes(lab.home.path()), &password));
 }
+
+/// TLS with rustls when the URL asks for it: `verify-full` with the server's CA in
+/// `sslrootcert` connects, without it the certificate is refused; `require` to a server without
+/// TLS is refused clearly. Each refusal is exit 3 and changes nothing.
+#[test]
+fn tls_is_used_when_the_url_asks_for_it() {
+    let pg = Pg::start_tls();
+    let app = app_db(&pg, "app");
+    let home = empty_home();
+    let ca = pg.ca_cert();
+    let status = |url: String| {
+        kamo(home.path(), &app)
+            .args(["db", "status", "--db"])
+            .args([url])
+            .run()
+    };
+    let base = format!("postgres://app@localhost:{}/app", pg.port);
+    let ok = status(format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    ));
+    ok.assert_code(0);
+    assert!(ok.stdout.contains(V210), "{}", ok.stdout);
+    status(format!("{base}?sslmode=require")).assert_code(0);
+    let untrusted = status(format!("{base}?sslmode=verify-full"));
+    untrusted.assert_code(3);
+    assert!(
+        untrusted.stderr.contains("cannot connect to app@localhost")
+            && untrusted.stderr.contains("invalid peer certificate"),
+        "{}",
+        untrusted.stderr
+    );
+
+    let plain = Pg::start();
+    let other = app_db(&plain, "plain");
+    let r = kamo(home.path(), &other)
+        .args(["db", "status", "--db"])
+        .args([format!(
+            "postgres://plain@127.0.0.1:{}/plain?sslmode=require",
+            plain.port
+        )])
+        .run();
+    r.assert_code(3);
+    assert!(
+        r.stderr.contains("server does not support TLS"),
+        "{}",
+        r.stderr
+    );
+    assert_no_password(&[&ok, &untrusted, &r], &app.password);
+}
+
+/// The password from ~/.pgpass (0600; a file others can read is ignored with a warning, as
+/// libpq does) or $PGPASSFILE with a wildcard line; `kamo db restore` asks its own typed
+/// confirmation (the database's name) and a wrong answer changes nothing.
+#[test]
+fn pgpass_gives_the_password_and_restore_asks_its_own_confirmation() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = Pg::start();
+    let app = app_db(&pg, "app");
+    let home = empty_home();
+    let plain = |home: &Path| Kamo::new(home).env("KAMO_STATE_DIR", home.join("state"));
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        format!(
+            "# kamo test\notherhost:*:*:*:wrong\n127.0.0.1:{}:app:app:{}\n",
+            pg.port, app.password
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let st = plain(home.path())
+        .args(["db", "status", "--db", &app.bare])
+        .run();
+    st.assert_code(0);
+    assert!(st.stdout.contains(V210), "{}", st.stdout);
+
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = plain(home.path())
+        .args(["db", "status", "--db", &app.bare])
+        .run();
+    r.assert_code(5);
+    assert!(
+        r.stderr.contains("has group or world access") && r.stderr.contains("no password for"),
+        "{}",
+        r.stderr
+    );
+
+    let other = home.path().join("elsewhere.pgpass");
+    std::fs::write(&other, format!("*:*:*:app:{}\n", app.password)).unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let with_file = |home: &Path| plain(home).env("PGPASSFILE", &other);
+    let rb = with_file(home.path())
+        .args([
+            "rollback",
+            "--to",
+            V200,
+            "--db",
+            &app.bare,
+            "--db-only",
+            "--yes",
+        ])
+        .run();
+    rb.assert_code(0);
+    assert_eq!(history(&app.url), [V200]);
+    let backup = files_in(&home.path().join("state/backups")).remove(0);
+
+    let wrong = with_file(home.path())
+        .args(["db", "restore"])
+        .arg_path(&backup)
+        .args(["--db", &app.bare])
+        .run_with_stdin("yes\n");
+    wrong.assert_code(5);
+    assert!(wrong.stderr.contains("not confirmed"), "{}", wrong.stderr);
+    assert!(
+        wrong.stderr.contains("dropped and recreated"),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(history(&app.url), [V200]);
+    let right = with_file(home.path())
+        .args(["db", "restore"])
+        .arg_path(&backup)
+        .args(["--db", &app.bare])
+        .run_with_stdin("app\n");
+    right.assert_code(0);
+    assert_eq!(history(&app.url), [V200, V210]);
+    assert_no_password(&[&st, &r, &rb, &wrong, &right], &app.password);
+}
