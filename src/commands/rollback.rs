@@ -383,8 +383,21 @@ async fn execute(
         verbose,
         resuming: resuming.is_some(),
     };
-    let outcome = run_steps(&ctx, &mut o, &steps).await;
     let run_id = steps.run_id;
+    // Ctrl-C or SIGTERM: the step in flight is abandoned (a transaction in progress is rolled
+    // back by the server when its connection goes), the run is recorded as interrupted, and
+    // `kamo resume` runs that step again.
+    let outcome = tokio::select! {
+        r = run_steps(&ctx, &mut o, &steps) => r,
+        () = interrupted() => {
+            steps.finish(RunState::Interrupted, Some("interrupted")).await?;
+            crate::ui::eprint_line(&format!(
+                "interrupted: the step in flight was abandoned (a transaction in progress is \
+                 rolled back); `kamo resume {run_id}` continues"
+            ));
+            return Ok(ExitCode::Interrupted);
+        }
+    };
     match outcome {
         Ok(b) => {
             steps.finish(RunState::Ok, None).await?;
@@ -427,6 +440,19 @@ async fn execute(
             ));
             Ok(code)
         }
+    }
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
     }
 }
 

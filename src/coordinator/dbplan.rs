@@ -399,7 +399,14 @@ pub fn loss_lines(plan: &Plan) -> Vec<String> {
             let n = l
                 .count
                 .map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string());
-            format!("{n} {} ({})", l.what, l.origin)
+            let what = if l.count == Some(1) {
+                l.what
+                    .replacen("rows of", "row of", 1)
+                    .replacen("values of", "value of", 1)
+            } else {
+                l.what.clone()
+            };
+            format!("{n} {what} ({})", l.origin)
         })
         .collect()
 }

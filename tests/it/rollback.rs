@@ -588,7 +588,7 @@ fn check_prints_the_plan_and_changes_nothing() {
         "revert, newest first:",
         &format!("{V210} (app 2.1.0)"),
         &format!("{training_tags} rows of \"Tags\""),
-        "values of \"TensorBoardContainers\".\"ExpiresIn\"",
+        "value of \"TensorBoardContainers\".\"ExpiresIn\" (",
         "BEGIN;",
         "SET LOCAL lock_timeout",
         "ALTER TABLE \"Tags\" DROP COLUMN \"Type\";",
@@ -1135,4 +1135,48 @@ fn pgpass_gives_the_password_and_restore_asks_its_own_confirmation() {
     right.assert_code(0);
     assert_eq!(history(&app.url), [V200, V210]);
     assert_no_password(&[&st, &r, &rb, &wrong, &right], &app.password);
+}
+
+/// Ctrl-C inside the transaction: kamo exits 99, the transaction is rolled back, the run is
+/// recorded as interrupted, and `kamo resume` finishes it.
+#[test]
+fn an_interrupted_rollback_exits_99_and_resumes() {
+    let pg = Pg::start();
+    let app = app_db(&pg, "app");
+    let home = empty_home();
+    let before = pg.dump_all("app");
+    let mut blocker = Blocker::hold(&app.url);
+    let mut child = kamo(home.path(), &app)
+        .args([
+            "rollback",
+            "--to",
+            V200,
+            "--db",
+            &app.bare,
+            "--db-only",
+            "--yes",
+        ])
+        .spawn();
+    wait_until_blocked(&app.url, &mut child);
+    // SAFETY: kill(2) on the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let (code, out) = finish(child);
+    assert_eq!(code, 99, "{out}");
+    assert!(out.contains("kamo resume 1"), "{out}");
+    blocker.release();
+    wait_until_no_kamo_session(&app.url);
+    let after = pg.dump_all("app");
+    assert!(
+        after == before,
+        "the interrupt changed the database:\n{}",
+        diff(&before, &after)
+    );
+    let hist = kamo(home.path(), &app)
+        .args(["history", "--output", "json"])
+        .run();
+    let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
+    assert_eq!(runs[0]["state"], "interrupted", "{runs}");
+    let r = kamo(home.path(), &app).args(["resume", "1"]).run();
+    r.assert_code(0);
+    assert_eq!(history(&app.url), [V200]);
 }
