@@ -536,7 +536,7 @@ async fn run_steps(c: &Ctx<'_>, o: &mut Opened, steps: &Steps) -> StepResult<Opt
         }
         Some(_) if steps.done_before("stop-app").is_some() => {
             steps
-                .skipped("stop-app", "done by an earlier attempt")
+                .kept("stop-app", "done by an earlier attempt", None)
                 .await
                 .map_err(j("stop-app"))?;
             progress("stop-app", "done by an earlier attempt");
@@ -668,7 +668,12 @@ async fn backup_step(c: &Ctx<'_>, o: &Opened, steps: &Steps) -> StepResult<Optio
                 b.path.display(),
                 b.sha256
             );
-            steps.skipped("backup", &msg).await.map_err(j("backup"))?;
+            // Recorded as done again, with its register, for a later resume.
+            let reg = serde_json::to_value(&b).unwrap_or_default();
+            steps
+                .kept("backup", &msg, Some(&reg))
+                .await
+                .map_err(j("backup"))?;
             progress("backup", &msg);
             Ok(Some(b))
         }
@@ -742,7 +747,7 @@ async fn redeploy_step(c: &Ctx<'_>, steps: &Steps) -> StepResult<()> {
         }
         Some(_) if c.resuming && steps.done_before("redeploy").is_some() => {
             steps
-                .skipped("redeploy", "done by an earlier attempt")
+                .kept("redeploy", "done by an earlier attempt", None)
                 .await
                 .map_err(j("redeploy"))?;
         }

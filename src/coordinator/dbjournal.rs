@@ -159,6 +159,13 @@ impl Steps {
             .await
     }
 
+    /// Records a step an earlier attempt did as done again (keeping what it registered), so
+    /// that a later resume still finds it.
+    pub async fn kept(&self, step: &str, msg: &str, register: Option<&Value>) -> Result<()> {
+        self.begin(step).await?;
+        self.ok(step, false, msg, register).await
+    }
+
     /// Records a skipped step (done by an earlier attempt, or not part of this run).
     pub async fn skipped(&self, step: &str, msg: &str) -> Result<()> {
         self.begin(step).await?;

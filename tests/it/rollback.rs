@@ -781,7 +781,8 @@ fn a_second_concurrent_rollback_is_refused() {
 }
 
 /// SIGKILL after the backup, inside the transaction: the database is as before; `kamo resume`
-/// reuses the backup (its checksum verified) and runs the transaction. Killed again, and the
+/// (itself killed once the same way) reuses the backup (its checksum verified) and runs the
+/// transaction. Killed again, and the
 /// revert committed by someone else before the resume (as when kamo dies between its commit and
 /// its record): the resume does not run the transaction again.
 #[test]
@@ -826,6 +827,18 @@ fn a_crash_between_backup_and_transaction_resumes_correctly() {
             .run();
         let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
         assert_eq!(runs[0]["state"], "killed", "{runs}");
+        if !committed_meanwhile {
+            // Killed again while resuming: the backup stays recorded for the next resume.
+            let mut blocker = Blocker::hold(&app.url);
+            let mut child = kamo(home.path(), &app).args(["resume"]).spawn();
+            wait_until_blocked(&app.url, &mut child);
+            // SAFETY: kill(2) on the child this test started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            let _ = child.wait();
+            blocker.release();
+            wait_until_no_kamo_session(&app.url);
+            assert_eq!(pg.dump_all(name), before);
+        }
         if committed_meanwhile {
             let all = migrations::load(&migrations::default_dir()).unwrap();
             block_on(async {
