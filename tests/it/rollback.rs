@@ -412,6 +412,22 @@ fn a_failing_down_script_changes_nothing_and_is_located() {
         .run();
     let runs: serde_json::Value = serde_json::from_str(&hist.stdout).unwrap();
     assert_eq!(runs[0]["state"], "failed", "{runs}");
+
+    // Fixed script: resume refuses the changed file unless told, then finishes the run.
+    std::fs::copy(migrations::default_dir().join(V210).join("down.sql"), &down).unwrap();
+    let r = kamo(home.path(), &app).args(["resume"]).run();
+    r.assert_code(1);
+    assert!(
+        r.stderr
+            .contains(&format!("migration {} changed", down.display())),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(history(&app.url), [V200, V210]);
+    let r = kamo(home.path(), &app).args(["resume", "--force"]).run();
+    r.assert_code(0);
+    assert!(r.stderr.contains("reusing"), "{}", r.stderr);
+    assert_eq!(history(&app.url), [V200]);
 }
 
 /// Unknown target, target not applied, missing down.sql, wrong password, unreachable
