@@ -70,6 +70,116 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// The manual page (roff) on stdout, or one page per command into --dir.
     Man(ManArgs),
+    /// Take the app database back to an earlier EF Core migration (and the app to its version):
+    /// stop the app, back up, revert in one transaction, verify, redeploy.
+    Rollback(RollbackArgs),
+    /// Take the app database forward to a newer migration with the up.sql scripts (backup,
+    /// one transaction, verify).
+    MigrateDb(MigrateDbArgs),
+    /// The app database: its migrations, and restoring a backup.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// Where the app database is and how to reach it (shared by rollback, migrate-db and db).
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// The inventory whose settings locate the database (db_host, db_port, db_name, db_user,
+    /// db_password_file) and resolve --via.
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The database, `postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=MODE` (password, port
+    /// and sslmode optional). Without a password in it: PGPASSWORD, ~/.pgpass, the settings'
+    /// db_password_file, or a prompt.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
+    /// Reach the database through an SSH tunnel to HOST (direct-tcpip): its address is
+    /// connected to as HOST sees it.
+    #[arg(long, value_name = "HOST")]
+    pub via: Option<String>,
+    /// The migrations directory (default: playbooks/migrations).
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// Where the run journal is kept (as `kamo run`).
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The playbook directory (versions.yml and the app's playbooks).
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["to", "to_version"])))]
+pub struct RollbackArgs {
+    /// The EF Core migration to go back to (it stays applied).
+    #[arg(long, value_name = "MIGRATION_ID")]
+    pub to: Option<String>,
+    /// The app version to go back to; its migration comes from playbooks/versions.yml.
+    #[arg(long = "to-version", value_name = "V")]
+    pub to_version: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Only the database: do not stop or redeploy the app.
+    #[arg(long = "db-only")]
+    pub db_only: bool,
+    /// Where the backup is written (default: the state directory's backups/).
+    #[arg(long = "backup-dir", value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Print the plan and the exact SQL of every step; change nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Do not ask for the typed confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateDbArgs {
+    /// The EF Core migration to go forward to.
+    #[arg(long, value_name = "MIGRATION_ID")]
+    pub to: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Where the backup is written (default: the state directory's backups/).
+    #[arg(long = "backup-dir", value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Print the plan and the exact SQL of every step; change nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Do not ask for the typed confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Applied migrations, the app version each belongs to, pending and unknown ones.
+    Status(DbStatusArgs),
+    /// Put a backup (pg_dump -Fc) back: every object in it is dropped and recreated, in one
+    /// transaction.
+    Restore(DbRestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DbStatusArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DbRestoreArgs {
+    /// The backup file (custom format, as `kamo rollback` writes).
+    #[arg(value_name = "BACKUP")]
+    pub backup: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Do not ask for the typed confirmation (for scripts).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

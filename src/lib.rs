@@ -7,15 +7,21 @@
 //! - `cli`: clap types only.
 //! - `commands/`: one file per subcommand: load inputs, run, report, pick the exit code.
 //! - `inventory/`: INI and YAML inventories, `group_vars/`/`host_vars/`, host patterns.
-//! - `db/`: the app's PostgreSQL schema: EF Core migrations as SQL (`playbooks/migrations/`).
+//! - `db/`: the app's PostgreSQL schema: EF Core migrations as SQL (`playbooks/migrations/`),
+//!   where the database is and its password (`~/.pgpass`), backups with `pg_dump`.
 //! - `transport/`: SSH (russh), `known_hosts` verification, shell quoting, connection settings.
 //! - `coordinator/`: workstation steps between playbooks: confirmations, the version matrix,
-//!   which playbooks a lifecycle verb runs.
+//!   which playbooks a lifecycle verb runs, the database rollback's plan and journal steps, the
+//!   `--via` SSH tunnel.
 //! - `secret`, `error`: values that never print, and the one error type with its exit codes.
 //!
 //! Files kamo reads: the inventory (`-i`, default `./inventory/hosts.ini`), `~/.ssh/config`,
 //! `~/.ssh/known_hosts` (or `--known-hosts`), private keys, the ssh-agent socket.
-//! Files kamo writes: the `known_hosts` file, only under `--host-key-checking accept-new`.
+//! `kamo rollback` and the `db` commands also read `~/.pgpass` (or `$PGPASSFILE`) and the
+//! inventory's `db_password_file`.
+//! Files kamo writes: the `known_hosts` file, only under `--host-key-checking accept-new`; the
+//! run journal in the state directory; database backups (`STATE_DIR/backups` or
+//! `--backup-dir`, mode 0600).
 
 pub mod cli;
 pub mod commands;

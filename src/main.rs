@@ -4,7 +4,7 @@
 use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
-use kamo::cli::{Cli, Command, InventoryCommand, LabCommand};
+use kamo::cli::{Cli, Command, DbCommand, InventoryCommand, LabCommand};
 use kamo::error::{Error, ExitCode};
 
 fn main() -> ProcessExit {
@@ -78,6 +78,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Versions(a) => kamo::commands::versions::run(&a),
         Command::Completions(a) => Ok(kamo::commands::docs::completions(&a)),
         Command::Man(a) => kamo::commands::docs::man(&a),
+        Command::Rollback(a) => runtime()?.block_on(kamo::commands::db::rollback(a, cli.verbose)),
+        Command::MigrateDb(a) => runtime()?.block_on(kamo::commands::db::migrate(a, cli.verbose)),
+        Command::Db(DbCommand::Status(a)) => runtime()?.block_on(kamo::commands::db::status(a)),
+        Command::Db(DbCommand::Restore(a)) => runtime()?.block_on(kamo::commands::db::restore(a)),
         Command::Lab(LabCommand::Disk(a)) => kamo::commands::lab::disk(&a),
         Command::Lab(LabCommand::Supervise(a)) => runtime()?.block_on(
             kamo::commands::lab::supervise(&a.dir.unwrap_or_else(|| "lab".into())),

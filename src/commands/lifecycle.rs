@@ -70,7 +70,7 @@ fn target_version(ctx: &Context, flag: Option<&str>) -> Result<Deployable> {
 }
 
 /// One run of `files` with `vars`, through the engine `kamo run` uses.
-async fn run_playbooks(
+pub(crate) async fn run_playbooks(
     common: &LifecycleArgs,
     files: Vec<PathBuf>,
     vars: Map<String, Value>,

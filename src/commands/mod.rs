@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod configure;
+pub mod db;
 pub mod docs;
 pub mod exec;
 pub mod history;
@@ -10,6 +11,7 @@ pub mod lab;
 pub mod lifecycle;
 pub mod plan;
 pub mod resume;
+pub mod rollback;
 pub mod run;
 pub mod versions;
 

@@ -7,5 +7,8 @@
 //! and every verb a short, readable sequence.
 
 pub mod confirm;
+pub mod dbjournal;
+pub mod dbplan;
 pub mod matrix;
 pub mod playbooks;
+pub mod tunnel;

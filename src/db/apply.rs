@@ -97,7 +97,8 @@ async fn run_script(conn: &mut PgConnection, id: &str, script: &Script) -> Resul
 }
 
 /// Lines into the statement where PostgreSQL located the error (0 when it did not).
-fn error_line_offset(e: &sqlx::Error, sql: &str) -> usize {
+#[must_use]
+pub fn error_line_offset(e: &sqlx::Error, sql: &str) -> usize {
     let Some(pg) = e
         .as_database_error()
         .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())

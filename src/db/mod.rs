@@ -8,5 +8,8 @@
 //! the app's tooling. [`scram`] lets kamo set role passwords without sending them in a statement.
 
 pub mod apply;
+pub mod backup;
 pub mod migrations;
+pub mod pgpass;
 pub mod scram;
+pub mod target;

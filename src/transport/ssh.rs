@@ -438,6 +438,38 @@ impl Session {
         })
     }
 
+    /// A `direct-tcpip` channel: a TCP connection to `host:port` opened by the SSH server, as
+    /// seen from it (`ssh -L` does the same); `from` is reported to the server as the origin.
+    pub async fn direct_tcpip(
+        &self,
+        host: &str,
+        port: u16,
+        from: std::net::SocketAddr,
+    ) -> Result<russh::ChannelStream<client::Msg>, TransportError> {
+        let ch = self
+            .handle
+            .channel_open_direct_tcpip(
+                host,
+                u32::from(port),
+                from.ip().to_string(),
+                u32::from(from.port()),
+            )
+            .await
+            .map_err(|e| {
+                TransportError::new(
+                    Phase::Exec,
+                    format!("the SSH server could not open a tunnel to {host}:{port}: {e}"),
+                )
+            })?;
+        Ok(ch.into_stream())
+    }
+
+    /// Whether the connection has ended.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     pub async fn close(self) {
         let _ = self
             .handle

@@ -18,4 +18,5 @@ mod lab;
 mod lifecycle;
 mod lifecycle_verbs;
 mod playbook;
+mod rollback;
 mod verbs;

@@ -95,6 +95,21 @@ fn psql(port: u16, password: &str, db: &str, sql: &str) -> std::process::Output 
 impl Pg {
     /// initdb and start; panics (with the server's log) when it does not come up.
     pub fn start() -> Pg {
+        Self::start_with(false)
+    }
+
+    /// Like [`Pg::start`], with TLS: a test CA (`ca.crt` in the server's directory, see
+    /// [`Pg::ca_cert`]) signs the server's certificate for `localhost` and 127.0.0.1.
+    pub fn start_tls() -> Pg {
+        Self::start_with(true)
+    }
+
+    /// The test CA's certificate (TLS servers only).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Pg {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("kamo-pg-")
@@ -123,6 +138,19 @@ impl Pg {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut tls_args: Vec<String> = Vec::new();
+        if tls {
+            make_certs(dir.path(), uid, gid);
+            let d = dir.path().display();
+            tls_args = vec![
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={d}/server.crt"),
+                "-c".into(),
+                format!("ssl_key_file={d}/server.key"),
+            ];
+        }
         // A port picked by binding 0 can be taken before the server binds it: retry, bounded.
         let log = dir.path().join("postgres.log");
         for _attempt in 0..5 {
@@ -136,6 +164,7 @@ impl Pg {
                 .args(["-c", "listen_addresses=127.0.0.1"])
                 .args(["-c", "unix_socket_directories="])
                 .args(["-c", "fsync=off", "-c", "max_connections=30"])
+                .args(&tls_args)
                 .stdin(Stdio::null())
                 .stdout(logf.try_clone().unwrap())
                 .stderr(logf)
@@ -212,9 +241,20 @@ impl Pg {
 
     /// `pg_dump --schema-only` of `db` (without the header lines that carry versions).
     pub fn dump_schema(&self, db: &str) -> String {
+        self.dump(db, &["--schema-only"])
+    }
+
+    /// `pg_dump` of `db`, schema and data, as plain SQL (without the lines that differ
+    /// between two dumps of the same database): two equal dumps mean an equal database.
+    pub fn dump_all(&self, db: &str) -> String {
+        self.dump(db, &[])
+    }
+
+    fn dump(&self, db: &str, extra: &[&str]) -> String {
         let out = run_bounded(
             Command::new("pg_dump")
-                .args(["--schema-only", "--no-owner", "-h", "127.0.0.1"])
+                .args(extra)
+                .args(["--no-owner", "-h", "127.0.0.1"])
                 .args(["-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
                 .env("PGPASSWORD", &self.superuser_password),
             Duration::from_secs(60),
@@ -265,6 +305,79 @@ impl Pg {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// A CA and a server certificate it signs (for `localhost` and 127.0.0.1), with openssl.
+fn make_certs(dir: &Path, uid: u32, gid: u32) {
+    let openssl = |args: &[&str]| {
+        let out = run_bounded(
+            Command::new("openssl").args(args).current_dir(dir),
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kamo test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.crt",
+    ]);
+    for f in ["server.key", "server.crt"] {
+        std::os::unix::fs::chown(dir.join(f), Some(uid), Some(gid)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
 }
 
 impl Drop for Pg {
