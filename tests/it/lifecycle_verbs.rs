@@ -389,3 +389,57 @@ fn nix_kill(pid: u32) {
     let rc = unsafe { libc::kill(pid, libc::SIGINT) };
     assert_eq!(rc, 0, "kill({pid}, SIGINT)");
 }
+
+/// Issue 7's full mode on a `kamo lab --with-db` cluster: KAMONOHASHI 2.1.0 deployed, then
+/// `kamo rollback --to-version 2.0.0` stops the app, backs the database up, reverts it to
+/// 2.0.0's migration in one transaction and deploys 2.0.0; the postflight check is green.
+#[test]
+fn rollback_full_mode_on_a_lab_with_its_database() {
+    let lab = Lab::up(5, &["--gpu-nodes", "1", "--with-db"]);
+    let pb = playbooks();
+    verb(&lab, &pb, &["deploy", "all", "--yes", "--version", "2.1.0"]).assert_code(0);
+    assert_eq!(check(&lab, &pb)["app_version"], "2.1.0");
+    let status = || {
+        let r = lab
+            .kamo()
+            .args(["db", "status", "--output", "json", "-i"])
+            .arg_path(&lab.inventory())
+            .args(["--playbooks"])
+            .arg_path(&pb)
+            .run();
+        r.assert_code(0);
+        serde_json::from_str::<Value>(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
+    };
+    let before = status();
+    assert!(
+        before.to_string().contains("20200615001935_v2.1.0"),
+        "{before}"
+    );
+
+    let r = verb(&lab, &pb, &["rollback", "--to-version", "2.0.0", "--yes"]);
+    r.assert_code(0);
+    let password = std::fs::read_to_string(lab.dir.join("db-password")).unwrap();
+    let password = password.trim();
+    assert!(!password.is_empty());
+    assert!(!r.stdout.contains(password) && !r.stderr.contains(password));
+
+    let after = status();
+    assert!(
+        !after
+            .to_string()
+            .contains("20200615001935_v2.1.0\",\"applied\":true"),
+        "{after}"
+    );
+    let text = after.to_string();
+    assert!(text.contains("20200319064613_v2.0.0"), "{text}");
+    // The app runs 2.0.0 again, on a cluster that passes its postflight check.
+    assert_eq!(check(&lab, &pb)["app_version"], "2.0.0");
+    // The backup is kept in the state directory.
+    let backups: Vec<PathBuf> = walk(&lab.home.path().join("state"))
+        .into_iter()
+        .filter(|p| {
+            p.to_string_lossy().contains("backup") || p.extension().is_some_and(|e| e == "dump")
+        })
+        .collect();
+    assert!(!backups.is_empty(), "no backup in the state directory");
+}
