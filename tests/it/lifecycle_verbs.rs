@@ -142,6 +142,16 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
     assert_eq!(check(&lab, &pb)["app_version"], "2.0.0");
     verb(&lab, &pb, &["update", "app", "--version", "2.1.0"]).assert_code(0);
     verb(&lab, &pb, &["update", "kube-certs"]).assert_code(0);
+    // The nodes' configuration applied again: nothing left to change on a healthy cluster.
+    let r = verb(&lab, &pb, &["update", "node-conf", "--output", "json"]);
+    r.assert_code(0);
+    let changed: Vec<(String, String)> = r
+        .json_lines()
+        .into_iter()
+        .filter(|e| e["event"] == "host_result" && e["changed"] == true)
+        .map(|e| (e["host"].to_string(), e["task"].to_string()))
+        .collect();
+    assert!(changed.is_empty(), "update node-conf changed {changed:?}");
 
     // A new DB password through stdin reaches PostgreSQL (a real server standing in for the
     // app's database pod, whose psql `kubectl exec` runs on the master in a lab); it is not in
