@@ -4,23 +4,10 @@
 use std::path::Path;
 
 use kamo::db::{apply, migrations};
+
 use sqlx::{Connection, PgConnection};
 
-use crate::support::pg::Pg;
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-}
+use crate::support::pg::{Pg, block_on, connect};
 
 /// Whether a process has exited: no longer in /proc, or a zombie waiting for init to reap it
 /// (the lab's server is not a child of this test).

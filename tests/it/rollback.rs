@@ -8,27 +8,14 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use kamo::db::{apply, migrations};
-use sqlx::{Connection, PgConnection};
 
 use crate::support::kamo::{Kamo, Run, empty_home};
-use crate::support::pg::Pg;
+use sqlx::{Connection, PgConnection};
+
+use crate::support::pg::{Pg, block_on, connect};
 
 const V200: &str = "20200319064613_v2.0.0";
 const V210: &str = "20200615001935_v2.1.0";
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-async fn connect(url: &str) -> PgConnection {
-    PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
-}
 
 /// A database of the test server at v2.1.0 with the lab's sample rows.
 struct App {

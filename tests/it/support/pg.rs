@@ -385,3 +385,20 @@ impl Drop for Pg {
         self.stop();
     }
 }
+
+/// Runs a future to the end on a runtime of its own (the tests are synchronous).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// A connection to `url`, or a test failure naming why not.
+pub async fn connect(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection as _;
+    sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
