@@ -97,7 +97,12 @@ impl Planner<'_> {
             .map(hosts_of)
             .collect::<Result<Vec<_>, _>>()?;
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut set_before: BTreeSet<String> = BTreeSet::new();
         for (play, hosts) in pb.plays.iter().zip(play_hosts) {
+            let earlier = &set_before.clone();
+            for t in play.sections.iter().flatten().chain(&play.handlers) {
+                set_names(t, &mut set_before);
+            }
             let play_vars: Map<String, Value> = play.vars.clone().into_iter().collect();
             let play_name = play.name.clone().unwrap_or_else(|| play.hosts.clone());
             for batch in batches(&hosts, &play.serial) {
@@ -128,7 +133,9 @@ impl Planner<'_> {
                                         .iter()
                                         .map(|host| {
                                             let mut out = Vec::new();
-                                            self.plan_host(scope, play, play_name, host, &mut out);
+                                            self.plan_host(
+                                                scope, play, play_name, host, earlier, &mut out,
+                                            );
                                             each(out)
                                         })
                                         .collect()
@@ -154,6 +161,7 @@ impl Planner<'_> {
         play: &Play,
         play_name: &str,
         host: &str,
+        earlier: &BTreeSet<String>,
         out: &mut Vec<Entry>,
     ) {
         let mut walk = HostWalk {
@@ -161,7 +169,9 @@ impl Planner<'_> {
                 inventory: Some(std::sync::Arc::new(self.inventory.vars_for(host))),
                 ..HostVars::default()
             },
-            unknown: BTreeSet::new(),
+            // What earlier plays registered or set on a host stays with it, as at run time;
+            // offline its value is not known.
+            unknown: earlier.clone(),
         };
         if play.gather_facts {
             walk.unknown.insert("ansible_facts".into());
@@ -303,8 +313,37 @@ impl Planner<'_> {
         ("error", e.to_string())
     }
 
-    #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+    /// Plans one task. A task variable (`vars:`) computed from a run-time value is itself a
+    /// run-time value for this task, so what reads it is shown as run-time, not as an error.
+    #[allow(clippy::too_many_arguments)]
     fn plan_task(
+        &self,
+        scope: &PlayScope<'_>,
+        play: &Play,
+        play_name: &str,
+        host: &str,
+        t: &Task,
+        walk: &mut HostWalk,
+        section: Option<&'static str>,
+        out: &mut Vec<Entry>,
+    ) {
+        let derived: Vec<String> = t
+            .vars
+            .iter()
+            .filter(|(k, v)| {
+                !walk.unknown.contains(*k) && !self.unknown_in(&v.to_string(), walk).is_empty()
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        walk.unknown.extend(derived.iter().cloned());
+        self.plan_task_with(scope, play, play_name, host, t, walk, section, out);
+        for k in &derived {
+            walk.unknown.remove(k);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
+    fn plan_task_with(
         &self,
         scope: &PlayScope<'_>,
         play: &Play,
@@ -575,6 +614,28 @@ impl Planner<'_> {
             }
         }
         let _ = self;
+    }
+}
+
+/// The names a task (and the tasks inside it) registers or sets with `set_fact`/`include_vars`.
+fn set_names(t: &Task, out: &mut BTreeSet<String>) {
+    if let Some(r) = &t.register {
+        out.insert(r.clone());
+    }
+    match &t.kind {
+        TaskKind::Action(a) if matches!(a.module, Module::SetFact | Module::IncludeVars) => {
+            out.extend(a.args.keys().cloned());
+        }
+        TaskKind::Block {
+            block,
+            rescue,
+            always,
+        } => {
+            for inner in block.iter().chain(rescue).chain(always) {
+                set_names(inner, out);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -317,8 +317,54 @@ fn rebuild_cleans_with_the_deployed_versions_playbooks_and_resumes_after_an_inte
     );
     assert!(r.stderr.contains("now deployed: 2.0.0"), "{}", r.stderr);
 
-    let r = verb(&lab, &pb, &["rebuild", "--to-version", "2.1.0", "--yes"]);
+    // The rebuild's per-node dry run (clean-all of 2.0.0, deploy all of 2.1.0, postflight),
+    // offline, shows exactly the scripts the rebuild then sends.
+    let plan = verb(
+        &lab,
+        &pb,
+        &[
+            "rebuild",
+            "--to-version",
+            "2.1.0",
+            "--from-version",
+            "2.0.0",
+            "--plan",
+            "--output",
+            "json",
+        ],
+    );
+    plan.assert_code(0);
+    let planned = planned(&plan.stdout);
+    let r = verb(
+        &lab,
+        &pb,
+        &[
+            "rebuild",
+            "--to-version",
+            "2.1.0",
+            "--yes",
+            "--output",
+            "json",
+        ],
+    );
     r.assert_code(0);
+    let sent = sent(&r);
+    let mut compared = 0;
+    for (k, d) in &planned {
+        if let Some(s) = sent.get(k) {
+            assert_eq!(s, d, "plan and run of the rebuild differ for {k:?}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 40, "only {compared} tasks compared");
+    assert!(
+        planned.keys().any(|(_, t, _)| t.contains("kubeadm reset")),
+        "the plan covers clean-all: {:?}",
+        planned
+            .keys()
+            .map(|k| &k.1)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
     let marks = lab.exec("all", &["-b"], "cat /root/cleaned-by");
     marks.assert_code(0);
     for n in ["node01", "node02", "node03", "node04", "node05"] {
