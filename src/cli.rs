@@ -623,6 +623,10 @@ pub struct ResumeArgs {
     /// journal does not keep).
     #[arg(short = 'e', long = "extra-vars", value_name = "VARS")]
     pub extra_vars: Vec<String>,
+    /// Read more extra variables (a YAML or JSON mapping) from stdin: the way to give the
+    /// secret ones again without putting them on a command line.
+    #[arg(long = "extra-vars-stdin")]
+    pub extra_vars_stdin: bool,
     /// Ask for the sudo password once (hidden).
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,

@@ -71,6 +71,34 @@ fn strings(v: &Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Extra variables from stdin (`--extra-vars-stdin`): one YAML or JSON mapping, at most 1 MiB.
+fn stdin_vars() -> Result<Map<String, Value>> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::Usage(format!("--extra-vars-stdin: cannot read stdin: {e}")))?;
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+        // The text may hold secrets: say where, never what.
+        let at = e.location().map_or_else(String::new, |l| {
+            format!(" (line {}, column {})", l.line(), l.column())
+        });
+        Error::Usage(format!(
+            "--extra-vars-stdin: not a YAML or JSON mapping{at}"
+        ))
+    })?;
+    match serde_json::to_value(value) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Error::Usage(
+            "--extra-vars-stdin: expected a mapping of variable names to values".into(),
+        )),
+    }
+}
+
 /// The recorded run's arguments, with what the resume command line adds.
 fn run_args(args: &ResumeArgs, opts: &Value, run_id: i64) -> Result<RunArgs> {
     let mut extra: Map<String, Value> = opts
@@ -78,7 +106,10 @@ fn run_args(args: &ResumeArgs, opts: &Value, run_id: i64) -> Result<RunArgs> {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let given = super::run::extra_vars(&args.extra_vars)?;
+    let mut given = super::run::extra_vars(&args.extra_vars)?;
+    if args.extra_vars_stdin {
+        given.extend(stdin_vars()?);
+    }
     let missing: Vec<String> = strings(opts, "secret_extra_vars")
         .into_iter()
         .filter(|k| !given.contains_key(k))
@@ -86,7 +117,7 @@ fn run_args(args: &ResumeArgs, opts: &Value, run_id: i64) -> Result<RunArgs> {
     if !missing.is_empty() {
         return Err(Error::Usage(format!(
             "run {run_id} was given secret extra vars that the journal does not keep: {}; pass \
-             them again, e.g. -e {}=...",
+             them again on stdin (--extra-vars-stdin, a YAML or JSON mapping) or with -e {}=...",
             missing.join(", "),
             missing[0]
         )));

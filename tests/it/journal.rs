@@ -641,3 +641,45 @@ fn history_show_and_log_read_back_what_ran() {
         .run();
     missing.assert_code(5);
 }
+
+/// A run given a secret extra var, resumed: without the secret kamo refuses and says how to
+/// give it; `--extra-vars-stdin` gives it without a command line, and the run finishes with it.
+#[test]
+fn resume_takes_secret_extra_vars_from_stdin() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let s = setup(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: gate\n      command: test -e {{ base }}/go\n    - name: use the secret\n      no_log: true\n      copy: {dest: \"{{ base }}/{{ inventory_hostname }}.pw\", content: \"{{ db_password }}\"}\n",
+    );
+    s.run(&c, &inv, &["-e", "db_password=hunter22xyz"])
+        .run()
+        .assert_code(2);
+    fs::write(s.base.path().join("go"), "").unwrap();
+    let refused = s.resume(&[]);
+    refused.assert_code(5);
+    assert!(
+        refused.stderr.contains("db_password") && refused.stderr.contains("--extra-vars-stdin"),
+        "{}",
+        refused.stderr
+    );
+    let bad = s
+        .kamo()
+        .args(["resume", "--extra-vars-stdin", "--state-dir"])
+        .arg_path(&s.state)
+        .run_with_stdin("db_password: [unclosed hunter22xyz\n");
+    bad.assert_code(5);
+    assert!(
+        !bad.stderr.contains("hunter22xyz"),
+        "the secret in an error: {}",
+        bad.stderr
+    );
+    let r = s
+        .kamo()
+        .args(["resume", "--extra-vars-stdin", "--state-dir"])
+        .arg_path(&s.state)
+        .run_with_stdin("{\"db_password\": \"hunter22xyz\"}\n");
+    r.assert_code(0);
+    let written =
+        fs::read_to_string(s.base.path().join(format!("{}.pw", c.hosts[0].name))).unwrap();
+    assert_eq!(written, "hunter22xyz");
+}
