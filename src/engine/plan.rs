@@ -251,7 +251,23 @@ impl Planner<'_> {
                 }
                 TaskKind::Action(_) => {
                     if tags_match(&t.tags, self.opts) {
+                        // A task variable (`vars:`) computed from a run-time value is itself a
+                        // run-time value for this task: what reads it is shown as run-time,
+                        // not as an error.
+                        let derived: Vec<String> = t
+                            .vars
+                            .iter()
+                            .filter(|(k, v)| {
+                                !walk.unknown.contains(*k)
+                                    && !self.unknown_in(&v.to_string(), walk).is_empty()
+                            })
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        walk.unknown.extend(derived.iter().cloned());
                         self.plan_task(scope, play, play_name, host, t, walk, section, out);
+                        for k in &derived {
+                            walk.unknown.remove(k);
+                        }
                     }
                 }
             }
@@ -313,37 +329,8 @@ impl Planner<'_> {
         ("error", e.to_string())
     }
 
-    /// Plans one task. A task variable (`vars:`) computed from a run-time value is itself a
-    /// run-time value for this task, so what reads it is shown as run-time, not as an error.
-    #[allow(clippy::too_many_arguments)]
-    fn plan_task(
-        &self,
-        scope: &PlayScope<'_>,
-        play: &Play,
-        play_name: &str,
-        host: &str,
-        t: &Task,
-        walk: &mut HostWalk,
-        section: Option<&'static str>,
-        out: &mut Vec<Entry>,
-    ) {
-        let derived: Vec<String> = t
-            .vars
-            .iter()
-            .filter(|(k, v)| {
-                !walk.unknown.contains(*k) && !self.unknown_in(&v.to_string(), walk).is_empty()
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        walk.unknown.extend(derived.iter().cloned());
-        self.plan_task_with(scope, play, play_name, host, t, walk, section, out);
-        for k in &derived {
-            walk.unknown.remove(k);
-        }
-    }
-
     #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
-    fn plan_task_with(
+    fn plan_task(
         &self,
         scope: &PlayScope<'_>,
         play: &Play,

@@ -50,6 +50,15 @@ fn check(lab: &Lab, pb: &Path) -> Value {
     v
 }
 
+/// A plan entry's or run event's key: (host, task, loop item).
+fn key(e: &Value) -> (String, String, String) {
+    (
+        e["host"].as_str().unwrap().into(),
+        e["task"].as_str().unwrap().into(),
+        e["item"].to_string(),
+    )
+}
+
 /// (host, task, item) -> script digest, from plan documents (one per line).
 fn planned(stdout: &str) -> BTreeMap<(String, String, String), String> {
     let mut out = BTreeMap::new();
@@ -57,14 +66,7 @@ fn planned(stdout: &str) -> BTreeMap<(String, String, String), String> {
         let doc: Value = serde_json::from_str(line).unwrap();
         for e in doc["plan"].as_array().unwrap() {
             if let Some(d) = e["script_sha256"].as_str() {
-                out.insert(
-                    (
-                        e["host"].as_str().unwrap().into(),
-                        e["task"].as_str().unwrap().into(),
-                        e["item"].to_string(),
-                    ),
-                    d.into(),
-                );
+                out.insert(key(e), d.into());
             }
         }
     }
@@ -73,20 +75,29 @@ fn planned(stdout: &str) -> BTreeMap<(String, String, String), String> {
 
 /// (host, task, item) -> script digest, from a run's JSON events.
 fn sent(r: &Run) -> BTreeMap<(String, String, String), String> {
-    let mut out = BTreeMap::new();
-    for e in r.json_lines() {
-        if let Some(d) = e["data"]["script_sha256"].as_str() {
-            out.insert(
-                (
-                    e["host"].as_str().unwrap().into(),
-                    e["task"].as_str().unwrap().into(),
-                    e["item"].to_string(),
-                ),
-                d.into(),
-            );
+    r.json_lines()
+        .iter()
+        .filter_map(|e| {
+            let digest = e["data"]["script_sha256"].as_str()?.to_owned();
+            Some((key(e), digest))
+        })
+        .collect()
+}
+
+/// Every task both planned and sent has the same script; at least `min` were compared.
+fn assert_plan_equals_run(
+    planned: &BTreeMap<(String, String, String), String>,
+    sent: &BTreeMap<(String, String, String), String>,
+    min: usize,
+) {
+    let mut compared = 0;
+    for (k, d) in planned {
+        if let Some(s) = sent.get(k) {
+            assert_eq!(s, d, "plan and run differ for {k:?}");
+            compared += 1;
         }
     }
-    out
+    assert!(compared > min, "only {compared} tasks compared");
 }
 
 #[test]
@@ -105,15 +116,7 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
 
     let run = verb(&lab, &pb, &["deploy", "all", "--yes", "--output", "json"]);
     run.assert_code(0);
-    let sent = sent(&run);
-    let mut compared = 0;
-    for (k, d) in &planned {
-        if let Some(s) = sent.get(k) {
-            assert_eq!(s, d, "plan and run differ for {k:?}");
-            compared += 1;
-        }
-    }
-    assert!(compared > 20, "only {compared} tasks compared");
+    assert_plan_equals_run(&planned, &sent(&run), 20);
 
     let v = check(&lab, &pb);
     assert_eq!(v["app_version"], "2.1.0");
@@ -348,15 +351,7 @@ fn rebuild_cleans_with_the_deployed_versions_playbooks_and_resumes_after_an_inte
         ],
     );
     r.assert_code(0);
-    let sent = sent(&r);
-    let mut compared = 0;
-    for (k, d) in &planned {
-        if let Some(s) = sent.get(k) {
-            assert_eq!(s, d, "plan and run of the rebuild differ for {k:?}");
-            compared += 1;
-        }
-    }
-    assert!(compared > 40, "only {compared} tasks compared");
+    assert_plan_equals_run(&planned, &sent(&r), 40);
     assert!(
         planned.keys().any(|(_, t, _)| t.contains("kubeadm reset")),
         "the plan covers clean-all: {:?}",
