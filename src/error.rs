@@ -25,6 +25,20 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// The code a kamo process ended with (anything unknown is [`ExitCode::Other`]).
+    #[must_use]
+    pub fn from_code(code: i32) -> Self {
+        match code {
+            0 => Self::Ok,
+            2 => Self::HostFailed,
+            3 => Self::Unreachable,
+            4 => Self::Parse,
+            5 => Self::Usage,
+            99 => Self::Interrupted,
+            _ => Self::Other,
+        }
+    }
+
     /// The code for a run from its per-host counts: unreachable takes precedence over failed.
     #[must_use]
     pub fn for_hosts(failed: usize, unreachable: usize) -> Self {

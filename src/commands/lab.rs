@@ -16,13 +16,41 @@ fn lab_dir(dir: Option<&PathBuf>) -> PathBuf {
     std::path::absolute(&d).unwrap_or(d)
 }
 
-fn need_root() -> Result<()> {
+/// For the commands that act as root: `None` to go on in this process (root, or root of the
+/// lab's user namespace), or the exit code of this same command run again in a user namespace
+/// for an ordinary user (see [`crate::lab::userns`]); refused with what is missing where this
+/// machine does not allow that.
+fn as_root() -> Result<Option<ExitCode>> {
     if nix::unistd::geteuid().is_root() {
-        return Ok(());
+        return Ok(None);
     }
-    Err(Error::Other(crate::lab::userns::refusal(
-        &crate::lab::userns::probe(),
-    )))
+    let probe = crate::lab::userns::probe();
+    if !crate::lab::userns::missing(&probe).is_empty() {
+        return Err(Error::Other(crate::lab::userns::refusal(&probe)));
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    Ok(Some(ExitCode::from_code(crate::lab::userns::reexec(
+        &args,
+    )?)))
+}
+
+/// Refuses to act on a lab made in the other mode: a user-namespace lab's files belong to ids
+/// of that namespace, a root lab's to the machine's root.
+fn same_mode(lab: &Lab) -> Result<()> {
+    let ordinary = !nix::unistd::geteuid().is_root() || crate::lab::userns::inside();
+    match (lab.userns, ordinary) {
+        (true, false) => Err(Error::Usage(format!(
+            "the lab in {} was started by an ordinary user, in a user namespace; run kamo lab \
+             as that user (the owner of {})",
+            lab.dir.display(),
+            Lab::file(&lab.dir).display()
+        ))),
+        (false, true) => Err(Error::Usage(format!(
+            "the lab in {} was started as root; run kamo lab as root (with sudo)",
+            lab.dir.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The supervisor's pid when it is running.
@@ -36,13 +64,23 @@ fn supervisor(dir: &Path) -> Option<i32> {
     (ours && crate::journal::lock::alive(i64::from(pid), start)).then_some(pid)
 }
 
-/// Where labs claim their loopback blocks, machine-wide.
+/// Where labs claim their loopback blocks, machine-wide: `/run/kamo-lab`, created sticky and
+/// world-writable like /tmp so that ordinary users' labs claim there too; where that cannot be
+/// created (an ordinary user first), the same under the temporary directory.
 fn claims_dir() -> PathBuf {
-    if Path::new("/run").is_dir() {
-        PathBuf::from("/run/kamo-lab")
-    } else {
-        std::env::temp_dir().join("kamo-lab")
+    use std::os::unix::fs::PermissionsExt;
+    for d in [
+        PathBuf::from("/run/kamo-lab"),
+        std::env::temp_dir().join("kamo-lab"),
+    ] {
+        if !d.is_dir() && std::fs::create_dir(&d).is_ok() {
+            let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777));
+        }
+        if nix::unistd::access(&d, nix::unistd::AccessFlags::W_OK).is_ok() {
+            return d;
+        }
     }
+    std::env::temp_dir().join("kamo-lab")
 }
 
 /// Whether the lab that claimed a block still holds it: its directory exists and its
@@ -52,8 +90,11 @@ fn claim_is_live(claim: &Path, block: u8) -> bool {
         return true; // being written: treat as taken
     };
     let dir = PathBuf::from(dir.trim());
-    if !dir.is_dir() {
-        return false;
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        // Another user's lab, in a directory this user cannot see into: still held.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return true,
+        _ => return false,
     }
     match Lab::load(&dir) {
         Ok(l) => l
@@ -129,7 +170,19 @@ fn address(block: u8, i: usize) -> String {
 }
 
 pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
-    need_root()?;
+    let existing = lab_dir(args.dir.as_ref());
+    if Lab::file(&existing).exists() {
+        same_mode(&Lab::load(&existing)?)?;
+    }
+    if let Some(code) = as_root()? {
+        return Ok(code);
+    }
+    let userns = crate::lab::userns::inside();
+    if userns && args.with_db {
+        return Err(Error::Usage(
+            "--with-db needs root: the lab's PostgreSQL runs as the machine's postgres user".into(),
+        ));
+    }
     if args.nodes == 0 || args.nodes > 2000 {
         return Err(Error::Usage("--nodes must be between 1 and 2000".into()));
     }
@@ -210,6 +263,7 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
         created_at: crate::journal::now_ms(),
         reboot_seconds: 3,
         db: None,
+        userns,
     };
     let client_key = dir.join("id_ed25519");
     node::keygen(&client_key, "kamo-lab")?;
@@ -222,7 +276,10 @@ pub async fn up(args: &LabUpArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let mut base = node::Base::read(&args.os_release, password_hash)?;
+    if userns {
+        node::prepare_userns_sudo(&dir)?;
+    }
+    let mut base = node::Base::read(&args.os_release, password_hash, userns)?;
     // Every node knows every other by name, as cluster DNS (or DeepOps' /etc/hosts role)
     // provides on real machines: kubeadm, NFS mounts and `kamo check` use the names.
     base.hosts.push_str("\n# kamo lab nodes\n");
@@ -529,8 +586,11 @@ async fn start_supervisor(dir: &Path) -> Result<()> {
     // sshd refuses to start without its privilege separation directory, which only the
     // distribution's service unit creates (tmpfiles.d); a machine whose sshd never ran as a
     // service (containers, CI) lacks it.
-    std::fs::create_dir_all("/run/sshd")
-        .map_err(|e| Error::io("cannot create sshd's directory", Path::new("/run/sshd"), e))?;
+    // (A lab in a user namespace gives each node a /run of its own instead.)
+    if !crate::lab::userns::inside() {
+        std::fs::create_dir_all("/run/sshd")
+            .map_err(|e| Error::io("cannot create sshd's directory", Path::new("/run/sshd"), e))?;
+    }
     let exe = std::env::current_exe()
         .map_err(|e| Error::Other(format!("cannot find the kamo binary: {e}")))?;
     let log = std::fs::File::create(dir.join("supervisor.log"))
@@ -600,18 +660,22 @@ pub fn node(args: &LabNodeArgs) -> Result<ExitCode> {
             "--config names a file in the node's directory".into(),
         ));
     }
-    Err(node::exec_node(&lab.dir, &spec, &args.config))
+    Err(node::exec_node(&lab.dir, &spec, &args.config, lab.userns))
 }
 
 /// `kamo lab disk --dir DIR --pid PID NODE fill|free` (run by the supervisor for the
 /// `disk-full` fault, single-threaded, before any runtime: `setns` refuses threaded callers).
 pub fn disk(args: &LabDiskArgs) -> Result<ExitCode> {
-    need_root()?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::Usage(
+            "kamo lab disk is the supervisor's, which runs it as (namespace) root".into(),
+        ));
+    }
     let lab = Lab::load(&args.dir)?;
     let spec = lab.node(&args.node)?;
     crate::lab::disk::enter(&spec.name, args.pid)?;
     if args.action == "fill" {
-        crate::lab::disk::fill(&lab.dir, &spec.name)?;
+        crate::lab::disk::fill(&lab.dir, &spec.name, lab.userns)?;
     } else {
         crate::lab::disk::free(&spec.name)?;
     }
@@ -626,7 +690,7 @@ pub async fn supervise(dir: &Path) -> Result<ExitCode> {
 pub async fn down(args: &LabDownArgs) -> Result<ExitCode> {
     let dir = lab_dir(args.dir.as_ref());
     let mut lab = Lab::load(&dir)?;
-    need_root()?;
+    same_mode(&lab)?;
     if let Some(db) = lab.db.as_mut() {
         crate::lab::db::stop(&dir, db).await;
         if args.purge {
@@ -669,6 +733,12 @@ pub async fn down(args: &LabDownArgs) -> Result<ExitCode> {
     for f in ["ready", "supervisor.pid"] {
         let _ = std::fs::remove_file(dir.join(f));
     }
+    if args.purge && lab.userns && !crate::lab::userns::inside() {
+        // Some node files belong to the nodes' ubuntu: only the namespace's root may remove
+        // them, so the removal runs again in a namespace of the same mapping.
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        return Ok(ExitCode::from_code(crate::lab::userns::reexec(&args)?));
+    }
     if args.purge {
         release_addresses(&lab);
         for f in [
@@ -683,7 +753,7 @@ pub async fn down(args: &LabDownArgs) -> Result<ExitCode> {
         ] {
             let _ = std::fs::remove_file(dir.join(f));
         }
-        for d in ["nodes", "cluster", "ctl"] {
+        for d in ["nodes", "cluster", "ctl", "userns", "apt-keys"] {
             let p = dir.join(d);
             if p.exists() {
                 std::fs::remove_dir_all(&p).map_err(|e| Error::io("cannot remove", &p, e))?;

@@ -137,7 +137,7 @@ fn sys(name: &str, what: &str) -> impl Fn(nix::Error) -> Error {
 
 /// Fills the disk of the node whose mount namespace this process is in (see the module doc).
 /// Does nothing when it is full already.
-pub fn fill(lab: &Path, name: &str) -> Result<(), Error> {
+pub fn fill(lab: &Path, name: &str, userns: bool) -> Result<(), Error> {
     use nix::mount::{MntFlags, MsFlags, mount, umount2};
     let now = mounts()?;
     if !is_node_namespace(&now) {
@@ -157,7 +157,7 @@ pub fn fill(lab: &Path, name: &str) -> Result<(), Error> {
         Some(opts.as_str()),
     )
     .map_err(sys(name, "mount a tmpfs on /mnt"))?;
-    let result = stack(lab, name);
+    let result = stack(lab, name, userns);
     // Whatever happened, /mnt is the machine's again; the overlays keep their tmpfs alive.
     let _ = umount2("/mnt/lab", MntFlags::MNT_DETACH);
     let _ = umount2("/mnt", MntFlags::MNT_DETACH);
@@ -167,7 +167,7 @@ pub fn fill(lab: &Path, name: &str) -> Result<(), Error> {
     result
 }
 
-fn stack(lab: &Path, name: &str) -> Result<(), Error> {
+fn stack(lab: &Path, name: &str, userns: bool) -> Result<(), Error> {
     use nix::mount::{MntFlags, MsFlags, mount, umount2};
     let none: Option<&str> = None;
     let mkdir = |p: &str| {
@@ -189,7 +189,10 @@ fn stack(lab: &Path, name: &str) -> Result<(), Error> {
         mkdir(&upper)?;
         mkdir(&work)?;
         let target = format!("/{l}");
-        let opts = format!("lowerdir={target},upperdir={upper},workdir={work}");
+        let mut opts = format!("lowerdir={target},upperdir={upper},workdir={work}");
+        if userns {
+            opts.push_str(",userxattr");
+        }
         mount(
             Some(SOURCE),
             target.as_str(),
@@ -203,6 +206,10 @@ fn stack(lab: &Path, name: &str) -> Result<(), Error> {
         mount(Some("/mnt/lab"), lab, none, MsFlags::MS_BIND, none)
             .map_err(sys(name, "bind the lab back"))?;
         umount2("/mnt/lab", MntFlags::MNT_DETACH).map_err(sys(name, "umount /mnt/lab"))?;
+    }
+    if userns {
+        super::node::bind_userns_sudo(&super::node::userns_dir(lab), false)
+            .map_err(|e| Error::Other(format!("node {name}: disk-full: {e}")))?;
     }
     balloon(Path::new("/mnt/balloon"))?;
     // No inode left either: creating a file, a directory or a whiteout fails like a write.

@@ -37,6 +37,9 @@ pub struct Lab {
     /// The app database (`--with-db`).
     #[serde(default)]
     pub db: Option<db::LabDb>,
+    /// Started by an ordinary user, in a user namespace (see [`userns`]).
+    #[serde(default)]
+    pub userns: bool,
 }
 
 impl Lab {

@@ -126,10 +126,16 @@ pub struct Base {
     pub os_release: String,
     /// crypt(3) hash of the `ubuntu` password when sudo must ask for one.
     pub password_hash: Option<String>,
+    /// The lab runs in a user namespace (see [`super::userns`]).
+    pub userns: bool,
 }
 
 impl Base {
-    pub fn read(os_release: &str, password_hash: Option<String>) -> Result<Base, Error> {
+    pub fn read(
+        os_release: &str,
+        password_hash: Option<String>,
+        userns: bool,
+    ) -> Result<Base, Error> {
         let read =
             |p: &str| std::fs::read_to_string(p).map_err(|e| io("cannot read", Path::new(p), e));
         let passwd = read("/etc/passwd")?;
@@ -145,8 +151,15 @@ impl Base {
             uid,
             os_release: os_release.to_owned(),
             password_hash,
+            userns,
         })
     }
+}
+
+/// Whether this process may list and search `dir` (an overlay needs both on its lower layer).
+fn readable(dir: &str) -> bool {
+    use nix::unistd::{AccessFlags, access};
+    access(dir, AccessFlags::R_OK | AccessFlags::X_OK).is_ok()
 }
 
 /// Writes a node's files (first boot only; an existing node keeps its state).
@@ -229,6 +242,9 @@ pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
         &format!("# Created by kamo lab, as cloud-init does on Ubuntu images\n{rule}"),
         0o440,
     )?;
+    if base.userns {
+        sudo_of_the_namespace(&upper)?;
+    }
     write(
         &upper("/etc/os-release"),
         &os_release(&base.os_release),
@@ -303,6 +319,127 @@ pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&base.kamo_bin, &link)
             .map_err(|e| io("cannot link", &link, e))?;
+    }
+    Ok(())
+}
+
+/// Ubuntu's `/etc/sudoers`, which a node in a user namespace gets as its own: the machine's is
+/// neither readable by the user nor owned by the namespace's root.
+const SUDOERS: &str = "# /etc/sudoers of a kamo lab node, as Ubuntu ships it
+Defaults\tenv_reset
+Defaults\tmail_badpass
+Defaults\tsecure_path=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/snap/bin\"
+Defaults\tuse_pty
+root\tALL=(ALL:ALL) ALL
+%admin ALL=(ALL) ALL
+%sudo\tALL=(ALL:ALL) ALL
+@includedir /etc/sudoers.d
+";
+
+/// The sudo configuration of a node in a user namespace (see [`super::userns`]): its own
+/// `/etc/sudoers` and `/etc/sudo.conf`, owned by the namespace's root, and none of the
+/// machine's `sudoers.d` files, which sudo would refuse as owned by `nobody`.
+fn sudo_of_the_namespace(upper: &dyn Fn(&str) -> PathBuf) -> Result<(), Error> {
+    write(&upper("/etc/sudoers"), SUDOERS, 0o440)?;
+    if let Ok(conf) = std::fs::read_to_string("/etc/sudo.conf") {
+        write(&upper("/etc/sudo.conf"), &conf, 0o644)?;
+    }
+    if let Ok(rd) = std::fs::read_dir("/etc/sudoers.d") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != "90-cloud-init-users" {
+                whiteout(&upper(&format!("/etc/sudoers.d/{name}")))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where a lab in a user namespace keeps the `sudo` its nodes run: `<lab>/userns/`.
+#[must_use]
+pub fn userns_dir(lab: &Path) -> PathBuf {
+    lab.join("userns")
+}
+
+/// sudo's plugin directory on this machine (Debian and Ubuntu: `/usr/libexec/sudo`).
+fn sudo_libexec() -> Option<PathBuf> {
+    ["/usr/libexec/sudo", "/usr/lib/sudo"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("sudoers.so").exists())
+}
+
+/// Copies `sudo` (set-uid) and its plugins into `<lab>/userns/`, owned by this process, the
+/// namespace's root: the machine's copies belong to a root the namespace does not map, so
+/// their set-uid bit does nothing there and sudo refuses plugins not owned by uid 0. Every
+/// node binds these over its own. Refused on a `nosuid` file system, where no copy would work.
+pub fn prepare_userns_sudo(lab: &Path) -> Result<(), Error> {
+    let st = nix::sys::statvfs::statvfs(lab)
+        .map_err(|e| Error::Other(format!("cannot stat {}: {e}", lab.display())))?;
+    if st.flags().contains(nix::sys::statvfs::FsFlags::ST_NOSUID) {
+        return Err(Error::Usage(format!(
+            "{} is on a file system mounted nosuid: the lab's nodes need a set-uid sudo of their \
+             own there; use a --dir on another file system (see `findmnt -T {}`)",
+            lab.display(),
+            lab.display()
+        )));
+    }
+    let d = userns_dir(lab);
+    let plugins = d.join("libexec-sudo");
+    std::fs::create_dir_all(&plugins).map_err(|e| io("cannot create", &plugins, e))?;
+    let sudo = d.join("sudo");
+    let _ = std::fs::remove_file(&sudo);
+    std::fs::copy("/usr/bin/sudo", &sudo)
+        .map_err(|e| io("cannot copy sudo (install sudo) to", &sudo, e))?;
+    std::fs::set_permissions(&sudo, std::fs::Permissions::from_mode(0o4755))
+        .map_err(|e| io("cannot chmod", &sudo, e))?;
+    let Some(src) = sudo_libexec() else {
+        return Err(Error::Other(
+            "sudo's plugins (sudoers.so) are in neither /usr/libexec/sudo nor /usr/lib/sudo".into(),
+        ));
+    };
+    let rd = std::fs::read_dir(&src).map_err(|e| io("cannot read", &src, e))?;
+    for e in rd.flatten() {
+        let to = plugins.join(e.file_name());
+        let _ = std::fs::remove_file(&to);
+        let from = e.path();
+        let meta = from
+            .symlink_metadata()
+            .map_err(|err| io("cannot read", &from, err))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&from).map_err(|err| io("cannot read", &from, err))?;
+            std::os::unix::fs::symlink(&target, &to).map_err(|err| io("cannot link", &to, err))?;
+        } else if meta.is_file() {
+            std::fs::copy(&from, &to).map_err(|err| io("cannot copy to", &to, err))?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds the lab's own `sudo` (and, with `plugins`, its plugin directory) from `own`
+/// (`<lab>/userns` as this mount namespace sees it) over the node's; see
+/// [`prepare_userns_sudo`]. Also called again over a stacked `/usr/bin` (the `disk-full`
+/// fault), whose lower layer does not carry this bind.
+pub fn bind_userns_sudo(own: &Path, plugins: bool) -> Result<(), Error> {
+    use nix::mount::{MsFlags, mount};
+    let none: Option<&str> = None;
+    mount(
+        Some(&own.join("sudo")),
+        "/usr/bin/sudo",
+        none,
+        MsFlags::MS_BIND,
+        none,
+    )
+    .map_err(|e| Error::Other(format!("bind the lab's sudo: {e}")))?;
+    if plugins && let Some(dir) = sudo_libexec() {
+        mount(
+            Some(&own.join("libexec-sudo")),
+            &dir,
+            none,
+            MsFlags::MS_BIND,
+            none,
+        )
+        .map_err(|e| Error::Other(format!("bind the lab's sudo plugins: {e}")))?;
     }
     Ok(())
 }
@@ -386,13 +523,13 @@ pub fn overlay_options(d: &Path, l: &str) -> String {
 /// the lab directory bound back so every node shares it, then `exec sshd`. Called in a fresh
 /// process (`kamo lab node`); returns only when something failed.
 #[must_use]
-pub fn exec_node(lab: &Path, spec: &NodeSpec, config: &str) -> Error {
-    match become_node(lab, spec, config) {
+pub fn exec_node(lab: &Path, spec: &NodeSpec, config: &str, userns: bool) -> Error {
+    match become_node(lab, spec, config, userns) {
         Ok(e) | Err(e) => e,
     }
 }
 
-fn become_node(lab: &Path, spec: &NodeSpec, config: &str) -> Result<Error, Error> {
+fn become_node(lab: &Path, spec: &NodeSpec, config: &str, userns: bool) -> Result<Error, Error> {
     use nix::mount::{MntFlags, MsFlags, mount, umount2};
     use nix::sched::{CloneFlags, unshare};
     use std::os::unix::process::CommandExt;
@@ -428,22 +565,54 @@ fn become_node(lab: &Path, spec: &NodeSpec, config: &str) -> Result<Error, Error
     let staged = dir(Path::new("/mnt/lab"), &spec.name);
     for l in OVERLAID {
         let target = format!("/{l}");
+        if userns && !readable(&target) {
+            // An overlay would fail on every lookup in a lower directory this user cannot
+            // read (/root): the node gets the directory as its own instead.
+            let own = staged.join("upper").join(layer_key(l));
+            mount(Some(&own), target.as_str(), none, MsFlags::MS_BIND, none)
+                .map_err(sys(&format!("bind its own {target}")))?;
+            continue;
+        }
+        let mut options = overlay_options(&staged, l);
+        if userns {
+            // Overlay metadata in user.* attributes: trusted.* is the machine root's only.
+            options.push_str(",userxattr");
+        }
         mount(
             Some(super::disk::NODE_SOURCE),
             target.as_str(),
             Some("overlay"),
             MsFlags::empty(),
-            Some(overlay_options(&staged, l).as_str()),
+            Some(options.as_str()),
         )
         .map_err(sys(&format!("overlay on {target}")))?;
+    }
+    if userns {
+        bind_userns_sudo(&super::node::userns_dir(Path::new("/mnt/lab")), true)
+            .map_err(|e| Error::Other(format!("node {}: {e}", spec.name)))?;
     }
     // The lab directory may lie under an overlaid one (/root/lab): writes must reach the real one.
     mount(Some("/mnt/lab"), lab, none, MsFlags::MS_BIND, none).map_err(sys("bind the lab back"))?;
     umount2("/mnt/lab", MntFlags::MNT_DETACH).map_err(sys("umount /mnt/lab"))?;
     umount2("/mnt", MntFlags::MNT_DETACH).map_err(sys("umount /mnt"))?;
+    if userns {
+        // A /run of the node's own: sshd wants its privilege separation directory owned by
+        // root, which the machine's /run/sshd is not, seen from the namespace.
+        mount(
+            Some("kamo-lab-run"),
+            "/run",
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        )
+        .map_err(sys("mount a tmpfs on /run"))?;
+        for d in ["/run/sshd", "/run/lock"] {
+            std::fs::create_dir(d).map_err(|e| Error::io("cannot create", Path::new(d), e))?;
+        }
+    }
     // A full disk stays full across a reboot (see `disk`).
     if super::disk::is_set(lab, &spec.name) {
-        super::disk::fill(lab, &spec.name)?;
+        super::disk::fill(lab, &spec.name, userns)?;
     }
     let err = std::process::Command::new("/usr/sbin/sshd")
         .args(["-D", "-e", "-f"])

@@ -1,26 +1,32 @@
-//! Why `kamo lab` run by an ordinary user is refused, and what that user would need.
+//! `kamo lab` run by an ordinary user: the lab runs in a user namespace of its own, or, where
+//! this machine does not allow one, the refusal names every missing precondition with the
+//! command that provides it.
 //!
-//! The issue asks that an ordinary user get a lab through user namespaces where the kernel
-//! allows them. That is not built yet, and the refusal says so; what this module does is name
-//! every precondition this machine lacks, each with the command that provides it, so that the
-//! message is right today and stays right once the user-namespace mode lands.
+//! How: `kamo lab up` runs itself again under util-linux's `unshare --user --map-root-user
+//! --map-auto` ([`reexec`]): the user becomes root of a new user namespace, and the ids that
+//! `/etc/subuid` and `/etc/subgid` grant become its ids 1 and up, so a node's sshd can switch to
+//! `ubuntu` and back to root. The supervisor started there keeps the namespace for the lab's
+//! life; every node is a mount and UTS namespace inside it, as in the root mode. `status` and
+//! `fault` need nothing of it (they talk to the supervisor through files), `down` signals the
+//! processes from outside (the namespace's owner may), and `down --purge` removes the files in
+//! a namespace of the same mapping, since some are owned by the nodes' `ubuntu`.
 //!
-//! Why the preconditions are these: a node's sshd must switch to `ubuntu` and to root, so the
-//! namespace needs at least two mapped ids, which only the set-uid helpers `newuidmap` and
-//! `newgidmap` (package `uidmap`) may write for an ordinary user, from the ranges that
-//! `/etc/subuid` and `/etc/subgid` grant the user ([`SUBORDINATE_IDS`], what `useradd` grants
-//! by default, covers the ids a fresh Ubuntu uses). And the kernel must allow unprivileged
-//! user namespaces at all: Debian's `kernel.unprivileged_userns_clone`, `user.max_user_namespaces`,
-//! and Ubuntu's AppArmor restriction (`kernel.apparmor_restrict_unprivileged_userns`, 23.10
-//! and later) can each forbid them; a container's seccomp filter can too, which only trying
-//! `unshare(CLONE_NEWUSER)` shows.
+//! Why the preconditions are these: at least two mapped ids (root and `ubuntu`) can only be
+//! written by the set-uid helpers `newuidmap` and `newgidmap` (package `uidmap`), from the
+//! ranges that `/etc/subuid` and `/etc/subgid` grant the user ([`SUBORDINATE_IDS`], what
+//! `useradd` grants by default, covers the ids a fresh Ubuntu uses). And the kernel must allow
+//! unprivileged user namespaces at all: Debian's `kernel.unprivileged_userns_clone`,
+//! `user.max_user_namespaces`, and Ubuntu's AppArmor restriction
+//! (`kernel.apparmor_restrict_unprivileged_userns`, 23.10 and later) can each forbid them; a
+//! container's seccomp filter can too, which only trying `unshare(CLONE_NEWUSER)` shows.
 //!
-//! Found while looking at the mode itself, for whoever builds it: inside such a namespace the
-//! machine's root-owned files show as owned by `nobody`, so the set-uid `sudo` does not raise
-//! privileges and refuses `/etc/sudoers` and its plugin, and sshd refuses a `/run/sshd` not
-//! owned by its root; a node needs its own copies of those, owned by the namespace's root, and
-//! its own `/run`. Ports below 1024 stay out of reach (the network namespace is the machine's),
-//! so nodes would listen on 2222.
+//! What differs on the nodes (see [`super::node`]): inside the namespace the machine's
+//! root-owned files show as owned by `nobody`, so the set-uid `sudo` would not raise privileges
+//! and would refuse `/etc/sudoers` and its plugins, and sshd would refuse a `/run/sshd` it does
+//! not own. Each node therefore gets a `sudo` and its plugins owned by the namespace's root, its
+//! own `/etc/sudoers`, and a `/run` of its own; directories this user cannot read (`/root`) are
+//! the node's own instead of overlays. Ports below 1024 stay out of reach (the network is the
+//! machine's), so the nodes listen on 2222.
 
 use std::path::Path;
 
@@ -144,27 +150,57 @@ impl Missing {
     }
 }
 
-/// The refusal for an ordinary user: that root is needed today, and what this machine lacks
-/// for the user-namespace mode to come.
+/// The refusal for an ordinary user on a machine that lacks something the user-namespace
+/// mode needs: what, and how to get it (or to run as root).
 #[must_use]
 pub fn refusal(probe: &Probe) -> String {
     let mut text = format!(
-        "kamo lab needs root: every node is an sshd in mount and UTS namespaces of its own, \
-         with overlay mounts. Run it with sudo. Running it as {} through user namespaces is \
-         not supported yet",
+        "kamo lab cannot run as {}: an ordinary user's lab runs in a user namespace, and this \
+         machine lacks what that needs (or run kamo lab as root, with sudo):",
         probe.user
     );
-    let missing = missing(probe);
-    if missing.is_empty() {
-        text.push_str(" (this machine has everything that mode needs)");
-    } else {
-        text.push_str("; this machine would also need:");
-        for m in &missing {
-            text.push_str("\n  - ");
-            text.push_str(&m.remedy(&probe.user));
-        }
+    for m in &missing(probe) {
+        text.push_str("\n  - ");
+        text.push_str(&m.remedy(&probe.user));
     }
     text
+}
+
+/// Set for a `kamo lab` command that [`reexec`] runs inside a lab's user namespace.
+pub const ENV: &str = "KAMO_LAB_USERNS";
+
+/// Whether this process runs in a user namespace other than the machine's own.
+#[must_use]
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
+/// Whether this is a `kamo lab` command that [`reexec`] started as the namespace's root.
+#[must_use]
+pub fn inside() -> bool {
+    std::env::var_os(ENV).is_some() && in_user_namespace()
+}
+
+/// Runs this kamo again with `args`, as root of a new user namespace that maps the caller to
+/// root and its subordinate ids to 1 and up; waits for it and returns its exit code. What it
+/// prints goes straight to this process's terminal.
+pub fn reexec(args: &[std::ffi::OsString]) -> Result<i32, crate::error::Error> {
+    use crate::error::Error;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find the kamo binary: {e}")))?;
+    let status = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--map-auto", "--"])
+        .arg(exe)
+        .args(args)
+        .env(ENV, "1")
+        .status()
+        .map_err(|e| {
+            Error::Other(format!(
+                "cannot run unshare (util-linux) for the lab's user namespace: {e}"
+            ))
+        })?;
+    Ok(status.code().unwrap_or(1))
 }
 
 /// Reads this machine's settings for the current user.
@@ -237,14 +273,8 @@ mod tests {
     }
 
     #[test]
-    fn a_ready_machine_lacks_nothing_but_the_refusal_still_says_root() {
+    fn a_ready_machine_lacks_nothing() {
         assert!(missing(&ready()).is_empty());
-        let text = refusal(&ready());
-        assert!(
-            text.contains("needs root") && text.contains("not supported yet"),
-            "{text}"
-        );
-        assert!(text.contains("has everything"), "{text}");
     }
 
     #[test]

@@ -81,7 +81,11 @@ fn up_status_down_on_20_nodes_leaves_no_process_or_mount_behind() {
     let r = lab.exec("node03", &[], "cat /etc/kamo-lab-probe");
     r.assert_code(0);
     lab.lab(&["down", "--purge"]).assert_code(0);
-    assert!(!lab.dir.join("nodes").exists() && !lab.inventory().exists());
+    assert!(
+        !lab.dir.exists(),
+        "left behind: {:?}",
+        std::fs::read_dir(&lab.dir).map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+    );
 }
 
 #[test]
@@ -668,44 +672,171 @@ fn regression_a_lab_below_an_overlaid_directory_boots() {
     assert!(!Path::new("/root/mine").exists());
 }
 
-/// An ordinary user's `kamo lab up` is refused before anything is created: root is needed
-/// (the user-namespace mode is not built), and the message names what this machine lacks for
-/// it, such as the `uidmap` helpers when they are not installed.
+/// An ordinary user's lab runs in a user namespace of its own (issue 5): the same nodes as
+/// root's (own address, host name and filesystem view, `ubuntu` with passwordless sudo,
+/// packages through apt, reboots, faults), on port 2222; root may not take it over; down and
+/// purge leave no process and no file behind.
 #[test]
-fn an_ordinary_user_is_told_what_is_needed() {
+fn an_ordinary_user_gets_a_lab_in_a_user_namespace() {
+    use crate::support::sshd::TEST_USER;
     use std::os::unix::fs::PermissionsExt;
     crate::support::sshd::ensure_test_user().unwrap();
+    ensure_subordinate_ids(TEST_USER);
+    for helper in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
+        assert!(
+            Path::new(helper).exists(),
+            "{helper} is missing: `apt-get install uidmap` (.ci/run does)"
+        );
+    }
     let home = empty_home();
-    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The user's own copy of kamo: the build directory may lie where the user cannot reach.
+    let exe = home.path().join("kamo");
+    std::fs::copy(env!("CARGO_BIN_EXE_kamo"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown_to(home.path(), TEST_USER);
     let dir = home.path().join("lab");
-    let out = std::process::Command::new("runuser")
-        .args(["-u", crate::support::sshd::TEST_USER, "--"])
-        .arg(env!("CARGO_BIN_EXE_kamo"))
-        .args(["lab", "up", "--nodes", "1", "--dir"])
-        .arg(&dir)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("HOME", home.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("kamo lab needs root")
-            && stderr.contains(&format!(
-                "Running it as {} through user namespaces is not supported yet",
-                crate::support::sshd::TEST_USER
-            )),
-        "{stderr}"
-    );
-    let helpers = ["/usr/bin/newuidmap", "/usr/bin/newgidmap"]
-        .iter()
-        .all(|p| Path::new(p).exists());
+    let user = |args: &[&str]| Kamo::as_user(home.path(), TEST_USER, &exe).args(args).run();
+    let inv = dir.join("inventory.ini");
+    let inv = inv.to_str().unwrap();
+    let lab_dir = dir.to_str().unwrap();
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> Run, &'a str);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            (self.0)(&["lab", "down", "--purge", "--dir", self.1]);
+        }
+    }
+    user(&["lab", "up", "--nodes", "3", "--dir", lab_dir]).assert_code(0);
+    let _down = Down(&user, lab_dir);
+    let described: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("lab.json")).unwrap()).unwrap();
+    assert_eq!(described["userns"], true, "{described}");
+    assert_eq!(described["nodes"][0]["port"], 2222, "{described}");
+
+    let exec = |pattern: &str, become_: bool, cmd: &str| {
+        let mut args = vec![
+            "exec",
+            pattern,
+            "-i",
+            inv,
+            "--timeout",
+            "5",
+            "--output",
+            "json",
+        ];
+        if become_ {
+            args.push("-b");
+        }
+        args.extend(["--", cmd]);
+        user(&args)
+    };
+    let r = exec("all", false, "echo $(hostname) $(id -un) $(sudo -n id -u)");
+    r.assert_code(0);
+    for name in ["node01", "node02", "node03"] {
+        let line = r.host(name)["stdout"].as_str().unwrap().trim().to_owned();
+        assert_eq!(line, format!("{name} ubuntu 0"));
+    }
+    // Become writes the node's own /etc, nobody else's; apt installs on that node only.
+    exec(
+        "node01",
+        true,
+        "echo mine > /etc/kamo-lab-probe && apt-get install -y nfs-common >/dev/null",
+    )
+    .assert_code(0);
+    let r = exec("node01:node02", false, "cat /etc/kamo-lab-probe");
+    assert_eq!(r.host("node01")["stdout"].as_str().unwrap().trim(), "mine");
+    assert_eq!(r.host("node02")["status"], "failed");
+    assert!(!Path::new("/etc/kamo-lab-probe").exists());
+    let r = exec("all", false, "dpkg-query -W -f '${Status}' nfs-common");
     assert_eq!(
-        stderr.contains("`apt-get install uidmap`"),
-        !helpers,
-        "{stderr}"
+        r.host("node01")["stdout"].as_str().unwrap(),
+        "install ok installed"
     );
-    assert!(!dir.exists(), "the refused lab created {}", dir.display());
+    assert_eq!(r.host("node02")["status"], "failed");
+    let st = user(&["lab", "status", "--output", "json", "--dir", lab_dir]);
+    st.assert_code(0);
+    assert!(st.stdout.contains("nfs-common"), "{}", st.stdout);
+
+    // A reboot task sees the node go and come back.
+    let pb = home.path().join("reboot.yml");
+    std::fs::write(
+        &pb,
+        "- hosts: node02\n  gather_facts: false\n  become: true\n  tasks:\n    - reboot:\n        \
+         reboot_timeout: 60\n      register: r\n    - assert:\n        that: r.rebooted\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&pb, std::fs::Permissions::from_mode(0o644)).unwrap();
+    user(&["run", pb.to_str().unwrap(), "-i", inv]).assert_code(0);
+
+    // A full disk, then its space back.
+    user(&["lab", "fault", "node03", "disk-full", "--dir", lab_dir]).assert_code(0);
+    let r = exec("node03", true, "echo x > /etc/kamo-full");
+    assert!(
+        r.host("node03")["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("No space left on device"),
+        "{}",
+        r.stdout
+    );
+    user(&["lab", "fault", "node03", "clear", "--dir", lab_dir]).assert_code(0);
+    exec("node03", true, "echo x > /etc/kamo-full").assert_code(0);
+
+    // Root does not take over an ordinary user's lab.
+    let r = Kamo::new(home.path())
+        .args(["lab", "down", "--dir", lab_dir])
+        .run();
+    r.assert_code(5);
+    assert!(
+        r.stderr.contains("started by an ordinary user"),
+        "{}",
+        r.stderr
+    );
+
+    assert!(processes_of(&dir).len() >= 4, "supervisor and 3 sshds");
+    user(&["lab", "down", "--dir", lab_dir]).assert_code(0);
+    let left = processes_of(&dir);
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    // The nodes keep their state across down and up.
+    user(&["lab", "up", "--nodes", "3", "--dir", lab_dir]).assert_code(0);
+    exec("node01", false, "cat /etc/kamo-lab-probe").assert_code(0);
+    user(&["lab", "down", "--purge", "--dir", lab_dir]).assert_code(0);
+    assert!(processes_of(&dir).is_empty());
+    let rest: Vec<_> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        rest.is_empty(),
+        "left behind in the lab directory: {rest:?}"
+    );
+}
+
+/// Grants `user` the subordinate ids a user-namespace lab needs, as `useradd` does by default
+/// (an older account may lack them).
+fn ensure_subordinate_ids(user: &str) {
+    for (file, flag) in [
+        ("/etc/subuid", "--add-subuids"),
+        ("/etc/subgid", "--add-subgids"),
+    ] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with(&format!("{user}:"))) {
+            continue;
+        }
+        let ok = std::process::Command::new("usermod")
+            .args([flag, "300000-365535", user])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "usermod {flag} failed");
+    }
+}
+
+fn chown_to(path: &Path, user: &str) {
+    let ok = std::process::Command::new("chown")
+        .args(["-R", user])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "chown {user} {}", path.display());
 }

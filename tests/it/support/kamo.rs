@@ -78,6 +78,21 @@ impl Kamo {
         Self { cmd }
     }
 
+    /// Runs the kamo binary `exe` as the ordinary `user` (through `runuser`), with `home` as
+    /// its `$HOME` and working directory.
+    pub fn as_user(home: &Path, user: &str, exe: &Path) -> Self {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", user, "--"])
+            .arg(exe)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", home)
+            .env("USER", user)
+            .current_dir(home)
+            .stdin(Stdio::null());
+        Self { cmd }
+    }
+
     /// Limits the size of every file kamo writes (RLIMIT_FSIZE), with SIGXFSZ ignored so a
     /// write past it fails with EFBIG as on a full disk instead of killing the process.
     pub fn max_file_size(mut self, bytes: u64) -> Self {
