@@ -13,6 +13,7 @@
 //! - `coordinator/`: workstation steps between playbooks: confirmations, the version matrix,
 //!   which playbooks a lifecycle verb runs, the database rollback's plan and journal steps, the
 //!   `--via` SSH tunnel.
+//! - `transfer/`: verified host-to-host copies of data sets: manifests, free-space checks.
 //! - `secret`, `error`: values that never print, and the one error type with its exit codes.
 //!
 //! Files kamo reads: the inventory (`-i`, default `./inventory/hosts.ini`), `~/.ssh/config`,
@@ -34,5 +35,6 @@ pub mod journal;
 pub mod lab;
 pub mod playbook;
 pub mod secret;
+pub mod transfer;
 pub mod transport;
 pub mod ui;
