@@ -79,6 +79,114 @@ pub enum Command {
     /// The app database: its migrations, and restoring a backup.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Copy a directory from one host to others, verified file by file (SHA-256 manifests).
+    Copy(CopyArgs),
+    /// Move the cluster to new machines: stop the app, dump the database, copy and verify
+    /// every data set, deploy the new cluster, restore, start; `finalize` cleans the old one.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[allow(clippy::struct_excessive_bools)] // each bool is one command-line switch
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: Option<MigrateCommand>,
+    /// The old cluster's inventory.
+    #[arg(long, value_name = "OLD_INV", required = true)]
+    pub from: Option<PathBuf>,
+    /// The new cluster's inventory (its settings give the new paths).
+    #[arg(long, value_name = "NEW_INV", required = true)]
+    pub to: Option<PathBuf>,
+    /// Send a role's data to this new host instead of the first of its group.
+    #[arg(long = "map", value_name = "OLD=NEW")]
+    pub map: Vec<String>,
+    /// Send the data node to node (a one-time key for each source on its target, removed
+    /// afterwards) instead of through this workstation.
+    #[arg(long)]
+    pub direct: bool,
+    /// Only the preflight: both clusters, every data set, the room on each target.
+    #[arg(long)]
+    pub check: bool,
+    /// Do not ask for the confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Read the app's admin password (for the new cluster's deploy) from stdin.
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Ask for the sudo password once (hidden).
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    /// The playbook directory (versions.yml and each version's playbooks).
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+    /// Where the journal, the database dump and the manifests are kept.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Clean the old cluster (clean all) once the migration finished; its own confirmation.
+    Finalize(MigrateFinalizeArgs),
+}
+
+#[derive(Debug, Args)]
+#[allow(clippy::struct_excessive_bools)] // each bool is one command-line switch
+pub struct MigrateFinalizeArgs {
+    /// The old cluster's inventory.
+    #[arg(long, value_name = "OLD_INV")]
+    pub from: PathBuf,
+    /// Also delete the old cluster's data (the NFS export and MinIO's data).
+    #[arg(long = "purge-data")]
+    pub purge_data: bool,
+    /// Clean even without a finished migration from this inventory in the journal.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    #[arg(long, value_name = "DIR")]
+    pub playbooks: Option<PathBuf>,
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// `PATTERN:/PATH` on exactly one host: the directory to copy (its content).
+    #[arg(value_name = "SRC_PATTERN:PATH")]
+    pub source: String,
+    /// `PATTERN:/PATH`: the directory to create on every matching host (new or empty).
+    #[arg(value_name = "DST_PATTERN:PATH")]
+    pub dest: String,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Send node to node (a one-time key for the source on the target, removed afterwards)
+    /// instead of through this workstation.
+    #[arg(long)]
+    pub direct: bool,
+    /// Only the checks: source present, room on every target, target new or empty.
+    #[arg(long)]
+    pub check: bool,
+    /// Ask for the sudo password once (hidden).
+    #[arg(short = 'K', long = "ask-become-pass")]
+    pub ask_become_pass: bool,
+    /// How many targets receive at once.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel: usize,
+    /// Where the manifests are kept (STATE_DIR/manifests), as `kamo run`.
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// Where the app database is and how to reach it (shared by rollback, migrate-db and db).

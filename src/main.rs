@@ -48,6 +48,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Inventory(InventoryCommand::List(a)) => kamo::commands::inventory::list(&a),
         Command::Inventory(InventoryCommand::Graph(a)) => kamo::commands::inventory::graph(&a),
         Command::Exec(a) => runtime()?.block_on(kamo::commands::exec::run(a)),
+        Command::Copy(a) => runtime()?.block_on(kamo::commands::copy::run(a)),
+        Command::Migrate(a) => runtime()?.block_on(kamo::commands::migrate::run(a, cli.verbose)),
         Command::Run(a) => runtime()?.block_on(kamo::commands::run::run(a, cli.verbose)),
         Command::Plan(a) => kamo::commands::plan::run(&a),
         Command::SyntaxCheck(a) => kamo::commands::run::syntax_check(&a),

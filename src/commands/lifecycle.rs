@@ -122,7 +122,7 @@ pub(crate) async fn run_playbooks(
     super::run::execute(args, verbose, None).await
 }
 
-fn base_vars() -> Map<String, Value> {
+pub(crate) fn base_vars() -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("kamo_version".into(), json!(env!("CARGO_PKG_VERSION")));
     m
@@ -130,7 +130,11 @@ fn base_vars() -> Map<String, Value> {
 
 /// A password from one line of stdin (`--password-stdin`) or a hidden prompt typed twice;
 /// `None` when neither is possible or the operator leaves it empty.
-fn read_password(from_stdin: bool, prompt: &str, required: bool) -> Result<Option<Secret<String>>> {
+pub(crate) fn read_password(
+    from_stdin: bool,
+    prompt: &str,
+    required: bool,
+) -> Result<Option<Secret<String>>> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -177,7 +181,7 @@ fn check_password(pw: String) -> Result<Secret<String>> {
     Ok(Secret::new(pw))
 }
 
-fn insert_passwords(vars: &mut Map<String, Value>, pw: &Secret<String>) {
+pub(crate) fn insert_passwords(vars: &mut Map<String, Value>, pw: &Secret<String>) {
     // As the deploy tool does: the admin password is also the DB and storage password.
     for k in [
         "kqi_admin_password",

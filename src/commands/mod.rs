@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod configure;
+pub mod copy;
 pub mod db;
 pub mod docs;
 pub mod exec;
@@ -9,6 +10,7 @@ pub mod history;
 pub mod inventory;
 pub mod lab;
 pub mod lifecycle;
+pub mod migrate;
 pub mod plan;
 pub mod resume;
 pub mod rollback;

@@ -47,6 +47,9 @@ pub async fn run(args: ResumeArgs, verbose: u8) -> Result<ExitCode> {
     if opts.get("kind").and_then(Value::as_str) == Some("db") {
         return super::rollback::resume(run_id, &opts, &args, verbose).await;
     }
+    if opts.get("kind").and_then(Value::as_str) == Some("migrate") {
+        return super::migrate::resume(run_id, &opts, &args, verbose).await;
+    }
     let run_args = run_args(&args, &opts, run_id)?;
     super::run::execute(
         run_args,

@@ -40,37 +40,47 @@ pub const STEPS: [(&str, &str); 7] = [
     ("done", "done"),
 ];
 
-/// The journal of one database run.
+/// The journal of one coordinator run (a database run, or `kamo migrate`).
 pub struct Steps {
     journal: Journal,
     log: RunLog,
     pub run_id: i64,
     recorded: Vec<ResultRow>,
-}
-
-fn seq(step: &str) -> i64 {
-    STEPS
-        .iter()
-        .position(|(k, _)| *k == step)
-        .and_then(|p| i64::try_from(p).ok())
-        .unwrap_or(99)
-        + 1
-}
-
-fn key(step: &str) -> String {
-    format!("db:{step}")
-}
-
-fn title(step: &str) -> &'static str {
-    STEPS
-        .iter()
-        .find(|(k, _)| *k == step)
-        .map_or("step", |(_, t)| t)
+    /// The pseudo-host the steps are recorded on.
+    host: &'static str,
+    /// The known steps, in order: (key, title). Others (one per data set) come after them.
+    list: &'static [(&'static str, &'static str)],
 }
 
 impl Steps {
-    /// Records a new run.
+    fn seq(&self, step: &str) -> i64 {
+        let known = self.list.iter().position(|(k, _)| *k == step);
+        known.and_then(|p| i64::try_from(p).ok()).unwrap_or(99) + 1
+    }
+
+    fn key(&self, step: &str) -> String {
+        format!("{}:{step}", self.host)
+    }
+
+    fn title(&self, step: &str) -> String {
+        self.list
+            .iter()
+            .find(|(k, _)| *k == step)
+            .map_or_else(|| step.to_owned(), |(_, t)| (*t).to_owned())
+    }
+
+    /// Records a new database run.
     pub async fn start(state_dir: &Path, run: &NewRun) -> Result<Steps> {
+        Self::start_on(state_dir, run, HOST, &STEPS).await
+    }
+
+    /// Records a new run whose steps are `list`, on the pseudo-host `host`.
+    pub async fn start_on(
+        state_dir: &Path,
+        run: &NewRun,
+        host: &'static str,
+        list: &'static [(&'static str, &'static str)],
+    ) -> Result<Steps> {
         let mut journal = Journal::open(state_dir).await?;
         let run_id = journal.start_run(run).await?;
         let log = journal.run_log(run_id, 1).await?;
@@ -79,13 +89,25 @@ impl Steps {
             log,
             run_id,
             recorded: Vec::new(),
+            host,
+            list,
         })
     }
 
-    /// Takes run `run_id` up again.
+    /// Takes database run `run_id` up again.
     pub async fn resume(state_dir: &Path, run_id: i64) -> Result<Steps> {
+        Self::resume_on(state_dir, run_id, HOST, &STEPS).await
+    }
+
+    /// Takes run `run_id` (of steps `list` on `host`) up again.
+    pub async fn resume_on(
+        state_dir: &Path,
+        run_id: i64,
+        host: &'static str,
+        list: &'static [(&'static str, &'static str)],
+    ) -> Result<Steps> {
         let mut journal = Journal::open_existing(state_dir).await?;
-        let recorded = query::results(&mut journal, run_id, Some(HOST)).await?;
+        let recorded = query::results(&mut journal, run_id, Some(host)).await?;
         let attempt = journal.reopen_run(run_id).await?;
         let log = journal.run_log(run_id, attempt).await?;
         Ok(Steps {
@@ -93,6 +115,8 @@ impl Steps {
             log,
             run_id,
             recorded,
+            host,
+            list,
         })
     }
 
@@ -104,7 +128,7 @@ impl Steps {
     /// The recorded result of `step` when an earlier attempt finished it.
     #[must_use]
     pub fn done_before(&self, step: &str) -> Option<&ResultRow> {
-        let k = key(step);
+        let k = self.key(step);
         self.recorded
             .iter()
             .find(|r| r.key == k && matches!(r.state.as_str(), "ok" | "changed"))
@@ -120,19 +144,19 @@ impl Steps {
 
     /// Committed before the step runs.
     pub async fn begin(&self, step: &str) -> Result<()> {
-        let k = key(step);
+        let k = self.key(step);
         self.log
             .pending(vec![Pending {
-                host: HOST.into(),
+                host: self.host.into(),
                 key: k.clone(),
-                seq: seq(step),
+                seq: self.seq(step),
                 // The key is the task's name, so `kamo log RUN db backup` finds it.
                 task: step.into(),
-                location: title(step).into(),
+                location: self.title(step),
                 rerun: self.recorded.iter().any(|r| r.key == k),
             }])
             .await?;
-        self.log.running(HOST, &k).await
+        self.log.running(self.host, &k).await
     }
 
     /// Committed right after the step succeeded.
@@ -145,8 +169,8 @@ impl Steps {
     ) -> Result<()> {
         self.log
             .done(Done {
-                host: HOST.into(),
-                key: key(step),
+                host: self.host.into(),
+                key: self.key(step),
                 state: if changed { "changed" } else { "ok" },
                 rc: Some(0),
                 msg: Some(msg.to_owned()),
@@ -171,8 +195,8 @@ impl Steps {
         self.begin(step).await?;
         self.log
             .done(Done {
-                host: HOST.into(),
-                key: key(step),
+                host: self.host.into(),
+                key: self.key(step),
                 state: "skipped",
                 msg: Some(msg.to_owned()),
                 restorable: true,
@@ -185,8 +209,8 @@ impl Steps {
     pub async fn failed(&self, step: &str, msg: &str) -> Result<()> {
         self.log
             .done(Done {
-                host: HOST.into(),
-                key: key(step),
+                host: self.host.into(),
+                key: self.key(step),
                 state: "failed",
                 rc: Some(1),
                 msg: Some(msg.to_owned()),

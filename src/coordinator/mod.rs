@@ -7,6 +7,7 @@
 //! and every verb a short, readable sequence.
 
 pub mod confirm;
+pub mod datasets;
 pub mod dbjournal;
 pub mod dbplan;
 pub mod matrix;

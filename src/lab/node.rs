@@ -498,7 +498,12 @@ fn sshd_config(spec: &NodeSpec, d: &Path) -> String {
     let _ = writeln!(s, "PidFile {}", d.join("sshd.pid").display());
     // Inside the node's own /etc (sshd resolves it in the node's mount namespace), so the
     // ubuntu user can read it wherever the lab directory is.
-    let _ = writeln!(s, "AuthorizedKeysFile {AUTHORIZED_KEYS}");
+    // Users' own ~/.ssh/authorized_keys count too, as on a real server (`kamo copy --direct`
+    // installs a one-time key in root's).
+    let _ = writeln!(
+        s,
+        "AuthorizedKeysFile {AUTHORIZED_KEYS} .ssh/authorized_keys"
+    );
     s.push_str(
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n\
          KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\

@@ -13,6 +13,7 @@ pub mod known_hosts;
 pub mod local;
 pub mod quote;
 pub mod ssh;
+pub mod stream;
 pub mod target;
 
 use std::fmt;

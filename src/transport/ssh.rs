@@ -24,6 +24,7 @@ use russh::{ChannelMsg, Disconnect};
 use super::keys::KeyStore;
 use super::known_hosts::{KnownHosts, Verdict, fingerprint, host_port};
 use super::quote::Become;
+use super::stream::{StreamReader, StreamWriter};
 use super::{Exit, Output, Phase, Target, TransportError};
 
 /// `--host-key-checking`.
@@ -152,6 +153,8 @@ struct Client {
     port: u16,
     policy: Arc<HostKeyPolicy>,
     refusal: Arc<Mutex<Option<String>>>,
+    /// The key the host showed and that was accepted, in OpenSSH's format.
+    accepted: Arc<Mutex<Option<String>>>,
 }
 
 impl client::Handler for Client {
@@ -170,7 +173,14 @@ impl client::Handler for Client {
             return Ok(false);
         }
         match self.policy.verify(&self.host, self.port, &key.public_key()) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                *self
+                    .accepted
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    key.public_key().to_openssh().ok();
+                Ok(true)
+            }
             Err(why) => {
                 *self
                     .refusal
@@ -185,6 +195,9 @@ impl client::Handler for Client {
 /// An authenticated connection to one host.
 pub struct Session {
     handle: Handle<Client>,
+    /// The host key this connection verified (OpenSSH format), for a `known_hosts` line of
+    /// kamo's own making (`kamo copy --direct`).
+    host_key: Option<String>,
     /// Keeps the jump host's connection alive as long as this one.
     _jump: Option<Arc<Handle<Client>>>,
 }
@@ -254,19 +267,21 @@ impl Session {
                     local: false,
                     known_hosts_files: Vec::new(),
                 };
-                let handle = Box::pin(Self::handshake(&jt, ctx, None))
-                    .await
-                    .map_err(|mut f| {
-                        f.err.message =
-                            format!("jump host {}:{}: {}", j.address, j.port, f.err.message);
-                        f
-                    })?;
+                let (handle, _) =
+                    Box::pin(Self::handshake(&jt, ctx, None))
+                        .await
+                        .map_err(|mut f| {
+                            f.err.message =
+                                format!("jump host {}:{}: {}", j.address, j.port, f.err.message);
+                            f
+                        })?;
                 Some(Arc::new(handle))
             }
         };
-        let handle = Self::handshake(target, ctx, jump.as_deref()).await?;
+        let (handle, host_key) = Self::handshake(target, ctx, jump.as_deref()).await?;
         Ok(Self {
             handle,
+            host_key,
             _jump: jump,
         })
     }
@@ -276,13 +291,15 @@ impl Session {
         target: &Target,
         ctx: &SshContext,
         via: Option<&Handle<Client>>,
-    ) -> Result<Handle<Client>, Failure> {
+    ) -> Result<(Handle<Client>, Option<String>), Failure> {
         let refusal = Arc::new(Mutex::new(None));
+        let accepted = Arc::new(Mutex::new(None));
         let handler = Client {
             host: target.address.clone(),
             port: target.port,
             policy: ctx.host_keys.clone(),
             refusal: refusal.clone(),
+            accepted: accepted.clone(),
         };
         let connected = if let Some(jump) = via {
             let ch = jump
@@ -343,7 +360,11 @@ impl Session {
         authenticate(&mut handle, target, ctx)
             .await
             .map_err(|err| Failure { err, retry: false })?;
-        Ok(handle)
+        let key = accepted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        Ok((handle, key))
     }
 
     /// Runs one command on a new channel. `stdin` is written while output is drained, then EOF.
@@ -438,6 +459,72 @@ impl Session {
         })
     }
 
+    /// Starts `cmd` for bulk data (see [`super::stream`]) and returns once it runs (with
+    /// `sudo`: once sudo let it start, its password given only if asked): its stdout as a
+    /// stream of chunks, its stdin open for writing.
+    pub async fn exec_stream(
+        &self,
+        cmd: &str,
+        sudo: Option<&Become>,
+    ) -> Result<(StreamReader, StreamWriter), TransportError> {
+        let line = match sudo {
+            Some(b) => b
+                .wrap(cmd)
+                .map_err(|e| TransportError::new(Phase::Exec, e))?,
+            None => cmd.to_owned(),
+        };
+        let ch =
+            self.handle.channel_open_session().await.map_err(|e| {
+                TransportError::new(Phase::Exec, format!("cannot open a channel: {e}"))
+            })?;
+        ch.exec(true, line.as_str()).await.map_err(|e| {
+            TransportError::new(Phase::Exec, format!("cannot start the command: {e}"))
+        })?;
+        let (mut rd, wr) = ch.split();
+        let mut gate = BecomeGate::new(sudo);
+        let (mut first, mut stderr) = (Vec::new(), Vec::new());
+        // Bounded: sudo prints its prompt at most twice before the gate opens or it exits.
+        while !gate.is_open() {
+            match rd.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    if let Some(rest) = gate.stdout(&data) {
+                        first = rest;
+                    }
+                }
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    let (text, action) = gate.stderr(&data);
+                    stderr.extend_from_slice(&text);
+                    match action {
+                        Some(Write::Password) => {
+                            if let Some(pw) = sudo.and_then(|b| b.password.as_ref()) {
+                                let mut bytes = pw.expose().clone().into_bytes();
+                                bytes.push(b'\n');
+                                let _ = wr.data(&bytes[..]).await;
+                            }
+                        }
+                        Some(Write::Eof) => {
+                            let _ = wr.eof().await;
+                        }
+                        _ => {}
+                    }
+                }
+                Some(ChannelMsg::Close) | None => {
+                    let why = if gate.refused {
+                        "sudo refused the sudo password (incorrect password)".to_owned()
+                    } else {
+                        String::from_utf8_lossy(&stderr).trim().to_owned()
+                    };
+                    return Err(TransportError::new(
+                        Phase::Exec,
+                        format!("the command ended before it started: {why}"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok((StreamReader::new(rd, first, &stderr), StreamWriter::new(wr)))
+    }
+
     /// A `direct-tcpip` channel: a TCP connection to `host:port` opened by the SSH server, as
     /// seen from it (`ssh -L` does the same); `from` is reported to the server as the origin.
     pub async fn direct_tcpip(
@@ -462,6 +549,12 @@ impl Session {
                 )
             })?;
         Ok(ch.into_stream())
+    }
+
+    /// The host key this connection verified, as `ssh-ed25519 AAAA...`.
+    #[must_use]
+    pub fn host_key(&self) -> Option<&str> {
+        self.host_key.as_deref()
     }
 
     /// Whether the connection has ended.

@@ -8,6 +8,7 @@
 mod support;
 
 mod auth;
+mod copy;
 mod db;
 mod exec;
 mod harness;
@@ -17,6 +18,7 @@ mod journal;
 mod lab;
 mod lifecycle;
 mod lifecycle_verbs;
+mod migrate;
 mod playbook;
 mod rollback;
 mod verbs;
