@@ -108,7 +108,7 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The number of regular files.
+    /// The number of regular files (paths: each hard link counts).
     #[must_use]
     pub fn files(&self) -> usize {
         self.entries

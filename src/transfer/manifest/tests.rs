@@ -467,3 +467,19 @@ fn names_are_shown_terminal_safe() {
         "日本\\u{9b}x\\u{202e}y"
     );
 }
+
+#[test]
+fn hashes_cover_several_xargs_batches() {
+    // 1500 names of 150 bytes: over 200 KiB of arguments, more than one xargs batch.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("t");
+    std::fs::create_dir(&root).unwrap();
+    for i in 0..1500 {
+        std::fs::write(root.join(format!("{i:0>150}")), i.to_string()).unwrap();
+    }
+    let m = manifest_of(&root);
+    assert_eq!(m.files(), 1500);
+    let name = format!("{:0>150}", 1499);
+    let want = crate::journal::hex(&sha2::Sha256::digest(b"1499"));
+    assert_eq!(m.entries[name.as_bytes()].sha256.as_ref(), Some(&want));
+}
