@@ -266,6 +266,9 @@ pub fn parse(stdout: &[u8]) -> Result<Manifest, String> {
             path.to_vec()
         };
         let at = |what: &str| at(&format!("{}: {what}", show(&path)));
+        if !is_relative(&path) {
+            return Err(at("not a relative path below the directory"));
+        }
         let (entry, inode) = parse_header(header, target).map_err(|e| at(&e))?;
         if raws.contains_key(&path) {
             return Err(at("listed twice"));
@@ -302,6 +305,15 @@ pub fn parse(stdout: &[u8]) -> Result<Manifest, String> {
         }
     }
     finish(raws)
+}
+
+/// `.` or a path below it without empty, `.` or `..` components: what `find %P` prints, and
+/// what a caller may safely join to the directory.
+pub(super) fn is_relative(path: &[u8]) -> bool {
+    path == b"."
+        || path
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
 }
 
 /// Checks that every file got a hash and the root is a directory, and groups hard links.

@@ -229,6 +229,13 @@ fn saved_manifests_load_equal_and_stay_private() {
     std::fs::write(&file, lines.join("\n")).unwrap();
     let e = Manifest::load(&file).unwrap_err().to_string();
     assert!(e.contains(":4: bad entry"), "{e}");
+    lines[3] = r#"{"path":"../x","kind":"file","mode":"0644","uid":0,"gid":0,"size":0,"mtime":0,"allocated":0}"#;
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let e = Manifest::load(&file).unwrap_err().to_string();
+    assert!(
+        e.contains(":4: bad entry: `../x` is not a relative path"),
+        "{e}"
+    );
     std::fs::write(&file, "{}\n").unwrap();
     let e = Manifest::load(&file).unwrap_err().to_string();
     assert!(e.contains(":1: not a kamo manifest"), "{e}");
@@ -440,6 +447,22 @@ fn parse_refuses_cut_and_garbled_output_without_panicking() {
     let e = parse(b"d 755 0 0 4096 1.5 8 1:2\0\0\0f 644 0 0 1 2.0 8 1:3\0x\0\0=sha256\0=end\0")
         .unwrap_err();
     assert!(e.contains("x: a regular file without a sha256"), "{e}");
+    for bad in [
+        b"/etc/passwd".as_slice(),
+        b"a/../../b",
+        b"a//b",
+        b"./a",
+        b"a/",
+    ] {
+        let mut out = b"d 755 0 0 4096 1.5 8 1:2\0\0\0f 644 0 0 0 2.0 0 1:3\0".to_vec();
+        out.extend_from_slice(bad);
+        out.extend_from_slice(b"\0\0=sha256\0=end\0");
+        let e = parse(&out).unwrap_err();
+        assert!(
+            e.ends_with("not a relative path below the directory"),
+            "{e}"
+        );
+    }
     let e = parse(b"d 755 0 0 4096 1.5 8 1:2\0\0\0=sha256\0zz  ./x\n=end\0").unwrap_err();
     assert_eq!(e, "manifest sha256 line 1: not a sha256sum line: `zz  ./x`");
 }
