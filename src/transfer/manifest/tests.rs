@@ -506,3 +506,29 @@ fn hashes_cover_several_xargs_batches() {
     let want = crate::journal::hex(&sha2::Sha256::digest(b"1499"));
     assert_eq!(m.entries[name.as_bytes()].sha256.as_ref(), Some(&want));
 }
+
+#[test]
+fn parse_reads_the_escapes_of_old_and_new_sha256sum() {
+    let h = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let mut out = b"d 755 0 0 4096 1.5 8 1:2\0\0\0".to_vec();
+    for (i, name) in [b"cr\rold".as_slice(), b"cr\rnew", b"a\\b\nc"]
+        .iter()
+        .enumerate()
+    {
+        out.extend_from_slice(format!("f 644 0 0 0 2.0 0 1:{i}\0").as_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\0\0");
+    }
+    out.extend_from_slice(b"=sha256\0");
+    // coreutils 8.28 leaves CR alone; 9.x escapes it; both escape `\` and newline.
+    out.extend_from_slice(format!("{h}  ./cr\rold\n").as_bytes());
+    out.extend_from_slice(format!("\\{h}  ./cr\\rnew\n").as_bytes());
+    out.extend_from_slice(format!("\\{h} *./a\\\\b\\nc\n").as_bytes());
+    out.extend_from_slice(b"=end\0");
+    let m = parse(&out).unwrap_or_else(|e| panic!("{e}"));
+    for name in [b"cr\rold".as_slice(), b"cr\rnew", b"a\\b\nc"] {
+        assert_eq!(m.entries[name].sha256.as_deref(), Some(h), "{}", show(name));
+    }
+    let bad = String::from_utf8_lossy(&out).replace("\\\\b", "\\tb");
+    assert!(parse(bad.as_bytes()).unwrap_err().contains("sha256 line 3"));
+}
