@@ -9,7 +9,7 @@
 //! lossily. Content hashes come from `sha256sum` batched by `xargs -0` (no process per file).
 //! `sha256sum -z`, which would print names unescaped, arrived in coreutils 8.30 and Ubuntu 18.04
 //! has 8.28; so the command uses the escaped form every version prints (a leading `\` on the
-//! line, then `\\`, `\n` and, since 9.0, `\r` in the name) and [`parse`] undoes it.
+//! line, then `\\`, `\n` and, in newer versions, `\r` in the name) and [`parse`] undoes it.
 //!
 //! The output is: one record of three NUL-terminated fields per entry (`kind mode uid gid size
 //! mtime blocks dev:inode`, the path relative to the directory, the symlink target), a `=sha256`
@@ -108,7 +108,7 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The number of regular files.
+    /// The number of regular files (paths: each hard link counts).
     #[must_use]
     pub fn files(&self) -> usize {
         self.entries
@@ -152,8 +152,8 @@ pub(super) fn require_dir() -> String {
     )
 }
 
-/// Quotes a directory argument; refuses empty and relative paths (relative to whose home, once
-/// sudo is involved?).
+/// Quotes a directory argument. Relative paths are refused: over SSH they would be relative to
+/// the login's home directory, which sudo may change.
 pub(super) fn quote_dir(dir: &str) -> Result<String, String> {
     if !dir.starts_with('/') {
         return Err(format!("not an absolute path: {}", show(dir.as_bytes())));
@@ -170,6 +170,8 @@ const FORMAT: &str = r"%y %m %U %G %s %T@ %b %D:%i\0%P\0%l\0";
 /// symlink to a directory is followed; nothing below it is, and no mount point is crossed.
 pub fn command(dir: &str) -> Result<String, String> {
     let d = quote_dir(dir)?;
+    // `sh` has no pipefail: should the second `find` fail, a file lacks its hash, which
+    // `parse` refuses.
     Ok(format!(
         "LC_ALL=C; export LC_ALL; d={d}; {}cd -P -- \"$d\" || exit 1; \
          find . -xdev -printf '{FORMAT}' || exit 1; printf '=sha256\\0'; \
@@ -266,6 +268,9 @@ pub fn parse(stdout: &[u8]) -> Result<Manifest, String> {
             path.to_vec()
         };
         let at = |what: &str| at(&format!("{}: {what}", show(&path)));
+        if !is_relative(&path) {
+            return Err(at("not a relative path below the directory"));
+        }
         let (entry, inode) = parse_header(header, target).map_err(|e| at(&e))?;
         if raws.contains_key(&path) {
             return Err(at("listed twice"));
@@ -302,6 +307,15 @@ pub fn parse(stdout: &[u8]) -> Result<Manifest, String> {
         }
     }
     finish(raws)
+}
+
+/// `.` or a path below it without empty, `.` or `..` components: what `find %P` prints, and
+/// what a caller may safely join to the directory.
+pub(super) fn is_relative(path: &[u8]) -> bool {
+    path == b"."
+        || path
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
 }
 
 /// Checks that every file got a hash and the root is a directory, and groups hard links.

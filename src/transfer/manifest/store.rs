@@ -117,7 +117,11 @@ impl Record {
             sha256: self.sha256,
             link: self.link.map(Bytes::into_vec).transpose()?,
         };
-        Ok((self.path.into_vec()?, entry))
+        let path = self.path.into_vec()?;
+        if !super::is_relative(&path) {
+            return Err(format!("`{}` is not a relative path", super::show(&path)));
+        }
+        Ok((path, entry))
     }
 }
 

@@ -229,6 +229,13 @@ fn saved_manifests_load_equal_and_stay_private() {
     std::fs::write(&file, lines.join("\n")).unwrap();
     let e = Manifest::load(&file).unwrap_err().to_string();
     assert!(e.contains(":4: bad entry"), "{e}");
+    lines[3] = r#"{"path":"../x","kind":"file","mode":"0644","uid":0,"gid":0,"size":0,"mtime":0,"allocated":0}"#;
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let e = Manifest::load(&file).unwrap_err().to_string();
+    assert!(
+        e.contains(":4: bad entry: `../x` is not a relative path"),
+        "{e}"
+    );
     std::fs::write(&file, "{}\n").unwrap();
     let e = Manifest::load(&file).unwrap_err().to_string();
     assert!(e.contains(":1: not a kamo manifest"), "{e}");
@@ -440,6 +447,22 @@ fn parse_refuses_cut_and_garbled_output_without_panicking() {
     let e = parse(b"d 755 0 0 4096 1.5 8 1:2\0\0\0f 644 0 0 1 2.0 8 1:3\0x\0\0=sha256\0=end\0")
         .unwrap_err();
     assert!(e.contains("x: a regular file without a sha256"), "{e}");
+    for bad in [
+        b"/etc/passwd".as_slice(),
+        b"a/../../b",
+        b"a//b",
+        b"./a",
+        b"a/",
+    ] {
+        let mut out = b"d 755 0 0 4096 1.5 8 1:2\0\0\0f 644 0 0 0 2.0 0 1:3\0".to_vec();
+        out.extend_from_slice(bad);
+        out.extend_from_slice(b"\0\0=sha256\0=end\0");
+        let e = parse(&out).unwrap_err();
+        assert!(
+            e.ends_with("not a relative path below the directory"),
+            "{e}"
+        );
+    }
     let e = parse(b"d 755 0 0 4096 1.5 8 1:2\0\0\0=sha256\0zz  ./x\n=end\0").unwrap_err();
     assert_eq!(e, "manifest sha256 line 1: not a sha256sum line: `zz  ./x`");
 }
@@ -466,4 +489,46 @@ fn names_are_shown_terminal_safe() {
         show("日本\u{9b}x\u{202e}y".as_bytes()),
         "日本\\u{9b}x\\u{202e}y"
     );
+}
+
+#[test]
+fn hashes_cover_several_xargs_batches() {
+    // 1500 names of 150 bytes: over 200 KiB of arguments, more than one xargs batch.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("t");
+    std::fs::create_dir(&root).unwrap();
+    for i in 0..1500 {
+        std::fs::write(root.join(format!("{i:0>150}")), i.to_string()).unwrap();
+    }
+    let m = manifest_of(&root);
+    assert_eq!(m.files(), 1500);
+    let name = format!("{:0>150}", 1499);
+    let want = crate::journal::hex(&sha2::Sha256::digest(b"1499"));
+    assert_eq!(m.entries[name.as_bytes()].sha256.as_ref(), Some(&want));
+}
+
+#[test]
+fn parse_reads_the_escapes_of_old_and_new_sha256sum() {
+    let h = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let mut out = b"d 755 0 0 4096 1.5 8 1:2\0\0\0".to_vec();
+    for (i, name) in [b"cr\rold".as_slice(), b"cr\rnew", b"a\\b\nc"]
+        .iter()
+        .enumerate()
+    {
+        out.extend_from_slice(format!("f 644 0 0 0 2.0 0 1:{i}\0").as_bytes());
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\0\0");
+    }
+    out.extend_from_slice(b"=sha256\0");
+    // coreutils 8.28 leaves CR alone; 9.x escapes it; both escape `\` and newline.
+    out.extend_from_slice(format!("{h}  ./cr\rold\n").as_bytes());
+    out.extend_from_slice(format!("\\{h}  ./cr\\rnew\n").as_bytes());
+    out.extend_from_slice(format!("\\{h} *./a\\\\b\\nc\n").as_bytes());
+    out.extend_from_slice(b"=end\0");
+    let m = parse(&out).unwrap_or_else(|e| panic!("{e}"));
+    for name in [b"cr\rold".as_slice(), b"cr\rnew", b"a\\b\nc"] {
+        assert_eq!(m.entries[name].sha256.as_deref(), Some(h), "{}", show(name));
+    }
+    let bad = String::from_utf8_lossy(&out).replace("\\\\b", "\\tb");
+    assert!(parse(bad.as_bytes()).unwrap_err().contains("sha256 line 3"));
 }
