@@ -486,7 +486,15 @@ mod tests {
 
     #[test]
     fn paths_must_be_absolute_normal_and_not_root() {
-        for bad in ["relative", "/", "/srv/../etc", "/srv/./x", "", "/srv//x", "/srv/x/"] {
+        for bad in [
+            "relative",
+            "/",
+            "/srv/../etc",
+            "/srv/./x",
+            "",
+            "/srv//x",
+            "/srv/x/",
+        ] {
             assert!(check_path("h", bad).is_err(), "{bad}");
         }
         check_path("h", "/srv/nfs").unwrap();

@@ -175,11 +175,35 @@ pub fn command(dir: &str) -> Result<String, String> {
     Ok(format!(
         "LC_ALL=C; export LC_ALL; d={d}; {}cd -P -- \"$d\" || exit 1; \
          find . -xdev -printf '{FORMAT}' || exit 1; printf '=sha256\\0'; \
-         find . -xdev -type f -print0 | xargs -0 -r sha256sum -- || exit 1; \
+         if command -v python3 >/dev/null 2>&1; then \
+         find . -xdev -type f -print0 | python3 -c '{HASHER}' || exit 1; \
+         else find . -xdev -type f -print0 | xargs -0 -r sha256sum -- || exit 1; fi; \
          printf '=end\\0'",
         require_dir()
     ))
 }
+
+/// `sha256sum`'s output (escapes included) for the NUL-separated paths on stdin, from
+/// Python's `hashlib`, which uses OpenSSL and so the CPU's SHA instructions: about nine times
+/// the speed of coreutils' own SHA-256 on a node with SHA-NI (1.4 GB/s against 160 MB/s seen
+/// here), which is most of a verified copy's cost. `sha256sum` stays the fallback on a node
+/// without python3. No single quote may appear here (it is quoted for `sh` as it is).
+const HASHER: &str = r#"import sys, hashlib
+out = sys.stdout.buffer
+for p in sys.stdin.buffer.read().split(b"\0"):
+    if not p:
+        continue
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    d = h.hexdigest().encode()
+    if b"\\" in p or b"\n" in p or b"\r" in p:
+        e = p.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+        out.write(b"\\" + d + b"  " + e + b"\n")
+    else:
+        out.write(d + b"  " + p + b"\n")
+"#;
 
 /// `path` as text safe for a terminal: control characters, `\` and bytes that are not UTF-8
 /// are escaped (`\n`, `\\`, `\x1b`, `\xff`, `\u{202e}`), so a file name cannot move the cursor,

@@ -532,3 +532,23 @@ fn parse_reads_the_escapes_of_old_and_new_sha256sum() {
     let bad = String::from_utf8_lossy(&out).replace("\\\\b", "\\tb");
     assert!(parse(bad.as_bytes()).unwrap_err().contains("sha256 line 3"));
 }
+
+/// The Python hasher the command prefers writes exactly what `sha256sum` writes, escapes
+/// included, for every awkward name: the manifest is the same whichever a node has.
+#[test]
+fn the_python_hasher_prints_what_sha256sum_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("tree");
+    build(&root);
+    let quoted = crate::transport::quote::quote(root.to_str().unwrap()).unwrap();
+    let py = crate::transport::quote::quote(HASHER).unwrap();
+    let list = "find . -xdev -type f -print0 | LC_ALL=C sort -z";
+    let a = sh(&format!("cd {quoted} && {list} | python3 -c {py}"));
+    let b = sh(&format!("cd {quoted} && {list} | xargs -0 -r sha256sum --"));
+    assert!(a.status.success() && b.status.success(), "{a:?} {b:?}");
+    assert!(a.stdout.len() > 300 * 66, "too little output");
+    assert_eq!(
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout)
+    );
+}
