@@ -710,58 +710,91 @@ async fn dump_db(steps: &Steps, c: &Ctx<'_>) -> std::result::Result<Option<Backu
     Ok(Some(b))
 }
 
-/// Every data set not verified by an earlier attempt: checked, streamed, verified, in place.
+/// How many data sets move at once (each is one stream and, after it, two hashing passes).
+pub const PARALLEL_SETS: usize = 3;
+
+/// Every data set not verified by an earlier attempt: checked, streamed, verified, in place;
+/// [`PARALLEL_SETS`] at a time. One that fails does not stop the others (each is recorded on
+/// its own, so a resume sends only what did not verify); the first failure, in data set order,
+/// is the step's.
 async fn copy_sets(steps: &Steps, c: &Ctx<'_>) -> std::result::Result<(), StepError> {
     let multi = multi_progress();
-    for s in c.sets {
-        let step = format!("copy:{}", s.name);
-        if steps.done_before(&step).is_some() {
-            let earlier = steps.registered(&step);
-            let msg = "verified by an earlier attempt";
-            steps
-                .kept(&step, msg, earlier.as_ref())
-                .await
-                .map_err(journal_error(&step))?;
-            say(&step, &format!("{msg}: not sent again"));
-            continue;
+    let sem = tokio::sync::Semaphore::new(PARALLEL_SETS);
+    let results = futures::future::join_all(c.sets.iter().map(|s| {
+        let (sem, multi) = (&sem, &multi);
+        async move {
+            let _permit = sem.acquire().await;
+            copy_one(steps, c, s, multi).await
         }
-        let Some((_, job)) = c.jobs.iter().find(|(d, _)| d.name == s.name) else {
-            continue;
-        };
-        steps.begin(&step).await.map_err(journal_error(&step))?;
-        let failed = |f: transfer::Failure| (step.clone(), f.to_string(), failure_code(&f));
-        let pre = transfer::preflight(job).await.map_err(failed)?;
-        if pre.already_there {
-            let msg = "the target holds the source already (verified): nothing sent";
-            steps
-                .ok(&step, false, msg, None)
-                .await
-                .map_err(journal_error(&step))?;
-            say(&step, msg);
-            continue;
-        }
-        let total = c.needed.get(&s.name).copied().unwrap_or(pre.needed);
-        let bar = progress_bar(&multi, &s.name, total);
-        let done = transfer::copy(job, Some(&bar)).await;
-        bar.finish_and_clear();
-        let done = done.map_err(failed)?;
-        let msg = format!(
-            "{}:{} -> {}:{}: {} files, {} in {:.1}s, verified",
-            s.from_host,
-            s.from_path,
-            s.to_host,
-            s.to_path,
-            done.files,
-            human(done.bytes),
-            done.seconds
-        );
-        let v = serde_json::to_value(&done).unwrap_or_default();
+    }))
+    .await;
+    results.into_iter().collect()
+}
+
+async fn copy_one(
+    steps: &Steps,
+    c: &Ctx<'_>,
+    s: &DataSet,
+    multi: &indicatif::MultiProgress,
+) -> std::result::Result<(), StepError> {
+    let step = format!("copy:{}", s.name);
+    if steps.done_before(&step).is_some() {
+        let earlier = steps.registered(&step);
+        let msg = "verified by an earlier attempt";
         steps
-            .ok(&step, true, &msg, Some(&v))
+            .kept(&step, msg, earlier.as_ref())
             .await
             .map_err(journal_error(&step))?;
-        say(&step, &msg);
+        say(&step, &format!("{msg}: not sent again"));
+        return Ok(());
     }
+    let Some((_, job)) = c.jobs.iter().find(|(d, _)| d.name == s.name) else {
+        return Ok(());
+    };
+    steps.begin(&step).await.map_err(journal_error(&step))?;
+    let failed = |f: transfer::Failure| (step.clone(), f.to_string(), failure_code(&f));
+    let pre = transfer::preflight(job).await.map_err(failed)?;
+    if pre.already_there {
+        let msg = "the target holds the source already (verified): nothing sent";
+        steps
+            .ok(&step, false, msg, None)
+            .await
+            .map_err(journal_error(&step))?;
+        say(&step, msg);
+        return Ok(());
+    }
+    let total = c.needed.get(&s.name).copied().unwrap_or(pre.needed);
+    let bar = progress_bar(multi, &s.name, total);
+    let done = transfer::copy(job, Some(&bar)).await;
+    bar.finish_and_clear();
+    let done = match done {
+        Ok(d) => d,
+        Err(f) => {
+            let e = failed(f);
+            // Recorded now: the other data sets go on, and the run ends with this failure.
+            steps
+                .failed(&step, &e.1)
+                .await
+                .map_err(journal_error(&step))?;
+            return Err(e);
+        }
+    };
+    let msg = format!(
+        "{}:{} -> {}:{}: {} files, {} in {:.1}s, verified",
+        s.from_host,
+        s.from_path,
+        s.to_host,
+        s.to_path,
+        done.files,
+        human(done.bytes),
+        done.seconds
+    );
+    let v = serde_json::to_value(&done).unwrap_or_default();
+    steps
+        .ok(&step, true, &msg, Some(&v))
+        .await
+        .map_err(journal_error(&step))?;
+    say(&step, &msg);
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::support::kamo::Run;
 use crate::support::lab::Lab;
 use crate::support::pg_pod::Postgres;
+use crate::support::walk;
 
 fn playbooks() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks")
@@ -228,25 +229,6 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
     );
     verb(&lab, &pb, &["deploy", "app", "--yes"]).assert_code(0);
     assert_eq!(check(&lab, &pb)["app_version"], "2.1.0");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// A copy of the shipped playbooks whose v2.0.0 row points at its own directory, a copy

@@ -11,6 +11,7 @@ use crate::copy::{DIGEST, MAKE_DATA, sh, stdout_of};
 use crate::support::kamo::Run;
 use crate::support::lab::Lab;
 use crate::support::pg::{block_on, connect};
+use crate::support::walk;
 
 fn playbooks() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks")
@@ -174,6 +175,25 @@ fn a_cluster_moves_to_new_machines_with_its_data_resumes_and_is_finalized() {
         r.stderr
     );
     assert!(r.stdout.contains("migrated"), "{}", r.stdout);
+    // Neither database's password shows, nor is it in the journal's files.
+    for lab in [&old, &new] {
+        let pw = std::fs::read_to_string(lab.dir.join("db-password")).unwrap();
+        let pw = pw.trim();
+        assert!(!pw.is_empty());
+        assert!(
+            !r.stdout.contains(pw) && !r.stderr.contains(pw),
+            "a password was printed"
+        );
+        for f in walk(&state) {
+            let bytes = std::fs::read(&f).unwrap_or_default();
+            let is_dump = f.to_string_lossy().contains("backups");
+            assert!(
+                is_dump || !String::from_utf8_lossy(&bytes).contains(pw),
+                "a database password is in {}",
+                f.display()
+            );
+        }
+    }
 
     // The new cluster: the same version, data, configuration and rows.
     let c = new

@@ -73,3 +73,21 @@ pub fn run_bounded_in(cmd: &mut Command, timeout: Duration, stdin: Stdio) -> Out
         stderr,
     }
 }
+
+/// Every file below `dir` (not directories), depth first.
+pub fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    // Bounded: every directory is visited once.
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
