@@ -496,7 +496,7 @@ async fn execute(
     };
     let outcome = tokio::select! {
         r = run_steps(&mut steps, &ctx) => r,
-        () = interrupted() => {
+        () = super::rollback::interrupted() => {
             steps.finish(RunState::Interrupted, Some("interrupted")).await?;
             crate::ui::eprint_line(&format!(
                 "interrupted: the step in flight was abandoned; `kamo resume {run_id}` continues"
@@ -855,18 +855,6 @@ async fn playbook_step(
             format!("{names} ended with exit code {}", code as u8),
             code,
         ))
-    }
-}
-
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 

@@ -390,15 +390,13 @@ impl Session {
         Ok((handle, key))
     }
 
-    /// Runs one command on a new channel. `stdin` is written while output is drained, then EOF.
-    /// With `become`, the command runs through sudo and the password is given only when sudo
-    /// prints its prompt (see [`Become`]).
-    pub async fn exec(
+    /// Opens a channel and starts `cmd` on it (through sudo with `sudo`).
+    async fn start(
         &self,
         cmd: &str,
-        stdin: Option<Vec<u8>>,
         sudo: Option<&Become>,
-    ) -> Result<Output, TransportError> {
+    ) -> Result<(russh::ChannelReadHalf, russh::ChannelWriteHalf<client::Msg>), TransportError>
+    {
         let line = match sudo {
             Some(b) => b
                 .wrap(cmd)
@@ -412,7 +410,19 @@ impl Session {
         ch.exec(true, line.as_str()).await.map_err(|e| {
             TransportError::new(Phase::Exec, format!("cannot start the command: {e}"))
         })?;
-        let (mut rd, wr) = ch.split();
+        Ok(ch.split())
+    }
+
+    /// Runs one command on a new channel. `stdin` is written while output is drained, then EOF.
+    /// With `become`, the command runs through sudo and the password is given only when sudo
+    /// prints its prompt (see [`Become`]).
+    pub async fn exec(
+        &self,
+        cmd: &str,
+        stdin: Option<Vec<u8>>,
+        sudo: Option<&Become>,
+    ) -> Result<Output, TransportError> {
+        let (mut rd, wr) = self.start(cmd, sudo).await?;
         // The writer runs on its own so a large stdin never blocks reading (which would stall
         // the connection's event loop); the reader tells it what to send and when.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Write>();
@@ -490,20 +500,7 @@ impl Session {
         cmd: &str,
         sudo: Option<&Become>,
     ) -> Result<(StreamReader, StreamWriter), TransportError> {
-        let line = match sudo {
-            Some(b) => b
-                .wrap(cmd)
-                .map_err(|e| TransportError::new(Phase::Exec, e))?,
-            None => cmd.to_owned(),
-        };
-        let ch =
-            self.handle.channel_open_session().await.map_err(|e| {
-                TransportError::new(Phase::Exec, format!("cannot open a channel: {e}"))
-            })?;
-        ch.exec(true, line.as_str()).await.map_err(|e| {
-            TransportError::new(Phase::Exec, format!("cannot start the command: {e}"))
-        })?;
-        let (mut rd, wr) = ch.split();
+        let (mut rd, wr) = self.start(cmd, sudo).await?;
         let mut gate = BecomeGate::new(sudo);
         let (mut first, mut stderr) = (Vec::new(), Vec::new());
         // Bounded: sudo prints its prompt at most twice before the gate opens or it exits.

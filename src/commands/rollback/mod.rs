@@ -456,7 +456,8 @@ async fn execute(
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM.
-async fn interrupted() {
+/// Ctrl-C or SIGTERM, whichever comes first.
+pub(crate) async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
