@@ -33,6 +33,8 @@ fn main() -> ProcessExit {
         }
     };
     init_tracing(cli.verbose);
+    // A socket per host: 1,000 hosts need more than the usual soft limit of 1,024 files.
+    let _ = kamo::transport::limits::raise();
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -68,6 +68,13 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let (ctx, plan) = prepare(&args, &inventory, &hosts)?;
+    // One socket per host in flight, two through a jump host.
+    let jumps = plan
+        .iter()
+        .filter(|(_, p)| p.as_ref().is_ok_and(|(t, _)| t.jump.is_some()))
+        .count();
+    let in_flight = hosts.len().min(args.connection.forks as usize);
+    crate::transport::limits::check(in_flight + jumps.min(in_flight))?;
 
     let started = Instant::now();
     let sem = Arc::new(Semaphore::new(args.connection.forks as usize));

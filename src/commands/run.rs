@@ -238,6 +238,12 @@ pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> 
     opts.step = args.step;
     let hosts = play_hosts(&inventory, &playbooks, &opts, &templater)?;
     let (ssh, targets, defaults) = connect_settings(&args, &inventory, &hosts)?;
+    // The engine keeps one connection per host for the whole run (two through a jump host).
+    let jumps = targets
+        .values()
+        .filter(|t| t.as_ref().is_ok_and(|t| t.jump.is_some()))
+        .count();
+    crate::transport::limits::check(hosts.len() + jumps)?;
 
     let state = state_dir(args.state_dir.as_ref());
     let mut redactor = Redactor::default();

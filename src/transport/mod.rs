@@ -10,6 +10,7 @@
 
 pub mod keys;
 pub mod known_hosts;
+pub mod limits;
 pub mod local;
 pub mod quote;
 pub mod ssh;
