@@ -425,7 +425,7 @@ async fn stream(
         .exec_stream(&create, job.from.sudo)
         .await
         .map_err(|e| lost_or_failed(job.from.host, &e))?;
-    src_wr.finish().await;
+    src_wr.eof().await;
     // The target's messages are drained on their own task while data is written to it.
     let drain = tokio::spawn(dst_rd.finish());
     let mut moved: u64 = 0;
@@ -441,6 +441,10 @@ async fn stream(
         }
     }
     dst_wr.finish().await;
+    if write_error.is_some() {
+        // The target stopped taking data: the rest of the source's stream is not wanted.
+        src_wr.close().await;
+    }
     let (src_exit, src_err) = src_rd.finish().await;
     let (dst_exit, dst_err) = drain.await.unwrap_or((Exit::NoStatus, Vec::new()));
     let text = |b: &[u8]| crate::ui::sanitize(b).trim().to_owned();

@@ -128,4 +128,15 @@ impl StreamWriter {
     pub async fn finish(self) {
         let _ = self.wr.eof().await;
     }
+
+    /// Ends stdin but keeps the channel's handle, to [`StreamWriter::close`] it later.
+    pub async fn eof(&self) {
+        let _ = self.wr.eof().await;
+    }
+
+    /// Closes the channel: sshd ends the command (its stdout is no longer read), and the
+    /// reader's [`StreamReader::finish`] returns soon instead of draining the rest.
+    pub async fn close(self) {
+        let _ = self.wr.close().await;
+    }
 }
