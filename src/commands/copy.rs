@@ -18,6 +18,7 @@ use super::exec::{BecomeArgs, Interrupt, prepare_hosts};
 use crate::cli::{CopyArgs, OutputFormat};
 use crate::error::{Error, ExitCode, Result};
 use crate::transfer::copy::{self, Failure, Job, Side};
+use crate::transport::Connection;
 use crate::transport::quote::Become;
 use crate::transport::ssh::{Session, SshContext};
 use crate::ui;
@@ -34,7 +35,8 @@ pub fn split_spec(spec: &str) -> Result<(String, String)> {
 
 /// An open connection and its sudo (none when logging in as root).
 pub struct Connected {
-    pub session: Session,
+    /// SSH, or this workstation for the inventory's local host.
+    pub session: Connection,
     pub sudo: Option<Become>,
     /// The host's sshd, as the inventory resolves it.
     pub address: String,
@@ -51,9 +53,16 @@ pub async fn connect_all(
         async move {
             let r = match prepared {
                 Err(e) => Err(e.to_string()),
+                Ok((target, _)) if target.local => Ok(Connected {
+                    session: Connection::Local,
+                    // Locally, kamo reads with its own rights (run it with sudo for root's).
+                    sudo: None,
+                    address: target.address.clone(),
+                    port: target.port,
+                }),
                 Ok((target, sudo)) => match Session::connect(&target, &ctx).await {
                     Ok(session) => Ok(Connected {
-                        session,
+                        session: Connection::Ssh(session),
                         sudo: if target.user == "root" { None } else { sudo },
                         address: target.address.clone(),
                         port: target.port,
@@ -118,7 +127,12 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
     let (dst_pattern, dst_path) = split_spec(&args.dest)?;
     copy::check_path(&src_pattern, &src_path).map_err(|e| Error::Usage(e.to_string()))?;
     copy::check_path(&dst_pattern, &dst_path).map_err(|e| Error::Usage(e.to_string()))?;
-    let (inventory, sources) = super::load_and_select(&args.inventory, &src_pattern)?;
+    let (inventory, mut sources) = super::load_and_select(&args.inventory, &src_pattern)?;
+    // `localhost` is this workstation even when the inventory does not list it, as in Ansible.
+    let implicit_local = src_pattern == "localhost" && inventory.host("localhost").is_none();
+    if implicit_local {
+        sources = vec!["localhost".to_owned()];
+    }
     let [source] = sources.as_slice() else {
         return Err(Error::Usage(format!(
             "{src_pattern:?} must match exactly one host, it matches {}: {}",
@@ -142,13 +156,24 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
         user: None,
         ask_pass: args.ask_become_pass,
     };
-    let (ctx, plan) = prepare_hosts(&args.connection, &become_args, &inventory, &hosts)?;
+    let (ctx, mut plan) = prepare_hosts(&args.connection, &become_args, &inventory, &hosts)?;
+    if implicit_local && let Some(entry) = plan.iter_mut().find(|(h, _)| h == "localhost") {
+        entry.1 = Ok((crate::engine::local_target("localhost"), None));
+    }
     let (conns, unreachable) = connect_all(&ctx, plan).await;
     if !unreachable.is_empty() {
         for (h, e) in &unreachable {
             ui::eprint_line(&format!("{h}: UNREACHABLE: {e}"));
         }
         return Ok(ExitCode::Unreachable);
+    }
+    if let Some(t) = targets
+        .iter()
+        .find(|t| matches!(conns[t.as_str()].session, Connection::Local))
+    {
+        return Err(Error::Usage(format!(
+            "{t} is this workstation: kamo copy sends to SSH hosts (the source may be local)"
+        )));
     }
     let stamp = crate::journal::now_ms();
     let manifests = super::run::state_dir(args.state_dir.as_ref())

@@ -26,15 +26,15 @@ use indicatif::ProgressBar;
 
 use super::{manifest, space};
 use crate::transport::quote::{Become, quote};
-use crate::transport::ssh::Session;
-use crate::transport::{Exit, Output, Phase, TransportError};
+use crate::transport::{Connection, Exit, Output, Phase, TransportError};
 
 /// One end of a copy.
 #[derive(Clone, Copy)]
 pub struct Side<'a> {
     /// The inventory host name (for messages).
     pub host: &'a str,
-    pub session: &'a Session,
+    /// SSH, or this workstation for the source of `kamo copy localhost:/DIR ...`.
+    pub session: &'a Connection,
     /// sudo, when the login user is not root: reading every file and keeping owners need root.
     pub sudo: Option<&'a Become>,
     /// An absolute directory.
@@ -413,19 +413,19 @@ async fn stream(
 ) -> Result<u64, Failure> {
     let create = tar_create(job.from.path).map_err(|e| Failure::Refused(e.clone()))?;
     let extract = tar_extract(stage).map_err(|e| Failure::Refused(e.clone()))?;
-    let (dst_rd, mut dst_wr) = job
-        .to
-        .session
+    let Connection::Ssh(to) = job.to.session else {
+        return Err(Failure::Refused(format!(
+            "{}: a copy goes to SSH hosts, not to this workstation",
+            job.to.host
+        )));
+    };
+    let (dst_rd, mut dst_wr) = to
         .exec_stream(&extract, job.to.sudo)
         .await
         .map_err(|e| lost_or_failed(job.to.host, &e))?;
-    let (mut src_rd, src_wr) = job
-        .from
-        .session
-        .exec_stream(&create, job.from.sudo)
+    let mut src_rd = super::source::Source::start(job.from.session, &create, job.from.sudo)
         .await
         .map_err(|e| lost_or_failed(job.from.host, &e))?;
-    src_wr.eof().await;
     // The target's messages are drained on their own task while data is written to it.
     let drain = tokio::spawn(dst_rd.finish());
     let mut moved: u64 = 0;
@@ -443,7 +443,7 @@ async fn stream(
     dst_wr.finish().await;
     if write_error.is_some() {
         // The target stopped taking data: the rest of the source's stream is not wanted.
-        src_wr.close().await;
+        src_rd.stop().await;
     }
     let (src_exit, src_err) = src_rd.finish().await;
     let (dst_exit, dst_err) = drain.await.unwrap_or((Exit::NoStatus, Vec::new()));

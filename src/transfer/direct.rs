@@ -73,7 +73,14 @@ pub async fn stream(
     create: &str,
     progress: Option<&ProgressBar>,
 ) -> Result<u64, Failure> {
-    let host_key = job.to.session.host_key().ok_or_else(|| Failure::Failed {
+    let (crate::transport::Connection::Ssh(to), crate::transport::Connection::Ssh(_)) =
+        (job.to.session, job.from.session)
+    else {
+        return Err(Failure::Refused(
+            "--direct copies between two SSH hosts; without it, this workstation sends".into(),
+        ));
+    };
+    let host_key = to.host_key().ok_or_else(|| Failure::Failed {
         host: job.to.host.to_owned(),
         message: "no verified host key to give the source".into(),
     })?;

@@ -10,4 +10,5 @@
 pub mod copy;
 pub mod direct;
 pub mod manifest;
+pub mod source;
 pub mod space;

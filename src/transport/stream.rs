@@ -139,4 +139,9 @@ impl StreamWriter {
     pub async fn close(self) {
         let _ = self.wr.close().await;
     }
+
+    /// [`StreamWriter::close`] for a writer that is borrowed.
+    pub async fn close_ref(&self) {
+        let _ = self.wr.close().await;
+    }
 }

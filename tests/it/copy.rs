@@ -302,3 +302,40 @@ fn direct_copies_go_node_to_node_and_leave_no_key_behind() {
         "the source kept its key directory"
     );
 }
+
+#[test]
+fn a_directory_of_this_workstation_is_pushed_to_every_node() {
+    let lab = Lab::up(2, &[]);
+    let src = lab.home.path().join("push");
+    let made = std::process::Command::new("sh")
+        .args(["-c", MAKE_DATA, "sh"])
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let from = format!("localhost:{}", src.display());
+    let r = copy(&lab, &from, "node0*:/srv/pushed", &["--output", "json"]);
+    r.assert_code(0);
+    assert_eq!(
+        r.json_lines()
+            .iter()
+            .filter(|l| l["verified"] == true)
+            .count(),
+        2,
+        "{}",
+        r.stdout
+    );
+    let local = std::process::Command::new("sh")
+        .args(["-c", DIGEST, "sh"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    let local = String::from_utf8_lossy(&local.stdout).trim().to_owned();
+    assert_eq!(local.len(), 64);
+    let r = sh(&lab, "node01:node02", DIGEST, "/srv/pushed");
+    assert_eq!(stdout_of(&r, "node01"), local);
+    assert_eq!(stdout_of(&r, "node02"), local);
+    // The workstation is a source, never a target.
+    let r = copy(&lab, "node01:/srv/pushed", "localhost:/tmp/kamo-never", &[]);
+    r.assert_code(5);
+}
