@@ -442,7 +442,7 @@ pub fn cap(s: &str) -> &str {
     &s[..end]
 }
 
-/// Set to `1`, the run journal's task writes are dropped (see [`writer`]): the benchmark
+/// Set to `1`, the run journal's task writes are dropped (acknowledged, not applied): the benchmark
 /// of the journal's overhead only.
 pub const DISCARD_ENV: &str = "KAMO_BENCH_DISCARD_JOURNAL";
 
