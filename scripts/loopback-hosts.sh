@@ -56,6 +56,7 @@ PidFile $dir/sshd.$s.pid
 MaxStartups 2000:30:2000
 MaxSessions 100
 SetEnv SHLVL=1
+Subsystem sftp internal-sftp
 LogLevel ERROR
 CFG
     } >"$cfg"
