@@ -142,11 +142,7 @@ pub async fn resume(
     args: &ResumeArgs,
     verbose: u8,
 ) -> Result<ExitCode> {
-    let req: Request = serde_json::from_value(options.clone()).map_err(|e| {
-        Error::Other(format!(
-            "run {run_id}: its recorded options cannot be read: {e}"
-        ))
-    })?;
+    let req: Request = super::resume::recorded(run_id, options)?;
     let password = if args.extra_vars_stdin {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -695,13 +691,7 @@ async fn dump_db(steps: &Steps, c: &Ctx<'_>) -> std::result::Result<Option<Backu
         )
     })?;
     let v = serde_json::to_value(&b).unwrap_or_default();
-    let msg = format!(
-        "{} ({} bytes, sha256 {}, {} entries)",
-        b.path.display(),
-        b.size,
-        b.sha256,
-        b.entries
-    );
+    let msg = b.describe();
     steps
         .ok(step, true, &msg, Some(&v))
         .await

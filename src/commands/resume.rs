@@ -258,3 +258,12 @@ pub async fn check_files(
         changes.join("\n  ")
     )))
 }
+
+/// The recorded options of a coordinator run (`kind` db or migrate), read back.
+pub(crate) fn recorded<T: serde::de::DeserializeOwned>(run_id: i64, options: &Value) -> Result<T> {
+    serde_json::from_value(options.clone()).map_err(|e| {
+        Error::Other(format!(
+            "run {run_id}: its recorded options cannot be read: {e}"
+        ))
+    })
+}

@@ -30,6 +30,20 @@ pub struct Backup {
     pub entries: usize,
 }
 
+impl Backup {
+    /// One line for the operator and the journal: path, size, SHA-256, entries.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({} bytes, sha256 {}, {} entries)",
+            self.path.display(),
+            self.size,
+            self.sha256,
+            self.entries
+        )
+    }
+}
+
 /// The client program `name`: `$KAMO_PG_BIN/name` when set, else from `PATH`.
 fn program(name: &str) -> PathBuf {
     match std::env::var_os("KAMO_PG_BIN").filter(|v| !v.is_empty()) {

@@ -122,11 +122,7 @@ pub async fn resume(
     args: &ResumeArgs,
     verbose: u8,
 ) -> Result<ExitCode> {
-    let req: Request = serde_json::from_value(options.clone()).map_err(|e| {
-        Error::Other(format!(
-            "run {run_id}: its recorded options cannot be read: {e}"
-        ))
-    })?;
+    let req: Request = super::resume::recorded(run_id, options)?;
     let inventory = if args.inventory.inventory.is_empty() {
         InventoryArgs {
             inventory: req.inventory.clone(),

@@ -269,13 +269,7 @@ async fn backup_step(c: &Ctx<'_>, o: &Opened, steps: &Steps) -> StepResult<Optio
                     )
                 })?;
             let reg = serde_json::to_value(&b).unwrap_or_default();
-            let msg = format!(
-                "{} ({} bytes, sha256 {}, {} entries)",
-                b.path.display(),
-                b.size,
-                b.sha256,
-                b.entries
-            );
+            let msg = b.describe();
             steps
                 .ok("backup", true, &msg, Some(&reg))
                 .await
