@@ -310,6 +310,14 @@ async fn execute(
         probe(&new, &matrix, opts, "new")
     )?;
     problems.extend(new_problems);
+    // Both databases answer now, not after the app was stopped.
+    for (db, which) in [(old_db.as_ref(), "old"), (new_db.as_ref(), "new")] {
+        if let Some(db) = db
+            && let Err(f) = super::db::connect(db, None, "kamo migrate preflight").await
+        {
+            problems.push(format!("{which} cluster's database: {}", f.message));
+        }
+    }
     let version = old_version
         .clone()
         .or_else(|| old.cluster.settings_version.clone())

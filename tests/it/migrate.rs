@@ -130,6 +130,19 @@ fn a_cluster_moves_to_new_machines_with_its_data_resumes_and_is_finalized() {
         args.extend(extra);
         kamo(&old, &state, &args)
     };
+    // A database that does not answer stops the preflight, before the app is stopped.
+    let new_settings = new.dir.join("group_vars/all/settings.yml");
+    let good = std::fs::read_to_string(&new_settings).unwrap();
+    let port_line = good
+        .lines()
+        .find(|l| l.starts_with("db_port:"))
+        .unwrap()
+        .to_owned();
+    std::fs::write(&new_settings, good.replace(&port_line, "db_port: 1")).unwrap();
+    let r = migrate(&["--yes"]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("new cluster's database"), "{}", r.stderr);
+    std::fs::write(&new_settings, &good).unwrap();
     // --check: the plan, and nothing touched.
     let r = migrate(&["--check"]);
     r.assert_code(0);
