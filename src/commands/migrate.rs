@@ -143,13 +143,10 @@ pub async fn resume(
     verbose: u8,
 ) -> Result<ExitCode> {
     let req: Request = super::resume::recorded(run_id, options)?;
+    // The password the journal does not keep, given again as `kamo resume` takes secrets.
     let password = if args.extra_vars_stdin {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .map_err(|e| Error::Other(format!("cannot read stdin: {e}")))?;
-        let v: Value = serde_yaml::from_str(&text)
-            .map_err(|_| Error::Usage("stdin is not a YAML or JSON mapping".into()))?;
-        v.get("admin_password")
+        super::resume::stdin_vars()?
+            .get("admin_password")
             .and_then(Value::as_str)
             .map(|s| Secret::new(s.to_owned()))
     } else {

@@ -75,7 +75,7 @@ fn strings(v: &Value, key: &str) -> Vec<String> {
 }
 
 /// Extra variables from stdin (`--extra-vars-stdin`): one YAML or JSON mapping, at most 1 MiB.
-fn stdin_vars() -> Result<Map<String, Value>> {
+pub(crate) fn stdin_vars() -> Result<Map<String, Value>> {
     use std::io::Read;
     let mut text = String::new();
     std::io::stdin()
