@@ -179,8 +179,10 @@ pub struct CopyArgs {
     /// Ask for the sudo password once (hidden).
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,
-    /// How many targets receive at once.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    /// How many targets receive at once. Through the workstation, they share one read of the
+    /// source (each chunk goes to all of them), so more targets at once read the source fewer
+    /// times; with --direct, each pulls from the source on its own.
+    #[arg(long, value_name = "N", default_value_t = 16)]
     pub parallel: usize,
     /// Where the manifests are kept (STATE_DIR/manifests), as `kamo run`.
     #[arg(long = "state-dir", value_name = "DIR")]

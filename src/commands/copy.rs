@@ -3,7 +3,8 @@
 //! its data sets, exposed for ad-hoc moves.
 //!
 //! Every target is checked before anything moves (source present, room, target new or
-//! empty); then targets receive in parallel (`--parallel`), each with a live progress line
+//! empty); then targets receive in parallel (`--parallel`: through the workstation they
+//! share one read of the source, see [`copy::copy_many`]), each with a live progress line
 //! (bytes, rate, ETA). Exit codes: 3 when a host was unreachable or lost, 2 when a copy
 //! failed or did not verify, 5 for bad arguments, 99 on Ctrl-C (a staging directory may be
 //! left on a target: the next copy clears it).
@@ -251,17 +252,7 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
     }
 
     let multi = multi_progress();
-    let sem = Arc::new(tokio::sync::Semaphore::new(args.parallel.max(1)));
-    let copies = futures::future::join_all(ready.iter().map(|(job, needed)| {
-        let bar = progress_bar(&multi, job.to.host, *needed);
-        let sem = sem.clone();
-        async move {
-            let _permit = sem.acquire().await;
-            let r = copy::copy(job, Some(&bar)).await;
-            bar.finish_and_clear();
-            (job, r)
-        }
-    }));
+    let copies = send_all(&ready, args.parallel.max(1), args.direct, &multi);
     let results = tokio::select! {
         r = copies => r,
         () = interrupt.recv() => {
@@ -277,6 +268,45 @@ pub async fn run(args: CopyArgs) -> Result<ExitCode> {
         );
     }
     Ok(worst)
+}
+
+/// Sends the source to every ready target: through this workstation `parallel` targets at a
+/// time share one read of the source; with `direct`, `parallel` targets pull at a time.
+async fn send_all<'a, 'j>(
+    ready: &'a [(&'a Job<'j>, u64)],
+    parallel: usize,
+    direct: bool,
+    multi: &MultiProgress,
+) -> Vec<(&'a Job<'j>, std::result::Result<copy::Done, Failure>)> {
+    if direct {
+        let sem = Arc::new(tokio::sync::Semaphore::new(parallel));
+        return futures::future::join_all(ready.iter().map(|(job, needed)| {
+            let bar = progress_bar(multi, job.to.host, *needed);
+            let sem = sem.clone();
+            async move {
+                let _permit = sem.acquire().await;
+                let r = copy::copy(job, Some(&bar)).await;
+                bar.finish_and_clear();
+                (*job, r)
+            }
+        }))
+        .await;
+    }
+    let mut all = Vec::new();
+    for group in ready.chunks(parallel) {
+        let bars: Vec<_> = group
+            .iter()
+            .map(|(job, needed)| progress_bar(multi, job.to.host, *needed))
+            .collect();
+        let jobs: Vec<&Job<'_>> = group.iter().map(|(j, _)| *j).collect();
+        let refs: Vec<_> = bars.iter().map(Some).collect();
+        let results = copy::copy_many(&jobs, &refs).await;
+        for b in &bars {
+            b.finish_and_clear();
+        }
+        all.extend(jobs.into_iter().zip(results));
+    }
+    all
 }
 
 /// Prints one target's outcome; its exit code.

@@ -26,6 +26,7 @@ use indicatif::ProgressBar;
 
 use super::{manifest, space};
 use crate::transport::quote::{Become, quote};
+use crate::transport::stream::{StreamReader, StreamWriter};
 use crate::transport::{Connection, Exit, Output, Phase, TransportError};
 
 /// One end of a copy.
@@ -152,7 +153,7 @@ async fn run(side: &Side<'_>, cmd: &str) -> Result<Output, Failure> {
     if out.exit == Exit::NoStatus {
         return Err(Failure::Unreachable {
             host: side.host.to_owned(),
-            message: "the connection was lost".into(),
+            message: side.session.lost_message("").await,
         });
     }
     Ok(out)
@@ -329,25 +330,295 @@ pub(crate) fn tar_extract(staging: &str) -> Result<String, String> {
 /// Copies one data set (run [`preflight`] first; this repeats none of its checks but the
 /// paths). `progress` counts the bytes of the stream.
 pub async fn copy(job: &Job<'_>, progress: Option<&ProgressBar>) -> Result<Done, Failure> {
+    if !job.direct {
+        let mut done = copy_many(&[job], &[progress]).await;
+        return done.pop().unwrap_or_else(|| {
+            Err(Failure::Refused(format!(
+                "{}: nothing was copied",
+                job.to.host
+            )))
+        });
+    }
     check_path(job.from.host, job.from.path)?;
     check_path(job.to.host, job.to.path)?;
     let started = Instant::now();
     let stage = staging(job.to.path);
-    let streamed = if job.direct {
-        let create = tar_create(job.from.path).map_err(Failure::Refused)?;
-        let extract = tar_extract(&stage).map_err(Failure::Refused)?;
-        super::direct::stream(job, &stage, &extract, &create, progress).await?
-    } else {
-        stream(job, &stage, progress).await?
-    };
+    let create = tar_create(job.from.path).map_err(Failure::Refused)?;
+    let extract = tar_extract(&stage).map_err(Failure::Refused)?;
+    let streamed = super::direct::stream(job, &stage, &extract, &create, progress).await?;
     // Verify: both listings at once, on their own hosts.
     let (src, dst) = tokio::join!(
         manifest_of(&job.from, job.from.path),
         manifest_of(&job.to, &stage)
     );
-    let (src, dst) = (src?, dst?);
-    let (source_manifest, target_manifest) = save_manifests(job, &src, &dst)?;
-    let diffs = manifest::diff(&src, &dst);
+    conclude(job, &src?, dst?, streamed, started).await
+}
+
+/// Copies one source to every job's target (all jobs share `from`) with one read of the
+/// source: each chunk of the source's tar stream is written to every target before the next
+/// is read, so the source's disk, tar and SSH channel work once whatever the number of
+/// targets, and kamo holds one chunk. The pace is the slowest target's; a target that fails
+/// (stops taking data, is lost) is dropped and the others go on. `progress[i]` counts job
+/// `i`'s bytes. Each target is then verified against one source manifest taken after the
+/// stream, and moved into place. Not for `direct` jobs (each target pulls on its own).
+///
+/// One data channel on the source's connection, whatever the number of targets, also keeps
+/// its in-flight data within what russh accepts during a key re-exchange (see
+/// `transport::ssh`'s `rekey_limits`).
+pub async fn copy_many(
+    jobs: &[&Job<'_>],
+    progress: &[Option<&ProgressBar>],
+) -> Vec<Result<Done, Failure>> {
+    let started = Instant::now();
+    let mut out: Vec<Option<Result<Done, Failure>>> = jobs.iter().map(|_| None).collect();
+    let Some(first) = jobs.first() else {
+        return Vec::new();
+    };
+    let from = first.from;
+    if let Err(f) = check_path(from.host, from.path).and_then(|()| {
+        tar_create(from.path)
+            .map(|_| ())
+            .map_err(|e| Failure::Refused(e.clone()))
+    }) {
+        return jobs.iter().map(|_| Err(f.clone())).collect();
+    }
+    // Every target's receiving tar first: a target that cannot start one is out.
+    let opened = futures::future::join_all(jobs.iter().map(|j| open_target(j))).await;
+    let mut live = Vec::new();
+    for (i, o) in opened.into_iter().enumerate() {
+        match o {
+            Ok((rd, wr)) => live.push(Receiver {
+                index: i,
+                wr: Some(wr),
+                drain: tokio::spawn(rd.finish()),
+                moved: 0,
+                write_error: None,
+            }),
+            Err(f) => out[i] = Some(Err(f)),
+        }
+    }
+    if !live.is_empty() {
+        let streamed = stream_to(from, &mut live, progress).await;
+        let ok = finish_receivers(jobs, live, streamed, &mut out).await;
+        verify_all(jobs, &ok, started, &mut out).await;
+    }
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Failure::Refused("not copied".into()))))
+        .collect()
+}
+
+/// A target that receives the stream.
+struct Receiver {
+    /// Its job's index.
+    index: usize,
+    /// `None` once its stdin was ended (it failed, or the stream is over).
+    wr: Option<StreamWriter>,
+    drain: tokio::task::JoinHandle<(Exit, Vec<u8>)>,
+    moved: u64,
+    write_error: Option<TransportError>,
+}
+
+/// Starts the target's receiving tar in a fresh staging directory.
+async fn open_target(job: &Job<'_>) -> Result<(StreamReader, StreamWriter), Failure> {
+    check_path(job.to.host, job.to.path)?;
+    let extract = tar_extract(&staging(job.to.path)).map_err(Failure::Refused)?;
+    let Connection::Ssh(to) = job.to.session else {
+        return Err(Failure::Refused(format!(
+            "{}: a copy goes to SSH hosts, not to this workstation",
+            job.to.host
+        )));
+    };
+    to.exec_stream(&extract, job.to.sudo)
+        .await
+        .map_err(|e| lost_or_failed(job.to.host, &e))
+}
+
+/// How the source's side of a stream ended.
+type Streamed = Result<(), Failure>;
+
+/// Reads the source's tar stream once and writes each chunk to every live receiver; the
+/// source is stopped early when none is left.
+async fn stream_to(
+    from: Side<'_>,
+    live: &mut [Receiver],
+    progress: &[Option<&ProgressBar>],
+) -> Streamed {
+    let started = match tar_create(from.path) {
+        Ok(create) => super::source::Source::start(from.session, &create, from.sudo)
+            .await
+            .map_err(|e| lost_or_failed(from.host, &e)),
+        Err(e) => Err(Failure::Refused(e)),
+    };
+    let mut src = match started {
+        Ok(s) => s,
+        Err(f) => {
+            // The receivers are waiting for data: end their input, so their tars end too.
+            end_inputs(live).await;
+            return Err(f);
+        }
+    };
+    let mut moved: u64 = 0;
+    // Bounded by the source's stream, which ends when its tar does (or is stopped below).
+    while let Some(chunk) = src.next().await {
+        let writes = live
+            .iter_mut()
+            .filter(|r| r.write_error.is_none())
+            .map(|r| {
+                let chunk = &chunk;
+                async move {
+                    let Some(wr) = r.wr.as_mut() else { return };
+                    match wr.write(chunk).await {
+                        Ok(()) => r.moved += chunk.len() as u64,
+                        Err(e) => {
+                            r.write_error = Some(e);
+                            if let Some(wr) = r.wr.take() {
+                                wr.finish().await;
+                            }
+                        }
+                    }
+                }
+            });
+        futures::future::join_all(writes).await;
+        moved += chunk.len() as u64;
+        for r in live.iter().filter(|r| r.write_error.is_none()) {
+            if let Some(p) = progress.get(r.index).copied().flatten() {
+                p.inc(chunk.len() as u64);
+            }
+        }
+        if live.iter().all(|r| r.write_error.is_some()) {
+            // No target takes data any more: the rest of the source's stream is not wanted.
+            src.stop().await;
+            break;
+        }
+    }
+    end_inputs(live).await;
+    let (exit, err) = src.finish().await;
+    match exit {
+        Exit::Code(0) => Ok(()),
+        Exit::NoStatus => Err(Failure::Unreachable {
+            host: from.host.to_owned(),
+            message: from
+                .session
+                .lost_message(&format!("after {moved} bytes"))
+                .await,
+        }),
+        other => Err(Failure::Failed {
+            host: from.host.to_owned(),
+            message: format!("tar of {} ended with {other:?}: {}", from.path, text(&err)),
+        }),
+    }
+}
+
+/// Ends the stdin of every receiver that still has it open.
+async fn end_inputs(live: &mut [Receiver]) {
+    for r in live.iter_mut() {
+        if let Some(wr) = r.wr.take() {
+            wr.finish().await;
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    crate::ui::sanitize(b).trim().to_owned()
+}
+
+/// Each receiver's outcome: the failed ones are recorded in `out`; returns the indices and
+/// byte counts of those that took the whole stream.
+async fn finish_receivers(
+    jobs: &[&Job<'_>],
+    live: Vec<Receiver>,
+    streamed: Streamed,
+    out: &mut [Option<Result<Done, Failure>>],
+) -> Vec<(usize, u64)> {
+    let mut ok = Vec::new();
+    for r in live {
+        let job = jobs[r.index];
+        let (exit, err) = r.drain.await.unwrap_or((Exit::NoStatus, Vec::new()));
+        let stage = staging(job.to.path);
+        let result = match (&streamed, exit) {
+            (Err(f), _) => Err(f.clone()),
+            (Ok(()), Exit::Code(0)) if r.write_error.is_none() => {
+                ok.push((r.index, r.moved));
+                continue;
+            }
+            (Ok(()), Exit::NoStatus) => Err(Failure::Unreachable {
+                host: job.to.host.to_owned(),
+                message: job
+                    .to
+                    .session
+                    .lost_message(&format!("after {} bytes", r.moved))
+                    .await,
+            }),
+            (Ok(()), other) => Err(Failure::Failed {
+                host: job.to.host.to_owned(),
+                message: format!(
+                    "tar into {stage} ended with {other:?}: {}{}",
+                    text(&err),
+                    r.write_error.map(|e| format!(" ({e})")).unwrap_or_default()
+                ),
+            }),
+        };
+        out[r.index] = Some(result);
+    }
+    ok
+}
+
+/// Verifies the targets that took the whole stream against one source manifest, taken
+/// after the stream ended, and moves each into place.
+async fn verify_all(
+    jobs: &[&Job<'_>],
+    ok: &[(usize, u64)],
+    started: Instant,
+    out: &mut [Option<Result<Done, Failure>>],
+) {
+    let Some(&(first, _)) = ok.first() else {
+        return;
+    };
+    let from = jobs[first].from;
+    let (src, dsts) = tokio::join!(
+        manifest_of(&from, from.path),
+        futures::future::join_all(ok.iter().map(|&(i, _)| {
+            let to = jobs[i].to;
+            async move { manifest_of(&to, &staging(to.path)).await }
+        }))
+    );
+    let src = match src {
+        Ok(m) => m,
+        Err(f) => {
+            for &(i, _) in ok {
+                out[i] = Some(Err(f.clone()));
+            }
+            return;
+        }
+    };
+    let placed = futures::future::join_all(ok.iter().zip(dsts).map(|(&(i, moved), dst)| {
+        let src = &src;
+        async move {
+            let r = match dst {
+                Ok(dst) => conclude(jobs[i], src, dst, moved, started).await,
+                Err(f) => Err(f),
+            };
+            (i, r)
+        }
+    }))
+    .await;
+    for (i, r) in placed {
+        out[i] = Some(r);
+    }
+}
+
+/// Compares a target's staging directory with the source, saves both manifests, and moves
+/// the staging directory into place.
+async fn conclude(
+    job: &Job<'_>,
+    src: &manifest::Manifest,
+    dst: manifest::Manifest,
+    streamed: u64,
+    started: Instant,
+) -> Result<Done, Failure> {
+    let stage = staging(job.to.path);
+    let (source_manifest, target_manifest) = save_manifests(job, src, &dst)?;
+    let diffs = manifest::diff(src, &dst);
     if !diffs.is_empty() {
         return Err(Failure::Differs(format!(
             "{}:{} -> {}:{}: {} (the copy stays in {}:{stage}; manifests: {} and {})",
@@ -403,85 +674,6 @@ fn save_manifests(
             .map_err(|e| Failure::Refused(format!("cannot save {}: {e}", p.display())))?;
     }
     Ok((a, b))
-}
-
-/// The tar stream itself: returns the bytes moved.
-async fn stream(
-    job: &Job<'_>,
-    stage: &str,
-    progress: Option<&ProgressBar>,
-) -> Result<u64, Failure> {
-    let create = tar_create(job.from.path).map_err(|e| Failure::Refused(e.clone()))?;
-    let extract = tar_extract(stage).map_err(|e| Failure::Refused(e.clone()))?;
-    let Connection::Ssh(to) = job.to.session else {
-        return Err(Failure::Refused(format!(
-            "{}: a copy goes to SSH hosts, not to this workstation",
-            job.to.host
-        )));
-    };
-    let (dst_rd, mut dst_wr) = to
-        .exec_stream(&extract, job.to.sudo)
-        .await
-        .map_err(|e| lost_or_failed(job.to.host, &e))?;
-    let mut src_rd = super::source::Source::start(job.from.session, &create, job.from.sudo)
-        .await
-        .map_err(|e| lost_or_failed(job.from.host, &e))?;
-    // The target's messages are drained on their own task while data is written to it.
-    let drain = tokio::spawn(dst_rd.finish());
-    let mut moved: u64 = 0;
-    let mut write_error = None;
-    while let Some(chunk) = src_rd.next().await {
-        if let Err(e) = dst_wr.write(&chunk).await {
-            write_error = Some(e);
-            break;
-        }
-        moved += chunk.len() as u64;
-        if let Some(p) = progress {
-            p.inc(chunk.len() as u64);
-        }
-    }
-    dst_wr.finish().await;
-    if write_error.is_some() {
-        // The target stopped taking data: the rest of the source's stream is not wanted.
-        src_rd.stop().await;
-    }
-    let (src_exit, src_err) = src_rd.finish().await;
-    let (dst_exit, dst_err) = drain.await.unwrap_or((Exit::NoStatus, Vec::new()));
-    let text = |b: &[u8]| crate::ui::sanitize(b).trim().to_owned();
-    match src_exit {
-        Exit::Code(0) => {}
-        Exit::NoStatus => {
-            return Err(Failure::Unreachable {
-                host: job.from.host.to_owned(),
-                message: format!("the connection was lost after {moved} bytes"),
-            });
-        }
-        other => {
-            return Err(Failure::Failed {
-                host: job.from.host.to_owned(),
-                message: format!(
-                    "tar of {} ended with {other:?}: {}",
-                    job.from.path,
-                    text(&src_err)
-                ),
-            });
-        }
-    }
-    match dst_exit {
-        Exit::Code(0) if write_error.is_none() => Ok(moved),
-        Exit::NoStatus => Err(Failure::Unreachable {
-            host: job.to.host.to_owned(),
-            message: format!("the connection was lost after {moved} bytes"),
-        }),
-        other => Err(Failure::Failed {
-            host: job.to.host.to_owned(),
-            message: format!(
-                "tar into {stage} ended with {other:?}: {}{}",
-                text(&dst_err),
-                write_error.map(|e| format!(" ({e})")).unwrap_or_default()
-            ),
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -195,7 +195,7 @@ async fn stream_with_key(
         Exit::NoStatus => {
             return Err(Failure::Unreachable {
                 host: job.from.host.to_owned(),
-                message: "the connection was lost during the transfer".into(),
+                message: job.from.session.lost_message("during the transfer").await,
             });
         }
         _ => {

@@ -105,6 +105,15 @@ impl Connection {
     }
 
     /// Closes the connection politely; errors are irrelevant at that point.
+    /// "the connection was lost `what`", with the cause when the connection knows it.
+    pub async fn lost_message(&self, what: &str) -> String {
+        match self {
+            Connection::Ssh(s) => s.lost_message(what).await,
+            Connection::Local if what.is_empty() => "the connection was lost".to_owned(),
+            Connection::Local => format!("the connection was lost {what}"),
+        }
+    }
+
     pub async fn close(self) {
         if let Self::Ssh(s) = self {
             s.close().await;

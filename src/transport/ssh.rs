@@ -143,10 +143,48 @@ impl SshContext {
             keepalive_interval: Some(Duration::from_secs(15)),
             keepalive_max: 3,
             preferred,
+            limits: rekey_limits(),
             ..client::Config::default()
         }
     }
 }
+
+/// When kamo itself starts a key re-exchange: after [`REKEY_BYTES`] each way, or
+/// [`REKEY_AFTER`]; the server starts its own by its `RekeyLimit` (OpenSSH: 1 GiB for
+/// ChaCha20-Poly1305, 64 GiB for AES-GCM, no time limit), and kamo follows those at any time.
+///
+/// Why not russh's default (1 GiB, 1 hour): russh 0.65 ends a connection with "Pending buffer
+/// limit reached" when, during a re-exchange *it* started, the server's data already in flight
+/// exceeds twice one channel's window. With several channels streaming at once that happens
+/// at the first re-exchange (seen: `kamo copy` of 100 MiB to 50 hosts lost the source's
+/// connection after about 1 GiB, every time). 64 GiB is RFC 4344's bound for 128-bit block
+/// ciphers and what OpenSSH uses for AES; bulk copies keep one data channel per connection,
+/// whose in-flight data stays within that margin when kamo re-keys.
+///
+/// `KAMO_SSH_REKEY_BYTES` (a test knob) sets a smaller byte limit, so that tests cross many
+/// re-exchanges that kamo starts.
+fn rekey_limits() -> russh::Limits {
+    let bytes = std::env::var(REKEY_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|b| *b >= 1 << 20)
+        .map_or(REKEY_BYTES, |b| b.min(REKEY_BYTES));
+    russh::Limits {
+        rekey_write_limit: bytes,
+        rekey_read_limit: bytes,
+        rekey_time_limit: REKEY_AFTER,
+    }
+}
+
+/// The environment variable that lowers the byte limit of kamo's own key re-exchanges
+/// (a test knob; at least 1 MiB, at most the default of 64 GiB).
+pub const REKEY_ENV: &str = "KAMO_SSH_REKEY_BYTES";
+
+/// See [`rekey_limits`].
+const REKEY_BYTES: usize = 64 << 30;
+/// See [`rekey_limits`]: a day, so that a long migration with parallel streams on one
+/// connection is not cut by a time-based re-exchange (OpenSSH sets none by default).
+const REKEY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The ciphers offered, best first: AES-GCM where the CPU has AES and carry-less multiply
 /// instructions (it then costs a fraction of ChaCha20-Poly1305, which matters for the
@@ -178,7 +216,12 @@ struct Client {
     refusal: Arc<Mutex<Option<String>>>,
     /// The key the host showed and that was accepted, in OpenSSH's format.
     accepted: Arc<Mutex<Option<String>>>,
+    /// Why the connection ended, once it has (see [`Session::lost_reason`]).
+    lost: LostReason,
 }
+
+/// Where the handler leaves the cause of a connection's end.
+type LostReason = Arc<Mutex<Option<String>>>;
 
 impl client::Handler for Client {
     type Error = russh::Error;
@@ -213,6 +256,52 @@ impl client::Handler for Client {
             }
         }
     }
+
+    /// Keeps the cause of a dropped connection, so that "the connection was lost" can say
+    /// why (a keepalive timeout, the peer closing, a protocol error) instead of guessing.
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let why = match &reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                format!(
+                    "the host closed the connection ({:?}{}{})",
+                    info.reason_code,
+                    if info.message.is_empty() { "" } else { ": " },
+                    crate::ui::sanitize(info.message.as_bytes()).trim()
+                )
+            }
+            client::DisconnectReason::Error(russh::Error::Disconnect) => {
+                "kamo closed the connection".to_owned()
+            }
+            client::DisconnectReason::Error(e) => describe_lost(e),
+        };
+        tracing::debug!(host = %self.host, "connection ended: {why}");
+        *self
+            .lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        match reason {
+            client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
+            client::DisconnectReason::Error(e) => Err(e),
+        }
+    }
+}
+
+/// An operator's words for why an established connection ended.
+fn describe_lost(e: &russh::Error) -> String {
+    match e {
+        russh::Error::KeepaliveTimeout => {
+            "no answer to SSH keepalives (the host or the network stopped responding)".to_owned()
+        }
+        russh::Error::InactivityTimeout => "closed after a period of inactivity".to_owned(),
+        russh::Error::IO(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the host closed the TCP connection".to_owned()
+        }
+        russh::Error::IO(io) => format!("network error: {io}"),
+        other => format!("SSH error: {other}"),
+    }
 }
 
 /// How many SSH handshakes (TCP, key exchange, authentication) run at once in this process.
@@ -228,6 +317,8 @@ pub struct Session {
     /// The host key this connection verified (OpenSSH format), for a `known_hosts` line of
     /// kamo's own making (`kamo copy --direct`).
     host_key: Option<String>,
+    /// Why the connection ended, set by the handler when it does.
+    lost: LostReason,
     /// Keeps the jump host's connection alive as long as this one.
     _jump: Option<Arc<Handle<Client>>>,
 }
@@ -306,7 +397,7 @@ impl Session {
                     local: false,
                     known_hosts_files: Vec::new(),
                 };
-                let (handle, _) =
+                let (handle, _, _) =
                     Box::pin(Self::handshake(&jt, ctx, None))
                         .await
                         .map_err(|mut f| {
@@ -317,10 +408,11 @@ impl Session {
                 Some(Arc::new(handle))
             }
         };
-        let (handle, host_key) = Self::handshake(target, ctx, jump.as_deref()).await?;
+        let (handle, host_key, lost) = Self::handshake(target, ctx, jump.as_deref()).await?;
         Ok(Self {
             handle,
             host_key,
+            lost,
             _jump: jump,
         })
     }
@@ -330,15 +422,17 @@ impl Session {
         target: &Target,
         ctx: &SshContext,
         via: Option<&Handle<Client>>,
-    ) -> Result<(Handle<Client>, Option<String>), Failure> {
+    ) -> Result<(Handle<Client>, Option<String>, LostReason), Failure> {
         let refusal = Arc::new(Mutex::new(None));
         let accepted = Arc::new(Mutex::new(None));
+        let lost = LostReason::default();
         let handler = Client {
             host: target.address.clone(),
             port: target.port,
             policy: ctx.host_keys.clone(),
             refusal: refusal.clone(),
             accepted: accepted.clone(),
+            lost: lost.clone(),
         };
         let connected = if let Some(jump) = via {
             let ch = jump
@@ -403,7 +497,7 @@ impl Session {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        Ok((handle, key))
+        Ok((handle, key, lost))
     }
 
     /// Opens a channel and starts `cmd` on it (through sudo with `sudo`).
@@ -498,7 +592,7 @@ impl Session {
         if exit == Exit::NoStatus && self.handle.is_closed() {
             return Err(TransportError::new(
                 Phase::Exec,
-                "the connection was lost while the command ran",
+                self.lost_message("while the command ran").await,
             ));
         }
         Ok(Output {
@@ -597,6 +691,37 @@ impl Session {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
+    }
+
+    /// Why the connection ended (a keepalive timeout, the host closing it, a network or
+    /// protocol error), once it has; `None` while it is up or when the cause is unknown.
+    #[must_use]
+    pub fn lost_reason(&self) -> Option<String> {
+        self.lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// "the connection was lost" with its cause when known: `what` says when (e.g. "while
+    /// the command ran"). Waits briefly for the handler to record the cause, which arrives
+    /// just after the channels see the end.
+    pub async fn lost_message(&self, what: &str) -> String {
+        let said = if what.is_empty() {
+            "the connection was lost".to_owned()
+        } else {
+            format!("the connection was lost {what}")
+        };
+        for _ in 0..20 {
+            if let Some(why) = self.lost_reason() {
+                return format!("{said}: {why}");
+            }
+            if !self.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        said
     }
 
     pub async fn close(self) {

@@ -339,3 +339,88 @@ fn a_directory_of_this_workstation_is_pushed_to_every_node() {
     let r = copy(&lab, "node01:/srv/pushed", "localhost:/tmp/kamo-never", &[]);
     r.assert_code(5);
 }
+
+/// The big file of [`one_read_of_the_source_feeds_every_target_across_key_re_exchanges`].
+const MAKE_BIG: &str = "mkdir -p \"$1\" && head -c 40000000 /dev/urandom > \"$1/big.bin\"";
+
+#[test]
+fn one_read_of_the_source_feeds_every_target_across_key_re_exchanges() {
+    // Four targets take one stream of the source; kamo re-keys every MiB on every connection
+    // (the knob lowers its 64 GiB limit), so dozens of re-exchanges happen while the source's
+    // connection carries data. Several data channels on that connection at a re-exchange
+    // kamo started is what russh refuses ("Pending buffer limit reached": seen with 100 MiB
+    // to 50 targets, each with its own read of the source).
+    let lab = Lab::up(5, &[]);
+    sh(&lab, "node01", MAKE_BIG, "/srv/big").assert_code(0);
+    sh(&lab, "node01", MAKE_DATA, "/srv/big/tree").assert_code(0);
+    let r = lab
+        .kamo()
+        .args(["copy", "node01:/srv/big", "all:!node01:/srv/big", "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--state-dir"])
+        .arg_path(&lab.home.path().join("state"))
+        .args(["--output", "json"])
+        .env("KAMO_SSH_REKEY_BYTES", "1048576")
+        .run();
+    r.assert_code(0);
+    let verified = r.json_lines();
+    let verified: Vec<_> = verified.iter().filter(|l| l["verified"] == true).collect();
+    assert_eq!(verified.len(), 4, "{}", r.stdout);
+    let want = stdout_of(&sh(&lab, "node01", DIGEST, "/srv/big"), "node01");
+    let got = sh(&lab, "all:!node01", DIGEST, "/srv/big");
+    for n in ["node02", "node03", "node04", "node05"] {
+        assert_eq!(stdout_of(&got, n), want, "{n}");
+    }
+}
+
+#[test]
+fn a_target_lost_mid_stream_fails_alone_and_the_others_are_verified() {
+    let lab = Lab::up(4, &[]);
+    sh(
+        &lab,
+        "node01",
+        "mkdir -p \"$1\" && head -c 3000000 /dev/urandom > \"$1/big.bin\"",
+        "/srv/data",
+    )
+    .assert_code(0);
+    // Slow, so the stream is still running when node03 goes.
+    lab.lab(&["fault", "node01", "slow"]).assert_code(0);
+    let running = lab
+        .kamo()
+        .args(["copy", "node01:/srv/data", "all:!node01:/srv/copy", "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--timeout", "20", "--state-dir"])
+        .arg_path(&lab.home.path().join("state"));
+    let running = std::thread::spawn(move || running.run());
+    assert!(
+        wait_for(
+            &lab,
+            "node03",
+            "/srv/copy.kamo-incoming",
+            Duration::from_secs(60)
+        ),
+        "the copy never started"
+    );
+    lab.lab(&["fault", "node03", "down"]).assert_code(0);
+    let r = running.join().unwrap();
+    r.assert_code(3);
+    assert!(r.stderr.contains("node03"), "{}", r.stderr);
+    assert!(!r.stderr.contains("node02:"), "{}", r.stderr);
+    lab.lab(&["fault", "node01", "clear"]).assert_code(0);
+    lab.lab(&["fault", "node03", "clear"]).assert_code(0);
+    let want = stdout_of(&sh(&lab, "node01", DIGEST, "/srv/data"), "node01");
+    let got = sh(&lab, "node02:node04", DIGEST, "/srv/copy");
+    assert_eq!(stdout_of(&got, "node02"), want);
+    assert_eq!(stdout_of(&got, "node04"), want);
+    // node03 is sent the data set on the next copy; the others hold it already.
+    let r = copy(&lab, "node01:/srv/data", "all:!node01:/srv/copy", &[]);
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("already there"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    let got = sh(&lab, "node03", DIGEST, "/srv/copy");
+    assert_eq!(stdout_of(&got, "node03"), want);
+}
