@@ -838,6 +838,11 @@ pub struct ConnectionArgs {
     /// Seconds allowed to connect and authenticate to a host.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
+    /// Seconds a connected host may answer nothing, not even SSH keepalives (sent every
+    /// quarter of it), before it counts as unreachable: a hung host or a cut network is
+    /// noticed within this, a quiet long-running command is not cut.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(4..=86_400))]
+    pub keepalive: u64,
     /// `known_hosts` file to check host keys against (repeatable). Default: ~/.`ssh/known_hosts`
     /// and /`etc/ssh/ssh_known_hosts`; `accept-new` writes to the first one.
     #[arg(long = "known-hosts", value_name = "FILE")]

@@ -333,7 +333,9 @@ pub fn ssh_context(
     let known = KnownHosts::load(&files)
         .map_err(|e| Error::Other(format!("cannot read known_hosts: {e}")))?;
     Ok(SshContext {
-        config: Arc::new(SshContext::client_config()),
+        config: Arc::new(SshContext::client_config(Duration::from_secs(
+            conn.keepalive,
+        ))),
         host_keys: Arc::new(HostKeyPolicy::new(
             conn.host_key_checking,
             known,

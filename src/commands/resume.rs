@@ -188,6 +188,11 @@ fn connection(given: &ConnectionArgs, opts: &Value) -> ConnectionArgs {
     {
         c.timeout = t;
     }
+    if c.keepalive == 30
+        && let Some(k) = num("keepalive")
+    {
+        c.keepalive = k;
+    }
     if c.known_hosts.is_empty() {
         c.known_hosts = strings(opts, "known_hosts")
             .into_iter()

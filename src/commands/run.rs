@@ -579,6 +579,7 @@ fn new_run(args: &RunArgs, opts: &RunOptions, sources: &[PathBuf], files: Vec<Fi
         "diff": args.diff,
         "forks": args.connection.forks,
         "timeout": args.connection.timeout,
+        "keepalive": args.connection.keepalive,
         "known_hosts": args.connection.known_hosts.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
         "host_key_checking": clap::ValueEnum::to_possible_value(&args.connection.host_key_checking)
             .map(|v| v.get_name().to_owned()),

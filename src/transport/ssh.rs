@@ -125,9 +125,11 @@ pub struct SshContext {
 }
 
 impl SshContext {
-    /// russh settings for a fleet: cheap key exchange first, nodelay, keepalives.
+    /// russh settings for a fleet: cheap key exchange first, nodelay, keepalives. A host that
+    /// answers nothing for `keepalive` (a keepalive every quarter of it, the connection ended
+    /// after three unanswered) is lost; see [`keepalive_interval`].
     #[must_use]
-    pub fn client_config() -> client::Config {
+    pub fn client_config(keepalive: Duration) -> client::Config {
         let preferred = russh::Preferred {
             kex: std::borrow::Cow::Owned(vec![
                 russh::kex::CURVE25519,
@@ -140,13 +142,24 @@ impl SshContext {
         };
         client::Config {
             nodelay: true,
-            keepalive_interval: Some(Duration::from_secs(15)),
-            keepalive_max: 3,
+            keepalive_interval: Some(keepalive_interval(keepalive)),
+            keepalive_max: KEEPALIVE_MAX,
             preferred,
             limits: rekey_limits(),
             ..client::Config::default()
         }
     }
+}
+
+/// Unanswered keepalives after which a connection ends.
+const KEEPALIVE_MAX: usize = 3;
+
+/// The silence before each keepalive: russh ends the connection after the interval times
+/// (three unanswered keepalives + 1) without a packet from the host, so a quarter of `--keepalive`.
+#[must_use]
+pub fn keepalive_interval(keepalive: Duration) -> Duration {
+    let n = u32::try_from(KEEPALIVE_MAX + 1).unwrap_or(4);
+    (keepalive / n).max(Duration::from_secs(1))
 }
 
 /// When kamo itself starts a key re-exchange: after [`REKEY_BYTES`] each way, or

@@ -11,6 +11,7 @@ mod auth;
 mod copy;
 mod db;
 mod exec;
+mod faults;
 mod harness;
 mod host_keys;
 mod inventory_cli;
