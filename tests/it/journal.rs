@@ -152,8 +152,18 @@ fn signal(child: &Child, sig: i32) {
     assert_eq!(rc, 0, "kill({}, {sig})", child.id());
 }
 
-/// Waits (bounded) for a spawned kamo and collects what it printed.
+/// Waits (bounded) for a spawned kamo and collects what it printed. Its pipes are read while
+/// it runs: a run on many hosts prints more than a pipe holds, and would block on it.
 fn finish(mut child: Child, timeout: Duration) -> Run {
+    fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    }
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -166,24 +176,10 @@ fn finish(mut child: Child, timeout: Duration) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
     Run {
         code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
 }
 
@@ -682,4 +678,82 @@ fn resume_takes_secret_extra_vars_from_stdin() {
     let written =
         fs::read_to_string(s.base.path().join(format!("{}.pw", c.hosts[0].name))).unwrap();
     assert_eq!(written, "hunter22xyz");
+}
+
+/// [`twenty_kills_of_a_fifty_host_run_then_resume_run_every_task_once`]'s playbook: 32 tasks,
+/// each appending its name to the host's log.
+fn long_playbook() -> String {
+    let mut s = String::from(
+        "- hosts: all\n  gather_facts: false\n  vars:\n    log: \"{{ base }}/{{ inventory_hostname }}.log\"\n  tasks:\n",
+    );
+    for i in 1..=LONG_TASKS {
+        s.push_str(&format!(
+            "    - name: k{i}\n      shell: sleep 0.2; echo k{i} >> {{{{ log }}}}\n"
+        ));
+    }
+    s
+}
+
+const LONG_TASKS: usize = 32;
+
+#[test]
+fn twenty_kills_of_a_fifty_host_run_then_resume_run_every_task_once() {
+    // One run of 32 tasks on 50 hosts, stopped 20 times (SIGKILL and SIGINT in turn), each
+    // time once every host has logged a task since the last resume (so the task that was in
+    // flight on a host at a kill has finished before the next kill), then resumed; the last
+    // resume finishes it. On every host each task ran once, or twice when it was in flight at
+    // a SIGKILL; never more.
+    let c = SshCluster::start(50);
+    let inv = c.write_inventory("");
+    let s = setup(&long_playbook());
+    let hosts: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
+    let counts = |s: &Setup| -> Vec<usize> { hosts.iter().map(|h| s.host_log(h).len()).collect() };
+    let mut child = s.run(&c, &inv, &["-f", "50"]).spawn();
+    let mut sigkills = 0;
+    for kill in 0..20 {
+        let before = counts(&s);
+        wait_until(
+            &format!("every host to log a task before kill {kill}"),
+            Duration::from_secs(120),
+            || counts(&s).iter().zip(&before).all(|(now, was)| now > was),
+        );
+        let hard = kill % 2 == 0;
+        signal(&child, if hard { libc::SIGKILL } else { libc::SIGINT });
+        let stopped = finish(child, Duration::from_secs(60));
+        if hard {
+            sigkills += 1;
+            assert_eq!(stopped.code, -1, "kill {kill}: {stopped:?}");
+        } else {
+            assert_eq!(stopped.code, 99, "kill {kill}: {stopped:?}");
+        }
+        child = s
+            .kamo()
+            .args(["resume", "--state-dir"])
+            .arg_path(&s.state)
+            .spawn();
+    }
+    let last = finish(child, Duration::from_secs(300));
+    last.assert_code(0);
+    for h in &hosts {
+        let lines = s.host_log(h);
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for l in &lines {
+            *seen.entry(l.as_str()).or_default() += 1;
+        }
+        assert_eq!(seen.len(), LONG_TASKS, "{h}: {lines:?}");
+        assert!(
+            seen.values().all(|n| (1..=2).contains(n)),
+            "{h}: a task ran more than twice: {lines:?}"
+        );
+        let repeated = lines.len() - LONG_TASKS;
+        assert!(
+            repeated <= sigkills,
+            "{h}: {repeated} tasks ran twice, more than the {sigkills} SIGKILLs: {lines:?}"
+        );
+    }
+    let h = s.history();
+    assert_eq!(h.len(), 1, "one run, resumed: {h:?}");
+    assert_eq!(h[0]["state"], "ok", "{h:?}");
+    assert_eq!(h[0]["attempts"], 21, "{h:?}");
+    assert_eq!(h[0]["hosts_ok"], 50, "{h:?}");
 }
