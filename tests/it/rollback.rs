@@ -1196,3 +1196,76 @@ fn an_interrupted_rollback_exits_99_and_resumes() {
     r.assert_code(0);
     assert_eq!(history(&app.url), [V200]);
 }
+
+/// The database connection is cut (the server ends kamo's backend) while the rollback's
+/// transaction is inside the down-migration: nothing changed, the error says the connection
+/// was lost, and `kamo resume` finishes the rollback once the database answers (issue 10).
+#[test]
+fn a_connection_dropped_inside_the_rollback_transaction_changes_nothing_and_resume_finishes() {
+    let pg = Pg::start();
+    let app = app_db(&pg, "app");
+    let home = empty_home();
+    let mig = tempfile::tempdir().unwrap();
+    let src = migrations::default_dir();
+    for id in [V200, V210] {
+        std::fs::create_dir_all(mig.path().join(id)).unwrap();
+        for f in ["up.sql", "down.sql"] {
+            std::fs::copy(src.join(id).join(f), mig.path().join(id).join(f)).unwrap();
+        }
+    }
+    // A pause after the first statements, in the transaction, for the connection to be cut.
+    let down = mig.path().join(V210).join("down.sql");
+    let text = std::fs::read_to_string(&down).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("DELETE FROM \"DataTagMaps\""))
+        .unwrap();
+    lines.insert(at, "SELECT pg_sleep(3) /* kamo-test-pause */;");
+    std::fs::write(&down, lines.join("\n")).unwrap();
+    let before = pg.dump_all("app");
+
+    let migs = mig.path().to_str().unwrap().to_owned();
+    let running = kamo(home.path(), &app)
+        .args(["rollback", "--db", &app.bare, "--db-only", "--yes"])
+        .args(["--to", V200, "--migrations", &migs]);
+    let running = std::thread::spawn(move || running.run());
+    let busy = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%kamo-test-pause%' \
+                AND pid <> pg_backend_pid()";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while pg.superuser_sql("postgres", busy).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollback never reached its pause"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    pg.superuser_sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE '%kamo-test-pause%' AND pid <> pg_backend_pid()",
+    );
+    let r = running.join().unwrap();
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains(V210) && r.stderr.to_lowercase().contains("connection"),
+        "the error names neither the migration nor the connection: {}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains(&app.password),
+        "the password was printed: {}",
+        r.stderr
+    );
+    let after = pg.dump_all("app");
+    assert!(
+        after == before,
+        "the database changed:\n{}",
+        diff(&before, &after)
+    );
+    assert_eq!(history(&app.url), [V200, V210]);
+
+    let r = kamo(home.path(), &app).args(["resume"]).run();
+    r.assert_code(0);
+    assert_eq!(history(&app.url), [V200]);
+}
