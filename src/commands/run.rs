@@ -257,6 +257,7 @@ pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> 
     {
         redactor.add(secret.expose());
     }
+    let shown_redactor = redactor.clone();
     let files = read_files(&playbooks, &sources);
     let mut journal = Journal::open(&state).await?;
     let locked_hosts: Vec<String> = hosts
@@ -292,12 +293,15 @@ pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> 
         OutputFormat::Json => Arc::new(JsonReporter::default()),
         OutputFormat::Text => Arc::new(TextReporter::new(verbose)),
     };
-    let reporter = Arc::new(Tee(vec![
-        Arc::new(LogReporter {
-            file: std::sync::Mutex::new(log_file),
-        }),
-        console,
-    ]));
+    let reporter = Arc::new(crate::engine::report::Redacting {
+        inner: Arc::new(Tee(vec![
+            Arc::new(LogReporter {
+                file: std::sync::Mutex::new(log_file),
+            }),
+            console,
+        ])),
+        redactor: shown_redactor,
+    });
     let stop = Stop::default();
     let watcher = tokio::spawn(watch_signals(
         interrupt,

@@ -103,3 +103,67 @@ impl Reporter for Recorder {
             .push(e.clone());
     }
 }
+
+/// Hides known secret values (see [`crate::journal::redact::Redactor`]: the values of
+/// secret-named variables, passwords given to kamo) in what the engine reports, before the
+/// console and the run log see it: a task that prints a password (`cat` of a file holding
+/// it, a `debug` of the variable) shows `********`, as the journal stores it.
+pub struct Redacting {
+    pub inner: std::sync::Arc<dyn Reporter>,
+    pub redactor: crate::journal::redact::Redactor,
+}
+
+impl Redacting {
+    fn text(&self, s: &mut String) -> bool {
+        match self.redactor.redact(s) {
+            Some(r) => {
+                *s = r;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn value(&self, v: &mut Value) -> bool {
+        match v {
+            Value::String(s) => self.text(s),
+            Value::Array(a) => a.iter_mut().fold(false, |c, v| self.value(v) | c),
+            Value::Object(m) => m.values_mut().fold(false, |c, v| self.value(v) | c),
+            _ => false,
+        }
+    }
+}
+
+impl Reporter for Redacting {
+    fn event(&self, e: &Event) {
+        match e {
+            Event::Host(h) => {
+                let mut h = h.clone();
+                let mut changed = self.text(&mut h.stdout) | self.text(&mut h.stderr);
+                if let Some(m) = h.msg.as_mut() {
+                    changed |= self.text(m);
+                }
+                if let Some(i) = h.item.as_mut() {
+                    changed |= self.value(i);
+                }
+                for v in h.data.values_mut() {
+                    changed |= self.value(v);
+                }
+                if changed {
+                    self.inner.event(&Event::Host(h));
+                } else {
+                    self.inner.event(e);
+                }
+            }
+            Event::Warning(w) => {
+                let mut w = w.clone();
+                if self.text(&mut w) {
+                    self.inner.event(&Event::Warning(w));
+                } else {
+                    self.inner.event(e);
+                }
+            }
+            _ => self.inner.event(e),
+        }
+    }
+}

@@ -22,4 +22,5 @@ mod lifecycle_verbs;
 mod migrate;
 mod playbook;
 mod rollback;
+mod secrets;
 mod verbs;
