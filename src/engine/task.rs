@@ -1203,9 +1203,10 @@ pub(crate) fn controller_inputs(
                 return Err("template: `src` is required".into());
             };
             let path = find_file(task, play_dir, "templates", &src);
-            let text = match std::fs::read_to_string(&path) {
+            let text = match crate::input::read_text(&path) {
                 Ok(t) => t,
                 Err(e) => {
+                    let e = e.into_io("template");
                     return Err(format!("template: cannot read {}: {e}", path.display()));
                 }
             };

@@ -183,6 +183,11 @@ impl Parser<'_> {
                                 ));
                             }
                         };
+                        let size = pattern.len()
+                            + serde_json::to_string(&to_json(hv)).map_or(0, |s| s.len());
+                        self.inv
+                            .charge(hosts.len(), size)
+                            .map_err(|m| Error::parse(self.err(hline, m)))?;
                         let origin = Origin {
                             file: self.file.to_owned(),
                             line: hline,
