@@ -13,6 +13,7 @@ mod db;
 mod exec;
 mod harness;
 mod host_keys;
+mod hostile;
 mod inventory_cli;
 mod journal;
 mod lab;
