@@ -14,6 +14,7 @@ mod exec;
 mod harness;
 mod host_keys;
 mod hostile;
+mod injection;
 mod inventory_cli;
 mod journal;
 mod lab;

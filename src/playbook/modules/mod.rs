@@ -27,6 +27,8 @@ pub mod copy;
 pub mod edit;
 pub mod file;
 pub mod fsutil;
+#[cfg(test)]
+mod injection;
 pub mod kernel;
 pub mod mount;
 pub mod sh;
