@@ -1039,8 +1039,12 @@ mod tests {
 
     #[test]
     fn yaml_errors_are_located() {
-        let out = yaml_err("all:\n  hosts:\n    h1: {a: 1\n", 4, "invalid YAML");
-        assert!(out.contains("hosts.yml:4"), "{out}");
+        // The error is at the end of the text: the last line is shown, as for playbooks.
+        let out = yaml_err("all:\n  hosts:\n    h1: {a: 1\n", 3, "invalid YAML");
+        assert!(out.contains("hosts.yml:3:14"), "{out}");
+        assert!(out.contains("h1: {a: 1"), "{out}");
+        // A lone CR is a line break to YAML, not to `str::lines`: still a line of the text.
+        yaml_err("all:\r1", 1, "invalid YAML");
         let out = yaml_err(
             "all:\n  children:\n    web:\n      hosts:\n        - w1\n        - w2\n",
             4,
