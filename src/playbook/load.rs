@@ -372,6 +372,9 @@ impl Loader {
         from: Option<(&Src, &Node)>,
     ) -> Result<(Src, Option<Node>), Error> {
         let text = match crate::input::read_text(path) {
+            // YAML reads a lone CR as a line break and `str::lines` does not, so its line
+            // numbers would point past the lines we show; YAML itself normalises breaks to LF.
+            Ok(t) if t.contains('\r') => t.replace("\r\n", "\n").replace('\r', "\n"),
             Ok(t) => t,
             Err(e) if e.describe("").is_some() => {
                 let msg = e.describe("YAML file").unwrap_or_default();

@@ -150,7 +150,12 @@ fn vars() -> Value {
 fn check_located(e: &Error, text: &str) {
     assert_eq!(e.exit_code(), ExitCode::Parse, "{e:?}");
     if let Error::Parse(l) = e {
+        // Lines as YAML counts them: a lone CR is a line break too.
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
         assert!(l.line <= text.lines().count() + 1, "{e}");
+        if let (Some(shown), true) = (&l.source_line, l.line > 0) {
+            assert_eq!(Some(shown.as_str()), text.lines().nth(l.line - 1), "{e}");
+        }
     }
     let _ = e.render();
 }
