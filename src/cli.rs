@@ -699,6 +699,10 @@ pub struct RunArgs {
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub playbook: PlaybookArgs,
+    /// Seconds any task may run on a host (a task's own `timeout:` wins); then its command is
+    /// ended there (its process group gets TERM, then KILL) and the task fails on that host.
+    #[arg(long = "task-timeout", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub task_timeout: Option<u64>,
     /// Connect and report what would change, changing nothing.
     #[arg(short = 'C', long = "check")]
     pub check: bool,
@@ -885,6 +889,10 @@ pub struct ExecArgs {
     /// Ask for the sudo password once (hidden), for hosts without `ansible_become_password`.
     #[arg(short = 'K', long = "ask-become-pass")]
     pub ask_become_pass: bool,
+    /// Seconds the command may run on a host; then it is ended there (its process group gets
+    /// TERM, then KILL) and the host counts as failed.
+    #[arg(long = "task-timeout", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub task_timeout: Option<u64>,
     /// The command: one argument is a shell command line; several are an argv that kamo
     /// quotes for the remote shell.
     #[arg(last = true, required = true, value_name = "COMMAND")]

@@ -30,10 +30,13 @@ pub mod coordinator;
 pub mod db;
 pub mod engine;
 pub mod error;
+pub mod input;
 pub mod inventory;
 pub mod journal;
 pub mod lab;
 pub mod playbook;
+#[cfg(test)]
+mod props;
 pub mod secret;
 pub mod transfer;
 pub mod transport;

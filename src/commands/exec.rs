@@ -81,11 +81,12 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
     let mut tasks = JoinSet::new();
     for (host, prepared) in plan {
         let (sem, ctx, command) = (sem.clone(), ctx.clone(), command.clone());
+        let limit = args.task_timeout.map(Duration::from_secs);
         tasks.spawn(async move {
             let Ok(_permit) = sem.acquire_owned().await else {
                 unreachable!("the semaphore is never closed")
             };
-            run_on_host(host, &command, prepared, &ctx).await
+            run_on_host(host, &command, prepared, &ctx, limit).await
         });
     }
 
@@ -142,7 +143,7 @@ pub async fn run_all(
             let Ok(_permit) = sem.acquire_owned().await else {
                 unreachable!("the semaphore is never closed")
             };
-            run_on_host(host, &command, prepared, &ctx).await
+            run_on_host(host, &command, prepared, &ctx, None).await
         });
     }
     let mut out: Vec<HostResult> = Vec::new();
@@ -347,10 +348,19 @@ pub fn ssh_context(
             .filter(|s| !s.is_empty())
             .map(PathBuf::from),
         timeout: Duration::from_secs(conn.timeout),
+        task_timeout: None,
     })
 }
 
-async fn run_on_host(host: String, cmd: &str, prepared: Prepared, ctx: &SshContext) -> HostResult {
+/// Runs `cmd` on one host; with `limit` (`--task-timeout`), a command still running then is
+/// ended on the host and the host reported failed.
+async fn run_on_host(
+    host: String,
+    cmd: &str,
+    prepared: Prepared,
+    ctx: &SshContext,
+    limit: Option<Duration>,
+) -> HostResult {
     let start = Instant::now();
     let unreachable = |host: String, e: &TransportError, start: Instant| HostResult {
         host,
@@ -374,10 +384,25 @@ async fn run_on_host(host: String, cmd: &str, prepared: Prepared, ctx: &SshConte
             Err(e) => return unreachable(host, &e, start),
         }
     };
-    let out = conn.exec(cmd, None, sudo.as_ref()).await;
+    let out = conn.exec_limited(cmd, None, sudo.as_ref(), limit).await;
     conn.close().await;
     let out = match out {
-        Ok(o) => o,
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            let secs = limit.map_or(0, |d| d.as_secs());
+            return HostResult {
+                host,
+                status: Status::Failed,
+                rc: None,
+                signal: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                duration: start.elapsed(),
+                error: Some(format!(
+                    "the command timed out after {secs}s (--task-timeout) and was ended on the host"
+                )),
+            };
+        }
         Err(e) => return unreachable(host, &e, start),
     };
     let (status, rc, signal, error) = match &out.exit {

@@ -118,6 +118,7 @@ pub(crate) async fn run_playbooks(
         state_dir: common.state_dir.clone(),
         output: common.output,
         grace_period: common.grace_period,
+        task_timeout: None,
     };
     super::run::execute(args, verbose, None).await
 }

@@ -169,6 +169,8 @@ fn run_args(args: &ResumeArgs, opts: &Value, run_id: i64) -> Result<RunArgs> {
         state_dir: args.state_dir.clone(),
         output: args.output,
         grace_period: args.grace_period,
+        // The resumed run keeps the bound its run had.
+        task_timeout: opts.get("task_timeout").and_then(Value::as_u64),
     })
 }
 

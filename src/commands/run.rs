@@ -422,7 +422,9 @@ fn connect_settings(
             }
         })
         .collect();
-    let ssh = Arc::new(super::exec::ssh_context(&args.connection, &resolved)?);
+    let mut ssh = super::exec::ssh_context(&args.connection, &resolved)?;
+    ssh.task_timeout = args.task_timeout.map(std::time::Duration::from_secs);
+    let ssh = Arc::new(ssh);
     let targets: HashMap<String, std::result::Result<Target, TransportError>> =
         resolved.into_iter().collect();
 
@@ -584,6 +586,7 @@ fn new_run(args: &RunArgs, opts: &RunOptions, sources: &[PathBuf], files: Vec<Fi
         "forks": args.connection.forks,
         "timeout": args.connection.timeout,
         "keepalive": args.connection.keepalive,
+        "task_timeout": args.task_timeout,
         "known_hosts": args.connection.known_hosts.iter().map(|p| absolute(p)).collect::<Vec<_>>(),
         "host_key_checking": clap::ValueEnum::to_possible_value(&args.connection.host_key_checking)
             .map(|v| v.get_name().to_owned()),

@@ -1128,16 +1128,36 @@ impl Runner<'_> {
             c
         };
         let sudo = self.sudo_for(job);
-        let fut = conn.exec("/bin/sh -s", Some(script.into_bytes()), sudo.as_ref());
-        let output = match self.task.timeout {
-            Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), fut).await {
-                Ok(o) => o,
-                Err(_) => return (failed(format!("the task timed out after {secs}s")), None),
-            },
-            None => fut.await,
-        };
+        // The task's `timeout:` wins over `--task-timeout`; either ends the command on the host.
+        let limit = self
+            .task
+            .timeout
+            .map(Duration::from_secs)
+            .or(self.ssh.task_timeout);
+        let output = conn
+            .exec_limited(
+                "/bin/sh -s",
+                Some(script.into_bytes()),
+                sudo.as_ref(),
+                limit,
+            )
+            .await;
         let output = match output {
-            Ok(o) => o,
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                let secs = limit.map_or(0, |d| d.as_secs());
+                let why = if self.task.timeout.is_some() {
+                    "`timeout:`"
+                } else {
+                    "--task-timeout"
+                };
+                return (
+                    failed(format!(
+                        "the task timed out after {secs}s ({why}); its command was ended on the host"
+                    )),
+                    None,
+                );
+            }
             Err(e) => return (ModuleResult::default(), Some(e)),
         };
         let code = match output.exit {
@@ -1203,9 +1223,10 @@ pub(crate) fn controller_inputs(
                 return Err("template: `src` is required".into());
             };
             let path = find_file(task, play_dir, "templates", &src);
-            let text = match std::fs::read_to_string(&path) {
+            let text = match crate::input::read_text(&path) {
                 Ok(t) => t,
                 Err(e) => {
+                    let e = e.into_io("template");
                     return Err(format!("template: cannot read {}: {e}", path.display()));
                 }
             };

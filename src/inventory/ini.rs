@@ -95,6 +95,8 @@ pub(super) fn parse(inv: &mut Inventory, text: &str, file: &Path) -> Result<()> 
             State::Hosts => {
                 let (hosts, port, vars) = parse_host_line(line)
                     .map_err(|(msg, col)| err(lineno, msg).column(col_in_raw(raw, line, col), 0))?;
+                inv.charge(hosts.len(), line.len())
+                    .map_err(|msg| Error::parse(err(lineno, msg)))?;
                 for h in &hosts {
                     inv.add_host(h, &group, &origin);
                     if let Some(p) = port {

@@ -18,6 +18,8 @@
 
 mod ini;
 mod pattern;
+#[cfg(test)]
+mod props;
 mod vars;
 mod yaml;
 
@@ -92,6 +94,8 @@ pub struct Inventory {
     /// Host -> groups, built on first use after loading: a 1,000-host run asks for every
     /// host's groups on every task, and scanning every group each time is quadratic.
     index: std::sync::OnceLock<MemberIndex>,
+    /// Bytes host lines have expanded to so far (see [`Inventory::charge`]).
+    expanded: usize,
 }
 
 /// Which groups each host is in, directly and through children, for one state of the inventory.
@@ -101,6 +105,24 @@ struct MemberIndex {
     fingerprint: (usize, usize, usize),
     groups_of: HashMap<String, Vec<String>>,
 }
+
+/// Reads an inventory or vars file through the size limit of [`crate::input`]; a file too
+/// large or not UTF-8 is a parse error naming the file (exit 4).
+pub(crate) fn read_input(file: &Path, what: &str) -> Result<String> {
+    crate::input::read_text(file).map_err(|e| match e.describe(what) {
+        Some(msg) => Error::parse(Located::new(file, 0, msg)),
+        None => Error::io("read", file, e.into_io(what)),
+    })
+}
+
+/// How large the hosts of an inventory may grow once ranges are expanded (see
+/// [`Inventory::charge`]): far beyond any real cluster (1,000 hosts with 2 KiB of variables
+/// each is 2 MiB).
+pub(crate) const MAX_EXPANDED_BYTES: usize = 256 << 20;
+
+/// What a host costs in memory besides its line's text (its map entries, its group
+/// memberships, the index), as measured: a 2.6-million-host inventory took 2.8 GB.
+const HOST_OVERHEAD: usize = 1024;
 
 pub(crate) const ALL: &str = "all";
 pub(crate) const UNGROUPED: &str = "ungrouped";
@@ -177,10 +199,7 @@ impl Inventory {
     }
 
     fn load_file(&mut self, file: &Path) -> Result<()> {
-        let bytes = std::fs::read(file).map_err(|e| Error::io("read inventory", file, e))?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            Error::parse(Located::new(file, 0, "inventory file is not valid UTF-8"))
-        })?;
+        let text = read_input(file, "inventory file")?;
         if is_yaml_file(file, &text) {
             yaml::parse(self, &text, file)?;
         } else {
@@ -336,6 +355,25 @@ impl Inventory {
         if !self.groups.contains_key(name) {
             self.groups.insert(name.to_owned(), Group::new(name));
         }
+    }
+
+    /// Accounts for a host line that defines `hosts` hosts with `bytes` of name and variables
+    /// each, and refuses once the inventory would expand past [`MAX_EXPANDED_BYTES`].
+    ///
+    /// Why: a range multiplies a line (`n[0:99999] big=...` is 100,000 copies of its
+    /// variables), so a small file can ask for gigabytes; the size limit on files alone does
+    /// not bound memory. Each host costs its line's size plus [`HOST_OVERHEAD`].
+    pub(crate) fn charge(&mut self, hosts: usize, bytes: usize) -> std::result::Result<(), String> {
+        let cost = hosts.saturating_mul(bytes.saturating_add(HOST_OVERHEAD));
+        self.expanded = self.expanded.saturating_add(cost);
+        if self.expanded > MAX_EXPANDED_BYTES {
+            return Err(format!(
+                "the inventory's hosts and their variables expand to more than {} MiB (host ranges \
+                 multiply a line's variables); kamo stops reading here",
+                MAX_EXPANDED_BYTES >> 20
+            ));
+        }
+        Ok(())
     }
 
     /// Adds the host (first definition sets its origin) and makes it a member of `group`.
@@ -1001,8 +1039,12 @@ mod tests {
 
     #[test]
     fn yaml_errors_are_located() {
-        let out = yaml_err("all:\n  hosts:\n    h1: {a: 1\n", 4, "invalid YAML");
-        assert!(out.contains("hosts.yml:4"), "{out}");
+        // The error is at the end of the text: the last line is shown, as for playbooks.
+        let out = yaml_err("all:\n  hosts:\n    h1: {a: 1\n", 3, "invalid YAML");
+        assert!(out.contains("hosts.yml:3:14"), "{out}");
+        assert!(out.contains("h1: {a: 1"), "{out}");
+        // A lone CR is a line break to YAML, not to `str::lines`: still a line of the text.
+        yaml_err("all:\r1", 1, "invalid YAML");
         let out = yaml_err(
             "all:\n  children:\n    web:\n      hosts:\n        - w1\n        - w2\n",
             4,

@@ -67,7 +67,8 @@ fn subset_patterns(limit: &str) -> Result<Vec<String>> {
                     "limit starting with `@` must be a file, not a directory: {path}"
                 )));
             }
-            let text = std::fs::read_to_string(path)
+            let text = crate::input::read_text(std::path::Path::new(path))
+                .map_err(|e| e.into_io("limit file"))
                 .map_err(|e| Error::io("read limit file", std::path::Path::new(path), e))?;
             out.extend(
                 text.lines()

@@ -115,9 +115,7 @@ fn dir_vars_files(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) {
 
 /// Reads one YAML/JSON vars file: a mapping, or empty.
 pub(super) fn load_vars_file(path: &Path) -> Result<Vars> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("read vars file", path, e))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Error::parse(Located::new(path, 0, "vars file is not valid UTF-8")))?;
+    let text = super::read_input(path, "vars file")?;
     if text.trim_start().starts_with("$ANSIBLE_VAULT") {
         return Err(Error::parse(
             Located::new(path, 1, "vault-encrypted vars files are not supported")

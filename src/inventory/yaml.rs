@@ -183,6 +183,11 @@ impl Parser<'_> {
                                 ));
                             }
                         };
+                        let size = pattern.len()
+                            + serde_json::to_string(&to_json(hv)).map_or(0, |s| s.len());
+                        self.inv
+                            .charge(hosts.len(), size)
+                            .map_err(|m| Error::parse(self.err(hline, m)))?;
                         let origin = Origin {
                             file: self.file.to_owned(),
                             line: hline,
@@ -217,7 +222,14 @@ pub(super) fn load_yaml(text: &str, file: &Path) -> Result<Y> {
         return Ok(y);
     }
     let mut value: Y = serde_yaml::from_str(text).map_err(|e| {
-        let (line, col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let (mut line, mut col) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        // An error at the end of the text (or after a lone `\r`, which YAML counts as a line
+        // break and `str::lines` does not) points past the last line: show the last line.
+        let lines = text.lines().count().max(1);
+        if line > lines {
+            line = lines;
+            col = text.lines().last().map_or(1, |l| l.chars().count() + 1);
+        }
         let msg = e.to_string();
         // serde_yaml appends " at line X column Y"; the location is shown separately.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();

@@ -371,9 +371,17 @@ impl Loader {
         path: &Path,
         from: Option<(&Src, &Node)>,
     ) -> Result<(Src, Option<Node>), Error> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::input::read_text(path) {
+            // YAML reads a lone CR as a line break and `str::lines` does not, so its line
+            // numbers would point past the lines we show; YAML itself normalises breaks to LF.
+            Ok(t) if t.contains('\r') => t.replace("\r\n", "\n").replace('\r', "\n"),
             Ok(t) => t,
+            Err(e) if e.describe("").is_some() => {
+                let msg = e.describe("YAML file").unwrap_or_default();
+                return Err(Located::new(path, 0, msg).into());
+            }
             Err(e) => {
+                let e = e.into_io("YAML file");
                 return Err(match from {
                     Some((src, node)) => src
                         .err(node, format!("cannot read {}: {e}", path.display()))

@@ -7,5 +7,7 @@ pub mod check;
 pub mod load;
 pub mod model;
 pub mod modules;
+#[cfg(test)]
+mod props;
 pub mod template;
 pub mod yaml;

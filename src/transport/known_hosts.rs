@@ -59,10 +59,12 @@ impl KnownHosts {
             entries: Vec::new(),
         };
         for (idx, path) in files.iter().enumerate() {
-            let text = match fs::read_to_string(path) {
+            let text = match crate::input::read_text(path) {
                 Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+                Err(crate::input::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(e) => return Err(e.into_io("known_hosts file")),
             };
             kh.parse_into(idx, &text);
         }
@@ -396,5 +398,124 @@ mod tests {
             "@\n@revoked\n|1|x ssh-ed25519\n|1|%%%|%%% ssh-ed25519 AAAA\n[h]:x ssh-ed25519 notbase64\n",
         );
         assert_eq!(k.check("h", 22, &key(KEY_A)), Verdict::Unknown);
+    }
+}
+
+/// Property tests: any known_hosts text is read (bad lines skipped) without a panic or a
+/// hang; a generated entry, plain or hashed, accepts its host and only its host.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::props::{bounded, soup};
+
+    const KEY_A: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
+    const KEY_B: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIA6rWI3G1sz07DnfFlrouTcysQlj2P+jpNSOEWD9OJ3X";
+    const PIECES: &[&str] = &[
+        "@revoked ",
+        "@cert-authority ",
+        "|1|",
+        "|",
+        "[",
+        "]",
+        ":",
+        ",",
+        "!",
+        "*",
+        "?",
+        " ",
+        "\t",
+        "\n",
+        "#",
+        "ssh-ed25519 ",
+        "ssh-rsa ",
+        KEY_A,
+        "AAAA",
+        "=",
+        "h1",
+        "10.0.0.1",
+        "*.example",
+        "é",
+    ];
+
+    fn kh(text: &str) -> KnownHosts {
+        let mut k = KnownHosts {
+            files: vec![PathBuf::from("kh")],
+            entries: vec![],
+        };
+        k.parse_into(0, text);
+        k
+    }
+
+    fn key(b: &str) -> PublicKey {
+        russh::keys::parse_public_key_base64(b).unwrap()
+    }
+
+    fn hashed(name: &str, salt: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut mac = Hmac::<Sha1>::new_from_slice(salt).unwrap();
+        mac.update(name.as_bytes());
+        format!(
+            "|1|{}|{}",
+            b64.encode(salt),
+            b64.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_read_without_panic_or_hang(
+            text in prop_oneof![soup(PIECES, 60), ".{0,300}"],
+            host in "[a-z0-9.*?-]{0,20}",
+            port in any::<u16>(),
+        ) {
+            let t = text.clone();
+            bounded(&format!("{text:?} / {host}"), move || {
+                let k = kh(&t);
+                let _ = k.check(&host, port, &key(KEY_A));
+                // The matcher on its own, with the text as a pattern list: no backtracking blow-up.
+                let _ = matches_host(&t, &host);
+                let _ = wildcard(&t, &host);
+            });
+        }
+
+        #[test]
+        fn a_generated_entry_accepts_its_host_and_only_its_host(
+            host in "[a-z][a-z0-9-]{0,15}(\\.[a-z0-9]{1,8}){0,2}",
+            other in "[a-z][a-z0-9-]{0,15}",
+            port in 1u16..,
+            salt in proptest::collection::vec(any::<u8>(), 20),
+            hash in any::<bool>(),
+        ) {
+            prop_assume!(other != host);
+            let name = host_port(&host, port);
+            let pattern = if hash { hashed(&name, &salt) } else { name.clone() };
+            let k = kh(&format!("{pattern} ssh-ed25519 {KEY_A}\n"));
+            prop_assert_eq!(k.check(&host, port, &key(KEY_A)), Verdict::Known);
+            prop_assert_eq!(k.check(&other, port, &key(KEY_A)), Verdict::Unknown);
+            prop_assert_eq!(
+                k.check(&host, port, &key(KEY_B)),
+                Verdict::Changed { file: "kh".into(), line: 1 }
+            );
+            if port != 22 {
+                prop_assert_eq!(k.check(&host, 22, &key(KEY_A)), Verdict::Unknown);
+            }
+            // A negated pattern wins over a wildcard that matches.
+            let k = kh(&format!("*,!{name} ssh-ed25519 {KEY_A}\n"));
+            prop_assert_eq!(k.check(&host, port, &key(KEY_A)), Verdict::Unknown);
+        }
+    }
+
+    #[test]
+    fn a_huge_known_hosts_file_is_refused_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("known_hosts");
+        fs::File::create(&p)
+            .unwrap()
+            .set_len(200 * 1024 * 1024)
+            .unwrap();
+        let e = KnownHosts::load(std::slice::from_ref(&p)).unwrap_err();
+        assert!(e.to_string().contains("more than the 64 MiB"), "{e}");
     }
 }

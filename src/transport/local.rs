@@ -5,7 +5,11 @@
 
 use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::capped::{Capped, STDERR_KEEP, STDOUT_KEEP};
 
 use super::quote::Become;
 use super::{Exit, Output, Phase, TransportError};
@@ -18,6 +22,19 @@ pub async fn exec(
     stdin: Option<Vec<u8>>,
     sudo: Option<&Become>,
 ) -> Result<Output, TransportError> {
+    exec_limited(cmd, stdin, sudo, None)
+        .await?
+        .ok_or_else(|| TransportError::new(Phase::Exec, "unreachable: no time limit"))
+}
+
+/// [`exec`] bounded by `limit`: `Ok(None)` when the command did not end in time; its process
+/// group (the command runs in one of its own) has then been sent TERM, then KILL.
+pub async fn exec_limited(
+    cmd: &str,
+    stdin: Option<Vec<u8>>,
+    sudo: Option<&Become>,
+    limit: Option<Duration>,
+) -> Result<Option<Output>, TransportError> {
     let line = match sudo {
         Some(b) if b.password.is_some() => {
             return Err(TransportError::new(
@@ -30,7 +47,9 @@ pub async fn exec(
             .map_err(|e| TransportError::new(Phase::Exec, e))?,
         None => cmd.to_owned(),
     };
-    let mut out = run(&line, stdin).await?;
+    let Some(mut out) = run(&line, stdin, limit).await? else {
+        return Ok(None);
+    };
     if let Some(b) = sudo {
         let marker = format!("{}\n", b.ready);
         if let Some(pos) = out
@@ -41,16 +60,22 @@ pub async fn exec(
             out.stdout.drain(pos..pos + marker.len());
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
-async fn run(cmd: &str, stdin: Option<Vec<u8>>) -> Result<Output, TransportError> {
+async fn run(
+    cmd: &str,
+    stdin: Option<Vec<u8>>,
+    limit: Option<Duration>,
+) -> Result<Option<Output>, TransportError> {
     let mut child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so a timeout ends the command's children too.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| TransportError::new(Phase::Exec, format!("cannot start /bin/sh: {e}")))?;
@@ -62,21 +87,61 @@ async fn run(cmd: &str, stdin: Option<Vec<u8>>) -> Result<Output, TransportError
         }
         drop(input);
     };
-    let ((), out) = tokio::join!(writer, child.wait_with_output());
-    let out = out.map_err(|e| TransportError::new(Phase::Exec, e.to_string()))?;
-    let exit = if let Some(c) = out.status.code() {
+    let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
+    let pid = child.id();
+    let work = async {
+        let ((), stdout, stderr, status) = tokio::join!(
+            writer,
+            drain(out_pipe, STDOUT_KEEP),
+            drain(err_pipe, STDERR_KEEP),
+            child.wait()
+        );
+        (stdout, stderr, status)
+    };
+    let done = match limit {
+        None => Some(work.await),
+        Some(d) => tokio::time::timeout(d, work).await.ok(),
+    };
+    let Some((stdout, stderr, status)) = done else {
+        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+            let group = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = child.wait().await;
+        return Ok(None);
+    };
+    let status = status.map_err(|e| TransportError::new(Phase::Exec, e.to_string()))?;
+    let exit = if let Some(c) = status.code() {
         Exit::Code(u32::try_from(c).unwrap_or(255))
     } else {
         use std::os::unix::process::ExitStatusExt;
-        out.status
+        status
             .signal()
             .map_or(Exit::NoStatus, |s| Exit::Signal(signal_name(s)))
     };
-    Ok(Output {
-        stdout: out.stdout,
-        stderr: out.stderr,
+    Ok(Some(Output {
+        stdout,
+        stderr,
         exit,
-    })
+    }))
+}
+
+/// Reads a pipe to its end, keeping a bounded part ([`Capped`]).
+async fn drain<R: AsyncRead + Unpin>(pipe: Option<R>, keep: (usize, usize)) -> Vec<u8> {
+    let mut kept = Capped::new(keep);
+    if let Some(mut pipe) = pipe {
+        let mut buf = vec![0u8; 64 * 1024];
+        // Bounded by the command's output, which ends when it closes the pipe.
+        while let Ok(n) = pipe.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            kept.push(&buf[..n]);
+        }
+    }
+    kept.into_bytes()
 }
 
 /// SSH's signal names (RFC 4254 6.10), so local and remote results read the same.
@@ -116,5 +181,36 @@ mod tests {
         assert_eq!(o.stdout, b"hello");
         let o = exec("kill -TERM $$", None, None).await.unwrap();
         assert_eq!(o.exit, Exit::Signal("TERM".into()));
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_limit_is_ended_with_its_children() {
+        let d = tempfile::tempdir().unwrap();
+        let mark = d.path().join("survived");
+        // The child sleeps, then would leave a mark: the whole group must end at the limit.
+        let cmd = format!("(sleep 2; touch {}) & wait", mark.display());
+        let start = std::time::Instant::now();
+        let r = exec_limited(&cmd, None, None, Some(Duration::from_millis(300)))
+            .await
+            .unwrap();
+        assert!(r.is_none());
+        assert!(start.elapsed() < Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!mark.exists(), "the command's child outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn large_output_is_kept_in_bounded_memory() {
+        let o = exec("head -c 20000000 /dev/zero; echo end", None, None)
+            .await
+            .unwrap();
+        assert!(o.stdout.len() < STDOUT_KEEP.0 + STDOUT_KEEP.1 + 100);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("bytes of output not kept here]"),
+            "{}",
+            text.len()
+        );
+        assert!(text.ends_with("end\n"));
     }
 }

@@ -8,6 +8,7 @@
 //! network problem from a host-key problem from a credential problem at a glance. Failures
 //! before a command ran make the host *unreachable* (exit 3), as in Ansible.
 
+pub mod capped;
 pub mod keys;
 pub mod known_hosts;
 pub mod limits;
@@ -101,6 +102,21 @@ impl Connection {
         match self {
             Self::Ssh(s) => s.exec(cmd, stdin, sudo).await,
             Self::Local => local::exec(cmd, stdin, sudo).await,
+        }
+    }
+
+    /// [`Connection::exec`] bounded by `limit`: `Ok(None)` when the command did not end in
+    /// time; it has then been ended (its process group killed) on the host.
+    pub async fn exec_limited(
+        &self,
+        cmd: &str,
+        stdin: Option<Vec<u8>>,
+        sudo: Option<&quote::Become>,
+        limit: Option<std::time::Duration>,
+    ) -> Result<Option<Output>, TransportError> {
+        match self {
+            Self::Ssh(s) => s.exec_limited(cmd, stdin, sudo, limit).await,
+            Self::Local => local::exec_limited(cmd, stdin, sudo, limit).await,
         }
     }
 

@@ -119,3 +119,48 @@ mod tests {
         assert_ne!(Become::new(None, None).ready, b.ready, "markers are unique");
     }
 }
+
+/// Property: any argument without NUL, quoted, reaches a real `/bin/sh` as exactly that
+/// argument (one word, nothing run), alone and joined with others.
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What `sh -c 'printf "%s\0" LINE'` prints for each word.
+    fn words_through_sh(line: &str) -> Vec<String> {
+        #[allow(clippy::disallowed_methods)]
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\0' {line}"))
+            .env_clear()
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {out:?}");
+        let mut words: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split('\0')
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(words.pop().as_deref(), Some(""));
+        words
+    }
+
+    proptest! {
+        #[test]
+        fn quoted_words_reach_sh_as_data(
+            words in proptest::collection::vec(
+                prop_oneof![
+                    "[^\0]{0,40}",
+                    crate::props::soup(&["'", "\"", "$(", ")", "`", ";", "\n", " ", "\\", "$", "*", "~", "#", "&", "|", "!"], 12),
+                ],
+                1..4,
+            )
+        ) {
+            prop_assume!(words.iter().all(|w| !w.contains('\0')));
+            let line = join(&words).unwrap();
+            prop_assert_eq!(words_through_sh(&line), words);
+        }
+    }
+}

@@ -21,6 +21,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
 
+use super::capped::{Capped, STDERR_KEEP, STDOUT_KEEP};
 use super::keys::KeyStore;
 use super::known_hosts::{KnownHosts, Verdict, fingerprint, host_port};
 use super::quote::Become;
@@ -122,6 +123,8 @@ pub struct SshContext {
     /// `SSH_AUTH_SOCK`, when set.
     pub agent_socket: Option<std::path::PathBuf>,
     pub timeout: Duration,
+    /// `--task-timeout`: how long a task's command may run where the task sets no `timeout:`.
+    pub task_timeout: Option<Duration>,
 }
 
 impl SshContext {
@@ -538,42 +541,60 @@ impl Session {
 
     /// Runs one command on a new channel. `stdin` is written while output is drained, then EOF.
     /// With `become`, the command runs through sudo and the password is given only when sudo
-    /// prints its prompt (see [`Become`]).
+    /// prints its prompt (see [`Become`]). Output is kept in bounded memory ([`Capped`]).
     pub async fn exec(
         &self,
         cmd: &str,
         stdin: Option<Vec<u8>>,
         sudo: Option<&Become>,
     ) -> Result<Output, TransportError> {
+        self.exec_limited(cmd, stdin, sudo, None)
+            .await?
+            .ok_or_else(|| TransportError::new(Phase::Exec, "unreachable: no time limit"))
+    }
+
+    /// [`Session::exec`] bounded by `limit`: `Ok(None)` when the command did not end in time.
+    /// It is then ended on the host: sshd is asked to send TERM and, a moment later, KILL to
+    /// the command's process group (OpenSSH's `signal` request is a `killpg`, so children of
+    /// the command end too), and the channel is closed. Closing alone would leave a command
+    /// that does not write (`sleep`) running on the node.
+    pub async fn exec_limited(
+        &self,
+        cmd: &str,
+        stdin: Option<Vec<u8>>,
+        sudo: Option<&Become>,
+        limit: Option<Duration>,
+    ) -> Result<Option<Output>, TransportError> {
         let (mut rd, wr) = self.start(cmd, sudo).await?;
         // The writer runs on its own so a large stdin never blocks reading (which would stall
         // the connection's event loop); the reader tells it what to send and when.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Write>();
         let password = sudo.and_then(|b| b.password.clone());
-        let writer = write_side(wr, rx, password, stdin);
+        let writer = write_side(&wr, rx, password, stdin);
         let reader = async {
             let mut gate = BecomeGate::new(sudo);
             if gate.is_open() {
                 let _ = tx.send(Write::Stdin);
             }
-            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            let mut stdout = Capped::new(STDOUT_KEEP);
+            let mut stderr = Capped::new(STDERR_KEEP);
             let (mut status, mut signal) = (None, None);
             while let Some(msg) = rd.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => {
                         if gate.is_open() {
-                            stdout.extend_from_slice(&data);
+                            stdout.push(&data);
                         } else if let Some(rest) = gate.stdout(&data) {
-                            stdout.extend_from_slice(&rest);
+                            stdout.push(&rest);
                             let _ = tx.send(Write::Stdin);
                         }
                     }
                     ChannelMsg::ExtendedData { data, ext: 1 } => {
                         if gate.is_open() {
-                            stderr.extend_from_slice(&data);
+                            stderr.push(&data);
                         } else {
                             let (text, action) = gate.stderr(&data);
-                            stderr.extend_from_slice(&text);
+                            stderr.push(&text);
                             if let Some(w) = action {
                                 let _ = tx.send(w);
                             }
@@ -594,13 +615,22 @@ impl Session {
                 (None, None) => Exit::NoStatus,
             };
             if gate.refused {
-                stderr.extend_from_slice(
-                    b"kamo: sudo refused the sudo password (incorrect password)\n",
-                );
+                stderr.push(b"kamo: sudo refused the sudo password (incorrect password)\n");
             }
-            (stdout, stderr, exit)
+            (stdout.into_bytes(), stderr.into_bytes(), exit)
         };
-        let (wr, (stdout, stderr, exit)) = tokio::join!(writer, reader);
+        let both = async { tokio::join!(writer, reader).1 };
+        let done = match limit {
+            None => Some(both.await),
+            Some(d) => tokio::time::timeout(d, both).await.ok(),
+        };
+        let Some((stdout, stderr, exit)) = done else {
+            let _ = wr.signal(russh::Sig::TERM).await;
+            tokio::time::sleep(KILL_GRACE).await;
+            let _ = wr.signal(russh::Sig::KILL).await;
+            let _ = wr.close().await;
+            return Ok(None);
+        };
         let _ = wr.close().await;
         if exit == Exit::NoStatus && self.handle.is_closed() {
             return Err(TransportError::new(
@@ -608,11 +638,11 @@ impl Session {
                 self.lost_message("while the command ran").await,
             ));
         }
-        Ok(Output {
+        Ok(Some(Output {
             stdout,
             stderr,
             exit,
-        })
+        }))
     }
 
     /// Starts `cmd` for bulk data (see [`super::stream`]) and returns once it runs (with
@@ -745,13 +775,16 @@ impl Session {
     }
 }
 
+/// How long a timed-out command gets between TERM and KILL.
+const KILL_GRACE: Duration = Duration::from_millis(500);
+
 /// The writing half of an exec: sends what the reader asks for, in order, then EOF.
 async fn write_side(
-    wr: russh::ChannelWriteHalf<client::Msg>,
+    wr: &russh::ChannelWriteHalf<client::Msg>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Write>,
     password: Option<crate::secret::Secret<String>>,
     stdin: Option<Vec<u8>>,
-) -> russh::ChannelWriteHalf<client::Msg> {
+) {
     while let Some(w) = rx.recv().await {
         match w {
             Write::Password => {
@@ -775,7 +808,6 @@ async fn write_side(
             }
         }
     }
-    wr
 }
 
 /// What the reader asks the writer to send.

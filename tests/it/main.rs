@@ -14,6 +14,8 @@ mod exec;
 mod faults;
 mod harness;
 mod host_keys;
+mod hostile;
+mod injection;
 mod inventory_cli;
 mod journal;
 mod lab;

@@ -160,7 +160,11 @@ fn sysctl(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgErro
     Ok(RemoteStep { script: s, summary })
 }
 
-fn modprobe(args: &Map<String, Value>, flags: Flags, root: &str) -> Result<RemoteStep, ArgError> {
+pub(super) fn modprobe(
+    args: &Map<String, Value>,
+    flags: Flags,
+    root: &str,
+) -> Result<RemoteStep, ArgError> {
     let m = Module::Modprobe;
     known_args(m, args, &["name", "state", "params", "persistent"])?;
     let name = arg_req(m, args, &["name"])?;

@@ -27,6 +27,8 @@ pub mod copy;
 pub mod edit;
 pub mod file;
 pub mod fsutil;
+#[cfg(test)]
+mod injection;
 pub mod kernel;
 pub mod mount;
 pub mod sh;
@@ -163,14 +165,27 @@ pub fn interpret(
     let (user_stdout, result) = split_result(stdout);
     let stderr = String::from_utf8_lossy(stderr).into_owned();
     let Some(Value::Object(mut fields)) = result else {
+        let code = exit_code.map_or_else(|| "none".to_owned(), |c| c.to_string());
+        let cut = crate::transport::capped::DROPPED_NOTE;
+        let msg = if user_stdout.windows(cut.len()).any(|w| w == cut.as_bytes()) {
+            // The result line was longer than the tail kamo keeps (a large fetch or slurp).
+            format!(
+                "{}: the module printed more output than kamo keeps ({} MiB) and its result \
+                 was lost (exit code {code})",
+                module.name(),
+                (crate::transport::capped::STDOUT_KEEP.0 + crate::transport::capped::STDOUT_KEEP.1)
+                    >> 20
+            )
+        } else {
+            format!(
+                "{}: the module script ended without a result (exit code {code})",
+                module.name()
+            )
+        };
         return ModuleResult {
             failed: true,
             rc: exit_code,
-            msg: Some(format!(
-                "{}: the module script ended without a result (exit code {})",
-                module.name(),
-                exit_code.map_or_else(|| "none".to_owned(), |c| c.to_string())
-            )),
+            msg: Some(msg),
             stdout: String::from_utf8_lossy(&user_stdout).into_owned(),
             stderr,
             ..ModuleResult::default()

@@ -1,0 +1,372 @@
+//! Hostile remote output and commands that never end, against real sshd peers: what a node
+//! prints must not drive the operator's terminal, must not take the workstation's memory,
+//! and a command past its time limit is ended on the node, not only abandoned.
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::kamo::{Kamo, Run, empty_home};
+use crate::support::sshd::SshCluster;
+
+/// Bytes that would drive a terminal: ESC (CSI/OSC), BEL, CR, backspace, DEL, C1 CSI.
+const TERMINAL_CONTROLS: &[u8] = &[0x1b, 0x07, b'\r', 0x08, 0x7f, 0x9b];
+
+/// A command printing an OSC window title, a screen clear, a CR overwrite and colour, on both
+/// streams, in UTF-8 and as a raw C1 CSI byte.
+const HOSTILE_PRINT: &str = r"printf '\033]0;pwned\007\033[2J\033[31mred\rX\010\177\302\233Y\n'; printf '\033[1Aerr\033[K\n' >&2";
+
+fn exec(c: &SshCluster, inv: &Path, extra: &[&str], cmd: &str) -> Run {
+    let home = empty_home();
+    Kamo::new(home.path())
+        .args(["exec", "all", "-i"])
+        .arg_path(inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
+        .args(extra)
+        .args(["--", cmd])
+        .run()
+}
+
+fn assert_no_controls(what: &str, text: &str) {
+    let bad: Vec<u8> = text
+        .bytes()
+        .filter(|b| TERMINAL_CONTROLS.contains(b))
+        .collect();
+    assert!(
+        bad.is_empty() && !text.contains('\u{9b}'),
+        "{what} passes terminal controls {bad:x?} through: {text:?}"
+    );
+}
+
+/// Hosts' processes whose command line contains `needle` (the sshd peers run on this machine).
+fn processes_with(needle: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+/// Waits (bounded, 5 s) until no process has `needle` on its command line; returns the
+/// survivors, after ending them (they are this test's own) so a failure leaves nothing behind.
+fn survivors(needle: &str) -> Vec<(i32, String)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_with(needle);
+        if left.is_empty() || Instant::now() >= deadline {
+            for (pid, _) in &left {
+                // SAFETY: kill(2) on a PID this test's command started.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A sleep length no other test uses, so its processes can be found by command line.
+fn unique_secs() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    700_000 + u64::from(nanos % 200_000) * 3 + u64::from(std::process::id() % 3)
+}
+
+#[test]
+fn escape_sequences_from_a_node_are_escaped_in_exec_text_and_json() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let run = exec(&c, &inv, &[], HOSTILE_PRINT);
+    run.assert_code(0);
+    assert_no_controls("exec text stdout", &run.stdout);
+    assert_no_controls("exec text stderr", &run.stderr);
+    // Escaped, not dropped: the operator can still see what the node printed.
+    assert!(run.stdout.contains(r"\u{1b}]0;pwned\u{7}"), "{run:?}");
+    assert!(run.stdout.contains(r"\u{1b}[1Aerr"), "{run:?}");
+
+    let run = exec(&c, &inv, &["--output", "json"], HOSTILE_PRINT);
+    run.assert_code(0);
+    // JSON escapes control characters itself; the values decode to exactly what was printed.
+    assert_no_controls("exec json", &run.stdout);
+    let r = run.host("node01");
+    assert_eq!(
+        r["stdout"],
+        "\u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mred\rX\u{8}\u{7f}\u{9b}Y\n"
+    );
+    assert_eq!(r["stderr"], "\u{1b}[1Aerr\u{1b}[K\n");
+}
+
+#[test]
+fn escape_sequences_in_a_failing_task_are_escaped_in_text_and_json() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let home = empty_home();
+    let pb = home.path().join("site.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: hostile\n      shell: |\n        {HOSTILE_PRINT}\n        exit 3\n"
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        Kamo::new(home.path())
+            .args(["run"])
+            .arg_path(&pb)
+            .args(["-i"])
+            .arg_path(&inv)
+            .args(["--known-hosts"])
+            .arg_path(&c.known_hosts)
+            .args(extra)
+            .run()
+    };
+    let text = run(&[]);
+    text.assert_code(2);
+    assert_no_controls("run text stdout", &text.stdout);
+    assert_no_controls("run text stderr", &text.stderr);
+    assert!(text.stdout.contains(r"\u{1b}]0;pwned"), "{text:?}");
+    let json = run(&["--output", "json"]);
+    json.assert_code(2);
+    assert_no_controls("run json", &json.stdout);
+    let failed: Vec<Value> = json
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["host"] == "node01" && l["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{json:?}");
+    let out = failed[0].to_string();
+    assert!(out.contains(r"\u001b]0;pwned\u0007"), "{out}");
+}
+
+#[test]
+fn binary_junk_and_a_last_line_without_newline_arrive_whole_and_safe() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    // Every byte value, invalid UTF-8 included, then a line with no newline.
+    let cmd = r#"i=0; while [ $i -lt 256 ]; do printf "\\$(printf %o $i)"; i=$((i+1)); done; printf 'tail-without-newline'"#;
+    let run = exec(&c, &inv, &[], cmd);
+    run.assert_code(0);
+    assert_no_controls("text", &run.stdout);
+    assert!(
+        run.stdout.contains("tail-without-newline\n"),
+        "the last line is shown, ended: {run:?}"
+    );
+    let run = exec(&c, &inv, &["--output", "json"], cmd);
+    run.assert_code(0);
+    let out = run.host("node01")["stdout"].as_str().unwrap().to_owned();
+    assert!(out.ends_with("tail-without-newline"), "{out:?}");
+    assert!(
+        out.contains('\u{fffd}'),
+        "invalid UTF-8 is replaced: {out:?}"
+    );
+    assert!(out.starts_with("\0\u{1}\u{2}"), "{out:?}");
+}
+
+/// Peak RSS in KiB, from `/usr/bin/time -f` on kamo's stderr.
+fn peak_kib(run: &Run) -> u64 {
+    run.stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("MAXRSS_KIB="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no MAXRSS line: {run:?}"))
+}
+
+/// What the node prints in the memory tests: 400 MB, then an end marker.
+const FLOOD: &str = "head -c 400000000 /dev/zero | tr '\\0' x; echo; echo END-OF-FLOOD";
+/// The bound the tests assert on kamo's peak memory: far below the 400 MB printed.
+const PEAK_BOUND_KIB: u64 = 160 * 1024;
+
+#[test]
+fn hundreds_of_megabytes_of_stdout_keep_exec_memory_bounded() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let home = empty_home();
+    let run = Kamo::via(home.path(), &["/usr/bin/time", "-f", "MAXRSS_KIB=%M"])
+        .args(["exec", "all", "-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
+        .args(["--output", "json", "--", FLOOD])
+        .run();
+    run.assert_code(0);
+    let peak = peak_kib(&run);
+    eprintln!("kamo peak RSS: {peak} KiB");
+    assert!(
+        peak < PEAK_BOUND_KIB,
+        "kamo peaked at {peak} KiB for 400 MB of output"
+    );
+    let out = run
+        .json_lines()
+        .into_iter()
+        .find(|l| l["host"] == "node01")
+        .unwrap();
+    let out = out["stdout"].as_str().unwrap();
+    assert!(out.len() < 9 << 20, "{} bytes kept", out.len());
+    assert!(out.contains("bytes of output not kept here]"));
+    assert!(out.ends_with("END-OF-FLOOD\n"), "the tail is kept");
+}
+
+#[test]
+fn hundreds_of_megabytes_from_a_task_keep_memory_and_the_journal_bounded() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let home = empty_home();
+    let pb = home.path().join("site.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: flood\n      shell: |\n        {FLOOD}\n"
+        ),
+    )
+    .unwrap();
+    let state = home.path().join("state");
+    let run = Kamo::via(home.path(), &["/usr/bin/time", "-f", "MAXRSS_KIB=%M"])
+        .args(["run"])
+        .arg_path(&pb)
+        .args(["-i"])
+        .arg_path(&inv)
+        .args(["--known-hosts"])
+        .arg_path(&c.known_hosts)
+        .args(["--state-dir"])
+        .arg_path(&state)
+        .args(["--output", "json"])
+        .run();
+    run.assert_code(0);
+    let peak = peak_kib(&run);
+    eprintln!("kamo peak RSS: {peak} KiB");
+    assert!(
+        peak < PEAK_BOUND_KIB,
+        "kamo peaked at {peak} KiB for 400 MB of output"
+    );
+    let show = Kamo::new(home.path())
+        .args(["show", "latest", "--output", "json", "--state-dir"])
+        .arg_path(&state)
+        .run();
+    show.assert_code(0);
+    let v: Value = serde_json::from_str(&show.stdout).unwrap_or_else(|e| panic!("{e}: {show:?}"));
+    // What the journal was told: the bounded part kamo kept (8 MiB), not the 400 MB printed.
+    let size = find_key(&v, "stdout_size").and_then(Value::as_u64).unwrap();
+    assert!(size <= 8 << 20 | 4096, "{size}");
+    let log = Kamo::new(home.path())
+        .args(["log", "latest", "node01", "flood", "--state-dir"])
+        .arg_path(&state)
+        .run();
+    log.assert_code(0);
+    // The journal keeps 256 KiB of it, and says so.
+    assert!(log.stdout.len() < 300 * 1024, "{} bytes", log.stdout.len());
+    assert!(log.stdout.contains("xxxxxxxx"), "{}", &log.stdout[..200]);
+    assert!(
+        log.stdout
+            .contains(&format!("[stdout cut at {} of {size} bytes]", 256 * 1024)),
+        "{}",
+        &log.stdout[log.stdout.len() - 300..]
+    );
+}
+
+fn find_key<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m
+            .get(key)
+            .or_else(|| m.values().find_map(|x| find_key(x, key))),
+        Value::Array(a) => a.iter().find_map(|x| find_key(x, key)),
+        _ => None,
+    }
+}
+
+#[test]
+fn task_timeout_ends_an_exec_command_and_its_children_on_the_node() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let n = unique_secs();
+    // A child in the background and one in the foreground: both must end.
+    let cmd = format!("sleep {n} & sleep {}; wait", n + 1);
+    let start = Instant::now();
+    let run = exec(&c, &inv, &["--task-timeout", "2", "--output", "json"], &cmd);
+    run.assert_code(2);
+    assert!(start.elapsed() < Duration::from_secs(20), "{run:?}");
+    let r = run.host("node01");
+    assert_eq!(r["status"], "failed");
+    assert!(
+        r["error"].as_str().unwrap().contains("timed out after 2s"),
+        "{r}"
+    );
+    let left = survivors(&format!("sleep {n}"));
+    assert!(left.is_empty(), "still running on the node: {left:?}");
+    let left = survivors(&format!("sleep {}", n + 1));
+    assert!(left.is_empty(), "still running on the node: {left:?}");
+}
+
+#[test]
+fn a_task_timeout_keyword_and_task_timeout_flag_end_the_command_on_the_node() {
+    let c = SshCluster::start(2);
+    let inv = c.write_inventory("");
+    let home = empty_home();
+    let n = unique_secs();
+    let pb = home.path().join("site.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: own timeout\n      shell: sleep {n} & sleep {}; wait\n      timeout: 2\n",
+            n + 1
+        ),
+    )
+    .unwrap();
+    let pb2 = home.path().join("site2.yml");
+    fs::write(
+        &pb2,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - name: flag timeout\n      command: sleep {}\n",
+            n + 2
+        ),
+    )
+    .unwrap();
+    let run = |pb: &Path, extra: &[&str]| {
+        Kamo::new(home.path())
+            .args(["run"])
+            .arg_path(pb)
+            .args(["-i"])
+            .arg_path(&inv)
+            .args(["--known-hosts"])
+            .arg_path(&c.known_hosts)
+            .args(["--output", "json"])
+            .args(extra)
+            .run()
+    };
+    let start = Instant::now();
+    let r = run(&pb, &[]);
+    r.assert_code(2);
+    assert!(start.elapsed() < Duration::from_secs(30), "{r:?}");
+    assert!(
+        r.stdout.contains("timed out after 2s (`timeout:`)"),
+        "{r:?}"
+    );
+    for s in [n, n + 1] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(left.is_empty(), "still running on the node: {left:?}");
+    }
+    let start = Instant::now();
+    let r = run(&pb2, &["--task-timeout", "2"]);
+    r.assert_code(2);
+    assert!(start.elapsed() < Duration::from_secs(30), "{r:?}");
+    assert!(
+        r.stdout.contains("timed out after 2s (--task-timeout)"),
+        "{r:?}"
+    );
+    let recap = r.json_lines().pop().unwrap();
+    assert_eq!(recap["event"], "recap");
+    let left = survivors(&format!("sleep {}", n + 2));
+    assert!(left.is_empty(), "still running on the node: {left:?}");
+}
