@@ -181,6 +181,13 @@ impl Inventory {
         let text = String::from_utf8(bytes).map_err(|_| {
             Error::parse(Located::new(file, 0, "inventory file is not valid UTF-8"))
         })?;
+        if crate::vault::is_vault(&text) {
+            // Its errors would quote the decrypted lines; vaulting values is the usual way.
+            return Err(Error::parse(
+                Located::new(file, 1, "vault-encrypted inventory files are not supported")
+                    .hint("vault the group_vars/host_vars files, or single values with `!vault`"),
+            ));
+        }
         if is_yaml_file(file, &text) {
             yaml::parse(self, &text, file)?;
         } else {

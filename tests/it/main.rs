@@ -21,4 +21,5 @@ mod lifecycle_verbs;
 mod migrate;
 mod playbook;
 mod rollback;
+mod vault;
 mod verbs;
