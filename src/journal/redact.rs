@@ -28,14 +28,23 @@ pub fn redact_value(v: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(redact_value).collect()),
+        // A value decrypted from a vault (an `-e @vault.yml`) is left out whatever its name.
+        Value::String(s) if Redactor::default().redact(s).is_some() => {
+            Value::String(REDACTED.into())
+        }
         other => other.clone(),
     }
 }
 
-/// The keys of `vars` whose values were left out by [`redact_value`].
+/// The keys of `vars` whose values were left out by [`redact_value`] (by name, or because
+/// they hold a vault-decrypted value).
 #[must_use]
 pub fn secret_keys(vars: &Map<String, Value>) -> Vec<String> {
-    vars.keys().filter(|k| is_secret_var(k)).cloned().collect()
+    let r = Redactor::default();
+    vars.iter()
+        .filter(|(k, v)| is_secret_var(k) || r.redact_json(v).is_some())
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// A URL's password (`scheme://user:password@host`) replaced.

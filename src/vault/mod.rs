@@ -56,7 +56,7 @@ impl fmt::Display for VaultError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Format(m) => write!(f, "malformed vault data: {m}"),
-            Self::NoPassword => f.write_str("vault-encrypted, and no vault password was given"),
+            Self::NoPassword => f.write_str("no vault password was given"),
             Self::WrongPassword { vault_id, tried } => write!(
                 f,
                 "cannot decrypt vault (vault id `{vault_id}`): {} wrong, or the data was \

@@ -1,5 +1,5 @@
-//! Ansible Vault on real sshd hosts (issue 10): a vaulted group_vars file and an inline
-//! `!vault` value in the playbook are decrypted with `--vault-password-file` (a file, a script,
+//! Ansible Vault on real sshd hosts (issue 10): a vaulted group_vars file, a vaulted
+//! `-e @FILE` (format 1.2, labelled) and an inline `!vault` value in the playbook are decrypted with `--vault-password-file` (a file, a script,
 //! `$ANSIBLE_VAULT_PASSWORD_FILE`) and reach the nodes, while the decrypted values appear
 //! nowhere in what kamo prints (text, `-v --diff`, `--output json`, plan, inventory listing)
 //! or records (the journal's bytes, the run logs, `show`, `log`, `history`). A wrong or
@@ -17,7 +17,12 @@ use crate::support::sshd::SshCluster;
 
 const PASSWORD: &str = "kamo-vault-test";
 /// Every plaintext of the vaults the tests use.
-const SECRETS: [&str; 3] = ["Sup3r-s3cret-db", "tok-8d1f0c2e", "inline-v4ult-value"];
+const SECRETS: [&str; 4] = [
+    "Sup3r-s3cret-db",
+    "tok-8d1f0c2e",
+    "inline-v4ult-value",
+    "labelled-v4lue",
+];
 
 fn fixture(name: &str) -> String {
     fs::read_to_string(
@@ -45,7 +50,7 @@ fn playbook_text() -> String {
         dest: "{{{{ base }}}}/{{{{ inventory_hostname }}}}.secrets"
         content: "{{{{ db_note }}}} {{{{ inline_value }}}}\n"
     - name: echo them
-      shell: echo "db={{{{ db_note }}}} token={{{{ api_word }}}}"
+      shell: echo "db={{{{ db_note }}}} token={{{{ api_word }}}} label={{{{ label_value | default('') }}}}"
       register: echoed
     - debug: var=echoed.stdout
     - debug:
@@ -139,8 +144,14 @@ fn vaulted_values_reach_the_nodes_and_nothing_kamo_prints_or_records() {
     let c = SshCluster::start(2);
     let s = setup(&c);
     let pw = s.password_file.to_str().unwrap().to_owned();
+    let extra = s.home.path().join("extra.yml");
+    fs::write(&extra, fixture("vars-1.2.yml")).unwrap();
+    let extra = format!("@{}", extra.display());
 
-    let text = s.run(&c, &["--vault-password-file", &pw, "-v", "--diff"]);
+    let text = s.run(
+        &c,
+        &["--vault-password-file", &pw, "-v", "--diff", "-e", &extra],
+    );
     text.assert_code(0);
     for h in &c.hosts {
         assert_eq!(
@@ -159,8 +170,19 @@ fn vaulted_values_reach_the_nodes_and_nothing_kamo_prints_or_records() {
         text.stdout
     );
     assert!(text.stdout.contains("db=********"), "{}", text.stdout);
+    assert!(text.stdout.contains("label=********"), "{}", text.stdout);
 
-    let json = s.run(&c, &["--vault-password-file", &pw, "--output", "json"]);
+    let json = s.run(
+        &c,
+        &[
+            "--vault-password-file",
+            &pw,
+            "--output",
+            "json",
+            "-e",
+            &extra,
+        ],
+    );
     json.assert_code(0);
     assert_no_secret("--output json", json.stdout.as_bytes());
     assert_no_secret("stderr (json)", json.stderr.as_bytes());
@@ -206,6 +228,12 @@ fn vaulted_values_reach_the_nodes_and_nothing_kamo_prints_or_records() {
         assert_no_secret(&format!("kamo {}", args.join(" ")), r.stdout.as_bytes());
         assert_no_secret("its stderr", r.stderr.as_bytes());
     }
+    let history = s
+        .kamo()
+        .args(["history", "--output", "json", "--state-dir", state_arg])
+        .run();
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(runs[0]["extra_vars"]["label_value"], "********", "{runs}");
     let log = s
         .kamo()
         .args(["log", "2", "node01", "echo them", "--state-dir", state_arg])
