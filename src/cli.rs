@@ -986,3 +986,48 @@ pub struct InventoryGraphArgs {
     #[command(flatten)]
     pub inventory: InventoryArgs,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command that reads inventories or playbooks takes the vault flags.
+    #[test]
+    fn vault_flags_on_every_loading_command() {
+        let commands: &[&[&str]] = &[
+            &["exec", "all", "--", "true"],
+            &["inventory", "list"],
+            &["inventory", "graph"],
+            &["run", "site.yml"],
+            &["plan", "site.yml"],
+            &["syntax-check", "site.yml"],
+            &["resume"],
+            &["deploy", "all"],
+            &["clean", "app"],
+            &["update", "app"],
+            &["rebuild", "--to-version", "2.1.0"],
+            &["credentials", "show"],
+            &["check"],
+            &["copy", "a:/x", "b:/y"],
+            &["rollback", "--to", "M"],
+            &["migrate-db", "--to", "M"],
+            &["db", "status"],
+            &["migrate", "--from", "a", "--to", "b"],
+            &["migrate", "finalize", "--from", "a"],
+        ];
+        for c in commands {
+            let mut argv = vec!["kamo"];
+            argv.extend_from_slice(c);
+            let at = argv.iter().position(|a| *a == "--").unwrap_or(argv.len());
+            argv.splice(
+                at..at,
+                ["--vault-password-file", "pw", "-J", "--vault-id", "prod@f"],
+            );
+            let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let v = cli.command.vault().unwrap_or_else(|| panic!("{argv:?}"));
+            assert_eq!(v.password_files, [PathBuf::from("pw")], "{argv:?}");
+            assert!(v.ask, "{argv:?}");
+            assert_eq!(v.ids, ["prod@f"], "{argv:?}");
+        }
+    }
+}

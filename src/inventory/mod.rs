@@ -1355,4 +1355,27 @@ mod tests {
         let e = inv.graph("nope").unwrap_err();
         assert_eq!(e.exit_code(), ExitCode::Usage);
     }
+
+    #[test]
+    fn yaml_inventories_decrypt_vault_values() {
+        crate::vault::keyring::install_test_keyring();
+        let inline = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault/inline.yml"),
+        )
+        .unwrap()
+        .replace('\n', "\n      ");
+        let text = format!("all:\n  hosts:\n    h1:\n  vars:\n    {inline}\n");
+        let inv = Inventory::from_yaml(&text, Path::new("hosts.yml")).unwrap();
+        assert_eq!(
+            inv.vars_for("h1")["inline_value"],
+            json!("inline-v4ult-value")
+        );
+        let e = Inventory::from_yaml(
+            "all:\n  hosts:\n    h1:\n      x: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3031\n",
+            Path::new("hosts.yml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), ExitCode::Parse);
+        assert!(e.render().contains("hosts.yml:4"), "{}", e.render());
+    }
 }

@@ -375,3 +375,35 @@ fn password_scripts_env_plan_and_inventory_listing() {
     assert!(r.stderr.contains("nodes.yml"), "{}", r.stderr);
     assert!(r.stderr.contains("--vault-password-file"), "{}", r.stderr);
 }
+
+/// `--ask-vault-pass` asks on the terminal: kamo runs under `script`, which gives it a pty,
+/// and the password is typed once the prompt is up.
+#[test]
+fn ask_vault_pass_reads_the_terminal() {
+    let c = SshCluster::start(1);
+    let s = setup(&c);
+    let kamo_line = format!(
+        "{} plan {} -i {} -e base=/tmp/x -J",
+        crate::support::kamo_bin().display(),
+        s.playbook.display(),
+        s.inv.display()
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", s.home.path())
+        .arg("-c")
+        .arg(format!(
+            "(sleep 1; printf '%s\\n' '{PASSWORD}') | script -qec '{kamo_line}' /dev/null"
+        ));
+    let out = crate::support::run_bounded(&mut cmd, std::time::Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Vault password:"), "{stdout}");
+    assert!(stdout.contains("dry run: nothing was changed"), "{stdout}");
+    assert_no_secret("kamo plan -J", stdout.as_bytes());
+}
