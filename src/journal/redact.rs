@@ -152,6 +152,12 @@ impl Redactor {
         }
     }
 
+    /// Whether there is nothing to replace (no secret known, nothing decrypted from a vault).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && crate::vault::keyring::revealed().is_empty()
+    }
+
     /// `text` with every known secret replaced; `None` when nothing was found.
     #[must_use]
     pub fn redact(&self, text: &str) -> Option<String> {
