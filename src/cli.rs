@@ -86,6 +86,45 @@ pub enum Command {
     Migrate(MigrateArgs),
 }
 
+impl Command {
+    /// The vault passwords the command was given, if it reads inventories or playbooks.
+    #[must_use]
+    pub fn vault(&self) -> Option<&VaultArgs> {
+        Some(match self {
+            Self::Exec(a) => &a.inventory.vault,
+            Self::Inventory(InventoryCommand::List(a)) => &a.inventory.vault,
+            Self::Inventory(InventoryCommand::Graph(a)) => &a.inventory.vault,
+            Self::Run(a) => &a.inventory.vault,
+            Self::Plan(a) => &a.inventory.vault,
+            Self::SyntaxCheck(a) => &a.vault,
+            Self::Resume(a) => &a.inventory.vault,
+            Self::Deploy(a) => &a.common.inventory.vault,
+            Self::Clean(a) => &a.common.inventory.vault,
+            Self::Update(a) => &a.common.inventory.vault,
+            Self::Rebuild(a) => &a.common.inventory.vault,
+            Self::Credentials(a) => &a.common.inventory.vault,
+            Self::Check(a) => &a.inventory.vault,
+            Self::Copy(a) => &a.inventory.vault,
+            Self::Rollback(a) => &a.db.inventory.vault,
+            Self::MigrateDb(a) => &a.db.inventory.vault,
+            Self::Db(DbCommand::Status(a)) => &a.db.inventory.vault,
+            Self::Db(DbCommand::Restore(a)) => &a.db.inventory.vault,
+            Self::Migrate(a) => match &a.command {
+                Some(MigrateCommand::Finalize(f)) => &f.vault,
+                None => &a.vault,
+            },
+            Self::History(_)
+            | Self::Show(_)
+            | Self::Log(_)
+            | Self::Lab(_)
+            | Self::Configure(_)
+            | Self::Versions(_)
+            | Self::Completions(_)
+            | Self::Man(_) => return None,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 #[allow(clippy::struct_excessive_bools)] // each bool is one command-line switch
@@ -125,6 +164,8 @@ pub struct MigrateArgs {
     /// Where the journal, the database dump and the manifests are kept.
     #[arg(long = "state-dir", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +196,8 @@ pub struct MigrateFinalizeArgs {
     pub playbooks: Option<PathBuf>,
     #[arg(long = "state-dir", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 #[derive(Debug, Args)]
@@ -812,6 +855,8 @@ pub struct PlanArgs {
 pub struct SyntaxCheckArgs {
     #[arg(required = true, value_name = "PLAYBOOK")]
     pub playbooks: Vec<PathBuf>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -832,6 +877,33 @@ pub struct InventoryArgs {
     /// Narrow the selection further with a host pattern, or @FILE of patterns (repeatable).
     #[arg(short = 'l', long = "limit", value_name = "SUBSET")]
     pub limit: Vec<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+/// Ansible Vault passwords, for vault-encrypted vars files and `!vault` values (every command
+/// that reads inventories or playbooks takes them).
+#[derive(Debug, Args, Clone, Default)]
+pub struct VaultArgs {
+    /// Vault password file (repeatable); an executable file is run and its output is the
+    /// password. $ANSIBLE_VAULT_PASSWORD_FILE is read too.
+    #[arg(
+        long = "vault-password-file",
+        visible_alias = "vault-pass-file",
+        value_name = "FILE"
+    )]
+    pub password_files: Vec<PathBuf>,
+    /// Ask for the vault password once (hidden).
+    #[arg(
+        short = 'J',
+        long = "ask-vault-pass",
+        visible_alias = "ask-vault-password"
+    )]
+    pub ask: bool,
+    /// A labelled vault password, LABEL@FILE or LABEL@prompt (repeatable); tried first for
+    /// vaults with that label (format 1.2).
+    #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -926,4 +998,49 @@ pub struct InventoryGraphArgs {
     pub group: Option<String>,
     #[command(flatten)]
     pub inventory: InventoryArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command that reads inventories or playbooks takes the vault flags.
+    #[test]
+    fn vault_flags_on_every_loading_command() {
+        let commands: &[&[&str]] = &[
+            &["exec", "all", "--", "true"],
+            &["inventory", "list"],
+            &["inventory", "graph"],
+            &["run", "site.yml"],
+            &["plan", "site.yml"],
+            &["syntax-check", "site.yml"],
+            &["resume"],
+            &["deploy", "all"],
+            &["clean", "app"],
+            &["update", "app"],
+            &["rebuild", "--to-version", "2.1.0"],
+            &["credentials", "show"],
+            &["check"],
+            &["copy", "a:/x", "b:/y"],
+            &["rollback", "--to", "M"],
+            &["migrate-db", "--to", "M"],
+            &["db", "status"],
+            &["migrate", "--from", "a", "--to", "b"],
+            &["migrate", "finalize", "--from", "a"],
+        ];
+        for c in commands {
+            let mut argv = vec!["kamo"];
+            argv.extend_from_slice(c);
+            let at = argv.iter().position(|a| *a == "--").unwrap_or(argv.len());
+            argv.splice(
+                at..at,
+                ["--vault-password-file", "pw", "-J", "--vault-id", "prod@f"],
+            );
+            let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let v = cli.command.vault().unwrap_or_else(|| panic!("{argv:?}"));
+            assert_eq!(v.password_files, [PathBuf::from("pw")], "{argv:?}");
+            assert!(v.ask, "{argv:?}");
+            assert_eq!(v.ids, ["prod@f"], "{argv:?}");
+        }
+    }
 }

@@ -15,11 +15,14 @@
 //!   `--via` SSH tunnel.
 //! - `transfer/`: verified host-to-host copies of data sets: manifests, free-space checks.
 //! - `secret`, `error`: values that never print, and the one error type with its exit codes.
+//! - `vault`: Ansible Vault data (`--vault-password-file`, `--ask-vault-pass`), decrypted at
+//!   load time; every decrypted value is a secret.
 //!
 //! Files kamo reads: the inventory (`-i`, default `./inventory/hosts.ini`), `~/.ssh/config`,
 //! `~/.ssh/known_hosts` (or `--known-hosts`), private keys, the ssh-agent socket.
 //! `kamo rollback` and the `db` commands also read `~/.pgpass` (or `$PGPASSFILE`) and the
-//! inventory's `db_password_file`.
+//! inventory's `db_password_file`. Vault password files (`--vault-password-file`,
+//! `$ANSIBLE_VAULT_PASSWORD_FILE`) are read, or run when executable.
 //! Files kamo writes: the `known_hosts` file, only under `--host-key-checking accept-new`; the
 //! run journal in the state directory; database backups (`STATE_DIR/backups` or
 //! `--backup-dir`, mode 0600).
@@ -41,3 +44,4 @@ pub mod secret;
 pub mod transfer;
 pub mod transport;
 pub mod ui;
+pub mod vault;

@@ -46,6 +46,10 @@ fn main() -> ProcessExit {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
+    // Vault passwords are read (or asked) before any inventory or playbook is.
+    if let Some(v) = cli.command.vault() {
+        kamo::vault::keyring::install_from(v.ask, &v.ids, &v.password_files)?;
+    }
     match cli.command {
         Command::Inventory(InventoryCommand::List(a)) => kamo::commands::inventory::list(&a),
         Command::Inventory(InventoryCommand::Graph(a)) => kamo::commands::inventory::graph(&a),

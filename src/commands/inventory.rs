@@ -40,6 +40,12 @@ pub fn list(args: &InventoryListArgs) -> Result<ExitCode> {
             "vars": vars,
         }));
     }
+    // Vault-decrypted values are secrets whatever their variable's name.
+    let redactor = crate::journal::redact::Redactor::default();
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| redactor.redact_json(&r).unwrap_or(r))
+        .collect();
     match args.output {
         OutputFormat::Json => ui::print_json(&Value::Array(rows)),
         OutputFormat::Text => ui::print_host_table(&rows),

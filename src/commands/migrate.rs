@@ -205,6 +205,8 @@ fn lifecycle_args(side: &Loaded, opts: &Opts, playbooks: Option<&PathBuf>) -> Li
         inventory: InventoryArgs {
             inventory: vec![side.path.clone()],
             limit: Vec::new(),
+            // The vault passwords were installed from migrate's own flags.
+            vault: crate::cli::VaultArgs::default(),
         },
         connection: opts.connection.clone(),
         playbooks: playbooks.cloned(),

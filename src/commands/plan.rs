@@ -4,6 +4,7 @@ use crate::cli::{OutputFormat, PlanArgs};
 use crate::engine::plan::{Entry, Planner};
 use crate::error::{ExitCode, Result};
 use crate::inventory::Inventory;
+use crate::journal::redact::Redactor;
 use crate::playbook::template::Templater;
 use crate::ui;
 
@@ -51,7 +52,9 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
             let entries = planner.plan(pb, hosts_of)?;
             let hosts: std::collections::BTreeSet<&str> =
                 entries.iter().map(|e| e.host.as_str()).collect();
-            ui::print_text(&render(&entries, args.scripts, hosts.len()));
+            let text = render(&entries, args.scripts, hosts.len());
+            // Vault-decrypted values never show, even in the scripts they are part of.
+            ui::print_text(&Redactor::default().redact(&text).unwrap_or(text));
             entries.iter().filter(|e| e.status == "error").count()
         }
     };
@@ -81,12 +84,20 @@ fn write_json(
         hosts_of,
         |entries| {
             let mut buf = Vec::new();
+            let redactor = Redactor::default();
+            let vaulted = !crate::vault::keyring::revealed().is_empty();
             for e in &entries {
                 if !buf.is_empty() {
                     buf.push(b',');
                 }
                 // Serializing an entry cannot fail (string keys, no maps of other keys).
-                let _ = serde_json::to_writer(&mut buf, e);
+                if vaulted {
+                    let v = serde_json::to_value(e).unwrap_or_default();
+                    let v = redactor.redact_json(&v).unwrap_or(v);
+                    let _ = serde_json::to_writer(&mut buf, &v);
+                } else {
+                    let _ = serde_json::to_writer(&mut buf, e);
+                }
             }
             let errors = entries.iter().filter(|e| e.status == "error").count();
             let host = entries.first().map(|e| e.host.clone());

@@ -133,6 +133,7 @@ fn run_args(args: &ResumeArgs, opts: &Value, run_id: i64) -> Result<RunArgs> {
                 .map(PathBuf::from)
                 .collect(),
             limit: strings(opts, "limit"),
+            vault: args.inventory.vault.clone(),
         }
     } else {
         InventoryArgs {
@@ -142,6 +143,7 @@ fn run_args(args: &ResumeArgs, opts: &Value, run_id: i64) -> Result<RunArgs> {
             } else {
                 args.inventory.limit.clone()
             },
+            vault: args.inventory.vault.clone(),
         }
     };
     let flag = |k: &str| opts.get(k).and_then(Value::as_bool).unwrap_or(false);

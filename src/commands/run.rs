@@ -34,6 +34,10 @@ pub fn extra_vars(values: &[String]) -> Result<Map<String, Value>> {
             let path = Path::new(file);
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Error::io("cannot read extra vars file", path, e))?;
+            if crate::vault::is_vault(&text) {
+                merge_mapping(&mut out, vaulted_extra_vars(&text, path)?, file)?;
+                continue;
+            }
             let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
                 let line = e.location().map_or(0, |l| l.line());
                 Error::parse(
@@ -61,6 +65,29 @@ pub fn extra_vars(values: &[String]) -> Result<Map<String, Value>> {
         }
     }
     Ok(out)
+}
+
+/// A vault-encrypted `-e @FILE`: decrypted, each value remembered as a secret; its errors
+/// never quote the decrypted text.
+fn vaulted_extra_vars(text: &str, path: &Path) -> Result<serde_yaml::Value> {
+    let plain = zeroize::Zeroizing::new(crate::vault::keyring::open(text).map_err(|e| {
+        Error::parse(
+            Located::new(path, 1, format!("vault-encrypted extra vars file: {e}"))
+                .hint(crate::vault::keyring::hint(&e)),
+        )
+    })?);
+    let value: serde_yaml::Value = serde_yaml::from_str(&plain).map_err(|e| {
+        let line = e.location().map_or(0, |l| l.line());
+        Error::parse(Located::new(
+            path,
+            0,
+            format!("the decrypted vault is not valid YAML (at its line {line})"),
+        ))
+    })?;
+    if let Ok(json) = serde_json::to_value(&value) {
+        crate::vault::keyring::remember_all(&json);
+    }
+    Ok(value)
 }
 
 fn merge_mapping(out: &mut Map<String, Value>, value: serde_yaml::Value, what: &str) -> Result<()> {
@@ -192,6 +219,55 @@ impl Reporter for Tee {
     }
 }
 
+/// Replaces known secret values (secret-named variables, vault-decrypted values) in every
+/// event before the console or the run log sees it.
+struct Redacting {
+    redactor: Redactor,
+    inner: Tee,
+}
+
+impl Reporter for Redacting {
+    fn event(&self, e: &Event) {
+        let r = &self.redactor;
+        if r.is_empty() {
+            // Most runs know no secret: no copy of every event's output.
+            return self.inner.event(e);
+        }
+        let text = |t: &str| r.redact(t).unwrap_or_else(|| t.to_owned());
+        let json = |v: Value| r.redact_json(&v).unwrap_or(v);
+        let redacted = match e {
+            Event::Host(h) => {
+                let mut h = h.clone();
+                h.task = text(&h.task);
+                h.msg = h.msg.as_deref().map(text);
+                h.stdout = text(&h.stdout);
+                h.stderr = text(&h.stderr);
+                h.item = h.item.map(json);
+                if let Some(Value::Object(m)) = r.redact_json(&Value::Object(h.data.clone())) {
+                    h.data = m;
+                }
+                Event::Host(h)
+            }
+            Event::TaskStart {
+                name,
+                location,
+                hosts,
+            } => Event::TaskStart {
+                name: text(name),
+                location: location.clone(),
+                hosts: *hosts,
+            },
+            Event::PlayStart { name, hosts } => Event::PlayStart {
+                name: text(name),
+                hosts: *hosts,
+            },
+            Event::Warning(w) => Event::Warning(text(w)),
+            Event::Recap { .. } => e.clone(),
+        };
+        self.inner.event(&redacted);
+    }
+}
+
 fn open_log(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let logs = dir.join("logs");
@@ -257,7 +333,6 @@ pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> 
     {
         redactor.add(secret.expose());
     }
-    let shown_redactor = redactor.clone();
     let files = read_files(&playbooks, &sources);
     let mut journal = Journal::open(&state).await?;
     let locked_hosts: Vec<String> = hosts
@@ -293,14 +368,14 @@ pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> 
         OutputFormat::Json => Arc::new(JsonReporter::default()),
         OutputFormat::Text => Arc::new(TextReporter::new(verbose)),
     };
-    let reporter = Arc::new(crate::engine::report::Redacting {
-        inner: Arc::new(Tee(vec![
+    let reporter = Arc::new(Redacting {
+        redactor: recording.redactor.clone(),
+        inner: Tee(vec![
             Arc::new(LogReporter {
                 file: std::sync::Mutex::new(log_file),
             }),
             console,
-        ])),
-        redactor: shown_redactor,
+        ]),
     });
     let stop = Stop::default();
     let watcher = tokio::spawn(watch_signals(

@@ -200,6 +200,13 @@ impl Inventory {
 
     fn load_file(&mut self, file: &Path) -> Result<()> {
         let text = read_input(file, "inventory file")?;
+        if crate::vault::is_vault(&text) {
+            // Its errors would quote the decrypted lines; vaulting values is the usual way.
+            return Err(Error::parse(
+                Located::new(file, 1, "vault-encrypted inventory files are not supported")
+                    .hint("vault the group_vars/host_vars files, or single values with `!vault`"),
+            ));
+        }
         if is_yaml_file(file, &text) {
             yaml::parse(self, &text, file)?;
         } else {
@@ -1389,5 +1396,28 @@ mod tests {
         );
         let e = inv.graph("nope").unwrap_err();
         assert_eq!(e.exit_code(), ExitCode::Usage);
+    }
+
+    #[test]
+    fn yaml_inventories_decrypt_vault_values() {
+        crate::vault::keyring::install_test_keyring();
+        let inline = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vault/inline.yml"),
+        )
+        .unwrap()
+        .replace('\n', "\n      ");
+        let text = format!("all:\n  hosts:\n    h1:\n  vars:\n    {inline}\n");
+        let inv = Inventory::from_yaml(&text, Path::new("hosts.yml")).unwrap();
+        assert_eq!(
+            inv.vars_for("h1")["inline_value"],
+            json!("inline-v4ult-value")
+        );
+        let e = Inventory::from_yaml(
+            "all:\n  hosts:\n    h1:\n      x: !vault |\n        $ANSIBLE_VAULT;1.1;AES256\n        3031\n",
+            Path::new("hosts.yml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), ExitCode::Parse);
+        assert!(e.render().contains("hosts.yml:4"), "{}", e.render());
     }
 }

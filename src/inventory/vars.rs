@@ -22,8 +22,11 @@
 //! `N`, `N.yml`, `N.yaml`, `N.json`; a directory `N/` is read recursively in sorted order
 //! (files with no extension or one of those, skipping hidden files and `~` backups).
 //!
-//! Not supported: playbook-level `group_vars/` (beside the playbook), vault-encrypted files
-//! (an error says so), `ansible_group_priority` from `group_vars/` files affecting the sort.
+//! A vault-encrypted file is decrypted with the run's vault passwords, and each of its values
+//! remembered as a secret (see [`crate::vault::keyring`]).
+//!
+//! Not supported: playbook-level `group_vars/` (beside the playbook), `ansible_group_priority`
+//! from `group_vars/` files affecting the sort.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -116,14 +119,20 @@ fn dir_vars_files(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) {
 /// Reads one YAML/JSON vars file: a mapping, or empty.
 pub(super) fn load_vars_file(path: &Path) -> Result<Vars> {
     let text = super::read_input(path, "vars file")?;
-    if text.trim_start().starts_with("$ANSIBLE_VAULT") {
-        return Err(Error::parse(
-            Located::new(path, 1, "vault-encrypted vars files are not supported")
-                .source(&text)
-                .hint("decrypt it with `ansible-vault decrypt`, or pass secrets another way"),
-        ));
-    }
-    let value = super::yaml::load_yaml(&text, path)?;
+    let vaulted = crate::vault::is_vault(&text);
+    let value = if vaulted {
+        let plain = zeroize::Zeroizing::new(crate::vault::keyring::open(&text).map_err(|e| {
+            Error::parse(
+                Located::new(path, 1, format!("vault-encrypted vars file: {e}"))
+                    .hint(crate::vault::keyring::hint(&e)),
+            )
+        })?);
+        let value = super::yaml::load_decrypted_yaml(&plain, path)?;
+        crate::vault::keyring::remember_all(&super::yaml::to_json(&value));
+        value
+    } else {
+        super::yaml::load_yaml(&text, path)?
+    };
     match value {
         serde_yaml::Value::Null => Ok(Vars::new()),
         serde_yaml::Value::Mapping(m) => Ok(m
@@ -309,5 +318,59 @@ mod tests {
         assert!(e.to_string().contains("vault"), "{e}");
         write(&f, "");
         assert!(load_vars_file(&f).unwrap().is_empty());
+    }
+
+    fn vault_fixture(name: &str) -> String {
+        fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/vault")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn vault_files_and_values_are_decrypted_and_remembered() {
+        crate::vault::keyring::install_test_keyring();
+        let d = tempfile::tempdir().unwrap();
+        let gv = d.path().join("group_vars");
+        write(&gv.join("all.yml"), &vault_fixture("vars-1.1.yml"));
+        write(&gv.join("web.yml"), &vault_fixture("vars-1.2.yml"));
+        let inline = vault_fixture("inline.yml");
+        write(
+            &d.path().join("host_vars/h1.yml"),
+            &format!("plain: 1\n{inline}"),
+        );
+        let layer = load_layer(&gv, &["all".into(), "web".into()]).unwrap();
+        assert_eq!(layer["all"]["db_note"], json!("Sup3r-s3cret-db"));
+        assert_eq!(layer["web"]["label_value"], json!("labelled-v4lue"));
+        let hv = load_vars_file(&d.path().join("host_vars/h1.yml")).unwrap();
+        assert_eq!(hv["inline_value"], json!("inline-v4ult-value"));
+        assert_eq!(hv["plain"], json!(1));
+        let revealed = crate::vault::keyring::revealed();
+        for v in [
+            "Sup3r-s3cret-db",
+            "tok-8d1f0c2e",
+            "labelled-v4lue",
+            "inline-v4ult-value",
+        ] {
+            assert!(revealed.iter().any(|r| r == v), "{v} not remembered");
+        }
+    }
+
+    #[test]
+    fn a_broken_inline_vault_is_located_and_quotes_no_secret() {
+        crate::vault::keyring::install_test_keyring();
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.yml");
+        write(
+            &f,
+            "a: 1\nb: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6162zz\nc: 2\n",
+        );
+        let e = load_vars_file(&f).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::ExitCode::Parse);
+        let out = e.render();
+        assert!(out.contains("x.yml:2"), "{out}");
+        assert!(out.contains("malformed vault data"), "{out}");
     }
 }

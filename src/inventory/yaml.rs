@@ -11,9 +11,12 @@
 //! is not a mapping) kamo stops with a located error and a hint, because a silently skipped
 //! host is worse than a failed start.
 //!
+//! `!vault` values are decrypted as the file is loaded (see [`crate::vault::keyring`]), in
+//! inventories and in `group_vars`/`host_vars` files alike.
+//!
 //! Not supported: YAML 1.1 booleans (`yes`/`no`/`on`/`off` stay strings with serde_yaml's
-//! YAML 1.2 rules; write `true`/`false`), `!vault` and other Ansible tags (the tag is dropped,
-//! the value kept), inventory plugin configuration files (`plugin: ...`).
+//! YAML 1.2 rules; write `true`/`false`), other Ansible tags such as `!unsafe` (the tag is
+//! dropped, the value kept), inventory plugin configuration files (`plugin: ...`).
 
 use std::path::Path;
 
@@ -239,6 +242,7 @@ pub(super) fn load_yaml(text: &str, file: &Path) -> Result<Y> {
                 .source(text),
         )
     })?;
+    decrypt_vault_tags(&mut value, text, file)?;
     value.apply_merge().map_err(|e| {
         Error::parse(Located::new(
             file,
@@ -247,6 +251,85 @@ pub(super) fn load_yaml(text: &str, file: &Path) -> Result<Y> {
         ))
     })?;
     Ok(value)
+}
+
+/// The YAML of a decrypted vault file: errors give the line only, never the (secret) text.
+pub(super) fn load_decrypted_yaml(plain: &str, file: &Path) -> Result<Y> {
+    let mut value: Y = serde_yaml::from_str(plain).map_err(|e| {
+        let line = e.location().map_or(0, |l| l.line());
+        Error::parse(Located::new(
+            file,
+            0,
+            format!("the decrypted vault is not valid YAML (at its line {line})"),
+        ))
+    })?;
+    value.apply_merge().map_err(|_| {
+        Error::parse(Located::new(
+            file,
+            0,
+            "the decrypted vault has an invalid YAML merge key",
+        ))
+    })?;
+    Ok(value)
+}
+
+/// Replaces every `!vault` value with its plaintext, remembered as a secret.
+fn decrypt_vault_tags(v: &mut Y, text: &str, file: &Path) -> Result<()> {
+    match v {
+        Y::Tagged(t) if t.tag == "vault" => {
+            let Y::String(envelope) = &t.value else {
+                return Err(Error::parse(
+                    Located::new(file, vault_line(text, ""), "`!vault` must tag a string")
+                        .source(text),
+                ));
+            };
+            let plain = crate::vault::keyring::reveal(envelope).map_err(|e| {
+                Error::parse(
+                    Located::new(
+                        file,
+                        vault_line(text, envelope),
+                        format!("`!vault` value: {e}"),
+                    )
+                    .source(text)
+                    .hint(crate::vault::keyring::hint(&e)),
+                )
+            })?;
+            *v = Y::String(plain);
+        }
+        Y::Tagged(t) => decrypt_vault_tags(&mut t.value, text, file)?,
+        Y::Sequence(items) => {
+            for item in items {
+                decrypt_vault_tags(item, text, file)?;
+            }
+        }
+        Y::Mapping(m) => {
+            for item in m.values_mut() {
+                decrypt_vault_tags(item, text, file)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Best-effort line of the `!vault` tag whose envelope is `envelope`: the line before the
+/// envelope's first data line, else the first `!vault` in the file.
+fn vault_line(text: &str, envelope: &str) -> usize {
+    let first_data = envelope.lines().nth(1).map(str::trim).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    if !first_data.is_empty()
+        && let Some(i) = lines.iter().position(|l| l.trim() == first_data)
+    {
+        // The header line sits between the tag and the data, in a `!vault |` block.
+        return (0..i)
+            .rev()
+            .find(|&j| lines[j].contains("!vault"))
+            .map_or(i, |j| j + 1);
+    }
+    lines
+        .iter()
+        .position(|l| l.contains("!vault"))
+        .map_or(0, |i| i + 1)
 }
 
 /// A YAML value as JSON: tags are dropped, non-string keys become strings, non-finite floats

@@ -2,7 +2,10 @@
 //!
 //! Secrets are known by name (variables whose name says password, token, secret or key, see
 //! [`crate::secret::is_secret_var`]) and by value: every value of such a variable, in the
-//! extra vars or the inventory, is replaced wherever it appears in what is stored.
+//! extra vars or the inventory, is replaced wherever it appears in what is stored. Every value
+//! decrypted from an Ansible vault is a secret whatever its name: [`Redactor`] also replaces
+//! those [`crate::vault::keyring::revealed`] so far, including ones revealed after it was made
+//! (an `include_vars` of a vault file at run time).
 
 use serde_json::{Map, Value};
 
@@ -25,14 +28,23 @@ pub fn redact_value(v: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(redact_value).collect()),
+        // A value decrypted from a vault (an `-e @vault.yml`) is left out whatever its name.
+        Value::String(s) if Redactor::default().redact(s).is_some() => {
+            Value::String(REDACTED.into())
+        }
         other => other.clone(),
     }
 }
 
-/// The keys of `vars` whose values were left out by [`redact_value`].
+/// The keys of `vars` whose values were left out by [`redact_value`] (by name, or because
+/// they hold a vault-decrypted value).
 #[must_use]
 pub fn secret_keys(vars: &Map<String, Value>) -> Vec<String> {
-    vars.keys().filter(|k| is_secret_var(k)).cloned().collect()
+    let r = Redactor::default();
+    vars.iter()
+        .filter(|(k, v)| is_secret_var(k) || r.redact_json(v).is_some())
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// A URL's password (`scheme://user:password@host`) replaced.
@@ -140,17 +152,64 @@ impl Redactor {
         }
     }
 
+    /// Whether there is nothing to replace (no secret known, nothing decrypted from a vault).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && crate::vault::keyring::revealed().is_empty()
+    }
+
     /// `text` with every known secret replaced; `None` when nothing was found.
     #[must_use]
     pub fn redact(&self, text: &str) -> Option<String> {
+        let vault = crate::vault::keyring::revealed();
+        let mut all: Vec<&str> = self
+            .secrets
+            .iter()
+            .chain(vault.iter().filter(|s| s.len() >= 4))
+            .map(String::as_str)
+            .collect();
+        // Longest first, so a secret that contains another is replaced whole.
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        all.dedup();
         let mut out: Option<String> = None;
-        for s in &self.secrets {
+        for s in all {
             let cur = out.as_deref().unwrap_or(text);
-            if cur.contains(s.as_str()) {
-                out = Some(cur.replace(s.as_str(), REDACTED));
+            if cur.contains(s) {
+                out = Some(cur.replace(s, REDACTED));
             }
         }
         out
+    }
+
+    /// Every string inside `v` redacted (see [`Redactor::redact`]); `None` when nothing was.
+    #[must_use]
+    pub fn redact_json(&self, v: &Value) -> Option<Value> {
+        match v {
+            Value::String(s) => self.redact(s).map(Value::String),
+            Value::Array(a) => {
+                let r: Vec<Option<Value>> = a.iter().map(|x| self.redact_json(x)).collect();
+                r.iter().any(Option::is_some).then(|| {
+                    Value::Array(
+                        r.into_iter()
+                            .zip(a)
+                            .map(|(n, o)| n.unwrap_or_else(|| o.clone()))
+                            .collect(),
+                    )
+                })
+            }
+            Value::Object(m) => {
+                let r: Vec<Option<Value>> = m.values().map(|x| self.redact_json(x)).collect();
+                r.iter().any(Option::is_some).then(|| {
+                    Value::Object(
+                        r.into_iter()
+                            .zip(m)
+                            .map(|(n, (k, o))| (k.clone(), n.unwrap_or_else(|| o.clone())))
+                            .collect(),
+                    )
+                })
+            }
+            _ => None,
+        }
     }
 }
 

@@ -168,8 +168,11 @@ pub fn load_vars_file(path: &Path) -> Result<Vars, Error> {
 /// A file being read: its path, text and directory.
 struct Src {
     path: Arc<PathBuf>,
+    /// The text, decrypted when the file is a vault.
     text: String,
     dir: PathBuf,
+    /// A vault file: its (decrypted) lines never appear in a message.
+    vaulted: bool,
 }
 
 impl Src {
@@ -185,7 +188,7 @@ impl Src {
     fn err(&self, node: &Node, msg: impl Into<String>) -> Located {
         Located::new(self.path.as_ref().clone(), node.line, msg)
             .column(node.col, node.len)
-            .source(&self.text)
+            .source(if self.vaulted { "" } else { &self.text })
     }
 
     fn map<'n>(&self, node: &'n Node, what: &str) -> Result<&'n [(Node, Node)], Located> {
@@ -291,6 +294,12 @@ impl Src {
     }
 }
 
+/// Every string or number of a decrypted vault file is a secret (its keys are not, nor
+/// `true`/`false`, which would blank out every boolean in the output).
+fn remember_values(node: &Node) {
+    crate::vault::keyring::remember_all(&node.to_json(true));
+}
+
 /// The nearest candidate by edit distance, if near enough to be a likely typo.
 fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(2);
@@ -394,10 +403,20 @@ impl Loader {
         if !self.files.iter().any(|f| f == path) {
             self.files.push(path.to_owned());
         }
+        let vaulted = crate::vault::is_vault(&text);
+        let text = if vaulted {
+            crate::vault::keyring::open(&text).map_err(|e| {
+                Located::new(path, 1, format!("vault-encrypted file: {e}"))
+                    .hint(crate::vault::keyring::hint(&e))
+            })?
+        } else {
+            text
+        };
         let src = Src {
             path: Arc::new(path.to_owned()),
             dir: path.parent().map(Path::to_owned).unwrap_or_default(),
             text,
+            vaulted,
         };
         let root = yaml::parse(&src.text).map_err(|e| {
             // A syntax error at the end of the file points past its last line: show that line.
@@ -414,8 +433,15 @@ impl Loader {
                 col,
                 len: 1,
             };
-            Error::from(src.err(&node, e.message))
+            let err = src.err(&node, e.message);
+            Error::from(match e.hint {
+                Some(h) => err.hint(h),
+                None => err,
+            })
         })?;
+        if vaulted && let Some(root) = &root {
+            remember_values(root);
+        }
         Ok((src, root))
     }
 
@@ -1849,6 +1875,42 @@ mod tests {
         assert_eq!(vars["b"], serde_json::json!([1, "two"]));
         std::fs::write(&v, "- a\n").unwrap();
         assert_eq!(load_vars_file(&v).unwrap_err().exit_code(), ExitCode::Parse);
+    }
+
+    #[test]
+    fn vault_values_and_files_in_playbooks() {
+        crate::vault::keyring::install_test_keyring();
+        let fixture = |n: &str| {
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/vault")
+                    .join(n),
+            )
+            .unwrap()
+        };
+        let inline = fixture("inline.yml").replace('\n', "\n    ");
+        let (d, r) = load(&[
+            (
+                "play.yml",
+                &format!("- hosts: all\n  vars:\n    {inline}\n  vars_files: [v.yml]\n"),
+            ),
+            ("v.yml", &fixture("vars-1.1.yml")),
+        ]);
+        let pb = r.unwrap();
+        assert_eq!(pb.plays[0].vars["inline_value"], "inline-v4ult-value");
+        let v = load_vars_file(&d.path().join("v.yml")).unwrap();
+        assert_eq!(v["api_word"], "tok-8d1f0c2e");
+        assert!(
+            crate::vault::keyring::revealed()
+                .iter()
+                .any(|s| s == "tok-8d1f0c2e")
+        );
+        // A broken `!vault` value is a located parse error.
+        fails(
+            "- hosts: all\n  vars:\n    x: !vault |\n      $ANSIBLE_VAULT;1.1;AES256\n      zz\n",
+            "3:",
+            "ansible-vault",
+        );
     }
 
     #[test]

@@ -8,8 +8,12 @@
 //! [`MAX_DEPTH`] and alias expansion beyond [`MAX_NODES`] (the "billion laughs") are refused
 //! before they cost memory. Merge keys (`<<: *defaults`) are applied here, explicit keys winning.
 //!
-//! Not supported: several documents in one file, tags other than YAML core tags (`!vault`,
-//! `!unsafe`), complex (non-scalar) mapping keys.
+//! A `!vault` scalar is decrypted here, with the run's vault passwords (see
+//! [`crate::vault::keyring`]), and becomes a quoted string: everything after this sees the
+//! plaintext, and the value is remembered as a secret.
+//!
+//! Not supported: several documents in one file, tags other than YAML core tags and `!vault`
+//! (`!unsafe`), complex (non-scalar) mapping keys.
 
 use saphyr_parser::{Event, Parser, ScalarStyle, ScanError};
 use serde_json::Value;
@@ -46,6 +50,7 @@ pub struct YamlError {
     pub line: usize,
     pub col: usize,
     pub message: String,
+    pub hint: Option<String>,
 }
 
 impl YamlError {
@@ -54,6 +59,7 @@ impl YamlError {
             line,
             col,
             message: message.into(),
+            hint: None,
         }
     }
 }
@@ -232,11 +238,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                 }
             }
             Event::Scalar(value, style, anchor, tag) => {
-                if let Some(tag) = &tag {
-                    check_tag(tag, line, col)?;
-                }
-                let forced_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
-                let plain = style == ScalarStyle::Plain && !forced_str;
+                let (value, plain) = scalar_text(value, style, tag.as_ref(), line, col)?;
                 let len = span.end.index().saturating_sub(span.start.index());
                 let len = if span.end.line() == span.start.line() {
                     len
@@ -244,10 +246,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
                     0
                 };
                 let node = Node {
-                    kind: Kind::Scalar {
-                        text: value.into_owned(),
-                        plain,
-                    },
+                    kind: Kind::Scalar { text: value, plain },
                     line,
                     col,
                     len,
@@ -363,6 +362,39 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
         }
     }
     Ok(root)
+}
+
+/// A scalar's text (decrypted when tagged `!vault`) and whether it resolves as a plain scalar.
+fn scalar_text(
+    value: std::borrow::Cow<'_, str>,
+    style: ScalarStyle,
+    tag: Option<&std::borrow::Cow<'_, saphyr_parser::Tag>>,
+    line: usize,
+    col: usize,
+) -> Result<(String, bool), YamlError> {
+    let vaulted = tag.is_some_and(|t| is_vault_tag(t));
+    if let Some(tag) = tag
+        && !vaulted
+    {
+        check_tag(tag, line, col)?;
+    }
+    if vaulted {
+        let plain = crate::vault::keyring::reveal(&value).map_err(|e| YamlError {
+            hint: Some(crate::vault::keyring::hint(&e).to_owned()),
+            ..YamlError::at(line, col, format!("`!vault` value: {e}"))
+        })?;
+        return Ok((plain, false));
+    }
+    let forced_str = tag.is_some_and(|t| t.suffix == "str");
+    Ok((
+        value.into_owned(),
+        style == ScalarStyle::Plain && !forced_str,
+    ))
+}
+
+/// Ansible's `!vault` local tag.
+fn is_vault_tag(tag: &saphyr_parser::Tag) -> bool {
+    tag.handle == "!" && tag.suffix == "vault"
 }
 
 fn check_tag(tag: &saphyr_parser::Tag, line: usize, col: usize) -> Result<(), YamlError> {

@@ -25,4 +25,5 @@ mod migrate;
 mod playbook;
 mod rollback;
 mod secrets;
+mod vault;
 mod verbs;

@@ -127,6 +127,7 @@ pub async fn resume(
         InventoryArgs {
             inventory: req.inventory.clone(),
             limit: req.limit.clone(),
+            vault: args.inventory.vault.clone(),
         }
     } else {
         args.inventory.clone()
