@@ -188,6 +188,29 @@ fn wait_for(lab: &Lab, host: &str, path: &str, within: Duration) -> bool {
     false
 }
 
+/// Starts `kamo copy FROM TO` in the background (source `node01` made slow by the caller)
+/// and waits (bounded) until `host`'s staging directory shows the stream has begun.
+fn copy_started(
+    lab: &Lab,
+    from: &str,
+    to: &str,
+    host: &str,
+    staging: &str,
+) -> std::thread::JoinHandle<Run> {
+    let running = lab
+        .kamo()
+        .args(["copy", from, to, "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--timeout", "20", "--state-dir"])
+        .arg_path(&lab.home.path().join("state"));
+    let running = std::thread::spawn(move || running.run());
+    assert!(
+        wait_for(lab, host, staging, Duration::from_secs(60)),
+        "the copy never started"
+    );
+    running
+}
+
 #[test]
 fn a_node_lost_mid_transfer_fails_the_copy_and_the_next_copy_succeeds() {
     let lab = Lab::up(2, &[]);
@@ -200,20 +223,12 @@ fn a_node_lost_mid_transfer_fails_the_copy_and_the_next_copy_succeeds() {
     .assert_code(0);
     // Slow, so the copy is still running when the node goes.
     lab.lab(&["fault", "node01", "slow"]).assert_code(0);
-    let running = lab
-        .kamo()
-        .args(["copy", "node01:/srv/data", "node02:/srv/copy", "-i"])
-        .arg_path(&lab.inventory())
-        .args(["--timeout", "20"]);
-    let running = std::thread::spawn(move || running.run());
-    assert!(
-        wait_for(
-            &lab,
-            "node02",
-            "/srv/copy.kamo-incoming",
-            Duration::from_secs(60)
-        ),
-        "the copy never started"
+    let running = copy_started(
+        &lab,
+        "node01:/srv/data",
+        "node02:/srv/copy",
+        "node02",
+        "/srv/copy.kamo-incoming",
     );
     lab.lab(&["fault", "node01", "down"]).assert_code(0);
     let r = running.join().unwrap();
@@ -385,21 +400,12 @@ fn a_target_lost_mid_stream_fails_alone_and_the_others_are_verified() {
     .assert_code(0);
     // Slow, so the stream is still running when node03 goes.
     lab.lab(&["fault", "node01", "slow"]).assert_code(0);
-    let running = lab
-        .kamo()
-        .args(["copy", "node01:/srv/data", "all:!node01:/srv/copy", "-i"])
-        .arg_path(&lab.inventory())
-        .args(["--timeout", "20", "--state-dir"])
-        .arg_path(&lab.home.path().join("state"));
-    let running = std::thread::spawn(move || running.run());
-    assert!(
-        wait_for(
-            &lab,
-            "node03",
-            "/srv/copy.kamo-incoming",
-            Duration::from_secs(60)
-        ),
-        "the copy never started"
+    let running = copy_started(
+        &lab,
+        "node01:/srv/data",
+        "all:!node01:/srv/copy",
+        "node03",
+        "/srv/copy.kamo-incoming",
     );
     lab.lab(&["fault", "node03", "down"]).assert_code(0);
     let r = running.join().unwrap();

@@ -336,6 +336,13 @@ fn diff(a: &str, b: &str) -> String {
 /// A copy of the shipped migrations whose v2.1.0 down.sql fails at a known line, after
 /// statements that succeed.
 fn broken_migrations(dir: &Path) -> (PathBuf, usize) {
+    // After the first three statements (two DROP COLUMN and a DELETE), a failing one.
+    migrations_with(dir, "ALTER TABLE \"Tags\" DROP COLUMN \"NoSuchColumn\";")
+}
+
+/// The shipped v2.0.0 and v2.1.0 migrations copied into `dir`, with `statement` put into
+/// v2.1.0's down.sql after its first statements; the down.sql and the statement's line.
+fn migrations_with(dir: &Path, statement: &str) -> (PathBuf, usize) {
     let src = migrations::default_dir();
     for id in [V200, V210] {
         std::fs::create_dir_all(dir.join(id)).unwrap();
@@ -345,13 +352,12 @@ fn broken_migrations(dir: &Path) -> (PathBuf, usize) {
     }
     let down = dir.join(V210).join("down.sql");
     let text = std::fs::read_to_string(&down).unwrap();
-    // After the first three statements (two DROP COLUMN and a DELETE), a failing one.
     let mut lines: Vec<&str> = text.lines().collect();
     let at = lines
         .iter()
         .position(|l| l.starts_with("DELETE FROM \"DataTagMaps\""))
         .unwrap();
-    lines.insert(at, "ALTER TABLE \"Tags\" DROP COLUMN \"NoSuchColumn\";");
+    lines.insert(at, statement);
     std::fs::write(&down, lines.join("\n")).unwrap();
     (down, at + 1)
 }
@@ -1206,23 +1212,8 @@ fn a_connection_dropped_inside_the_rollback_transaction_changes_nothing_and_resu
     let app = app_db(&pg, "app");
     let home = empty_home();
     let mig = tempfile::tempdir().unwrap();
-    let src = migrations::default_dir();
-    for id in [V200, V210] {
-        std::fs::create_dir_all(mig.path().join(id)).unwrap();
-        for f in ["up.sql", "down.sql"] {
-            std::fs::copy(src.join(id).join(f), mig.path().join(id).join(f)).unwrap();
-        }
-    }
     // A pause after the first statements, in the transaction, for the connection to be cut.
-    let down = mig.path().join(V210).join("down.sql");
-    let text = std::fs::read_to_string(&down).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
-    let at = lines
-        .iter()
-        .position(|l| l.starts_with("DELETE FROM \"DataTagMaps\""))
-        .unwrap();
-    lines.insert(at, "SELECT pg_sleep(3) /* kamo-test-pause */;");
-    std::fs::write(&down, lines.join("\n")).unwrap();
+    migrations_with(mig.path(), "SELECT pg_sleep(3) /* kamo-test-pause */;");
     let before = pg.dump_all("app");
 
     let migs = mig.path().to_str().unwrap().to_owned();
