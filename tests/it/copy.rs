@@ -188,7 +188,20 @@ fn wait_for(lab: &Lab, host: &str, path: &str, within: Duration) -> bool {
     false
 }
 
-/// Starts `kamo copy FROM TO` in the background (source `node01` made slow by the caller)
+/// 3 MB of data in node01:/srv/data, and node01 made slow, so that a copy of it is still
+/// streaming when the test takes a node away.
+fn slow_source(lab: &Lab) {
+    sh(
+        lab,
+        "node01",
+        "mkdir -p \"$1\" && head -c 3000000 /dev/urandom > \"$1/big.bin\"",
+        "/srv/data",
+    )
+    .assert_code(0);
+    lab.lab(&["fault", "node01", "slow"]).assert_code(0);
+}
+
+/// Starts `kamo copy FROM TO` in the background (source made slow by [`slow_source`])
 /// and waits (bounded) until `host`'s staging directory shows the stream has begun.
 fn copy_started(
     lab: &Lab,
@@ -214,15 +227,7 @@ fn copy_started(
 #[test]
 fn a_node_lost_mid_transfer_fails_the_copy_and_the_next_copy_succeeds() {
     let lab = Lab::up(2, &[]);
-    sh(
-        &lab,
-        "node01",
-        "mkdir -p \"$1\" && head -c 3000000 /dev/urandom > \"$1/big.bin\"",
-        "/srv/data",
-    )
-    .assert_code(0);
-    // Slow, so the copy is still running when the node goes.
-    lab.lab(&["fault", "node01", "slow"]).assert_code(0);
+    slow_source(&lab);
     let running = copy_started(
         &lab,
         "node01:/srv/data",
@@ -391,15 +396,7 @@ fn one_read_of_the_source_feeds_every_target_across_key_re_exchanges() {
 #[test]
 fn a_target_lost_mid_stream_fails_alone_and_the_others_are_verified() {
     let lab = Lab::up(4, &[]);
-    sh(
-        &lab,
-        "node01",
-        "mkdir -p \"$1\" && head -c 3000000 /dev/urandom > \"$1/big.bin\"",
-        "/srv/data",
-    )
-    .assert_code(0);
-    // Slow, so the stream is still running when node03 goes.
-    lab.lab(&["fault", "node01", "slow"]).assert_code(0);
+    slow_source(&lab);
     let running = copy_started(
         &lab,
         "node01:/srv/data",

@@ -333,6 +333,16 @@ fn diff(a: &str, b: &str) -> String {
         .to_string()
 }
 
+/// The app database's full dump is still `before`, byte for byte.
+fn assert_unchanged(pg: &Pg, before: &str) {
+    let after = pg.dump_all("app");
+    assert!(
+        after == before,
+        "the database changed:\n{}",
+        diff(before, &after)
+    );
+}
+
 /// A copy of the shipped migrations whose v2.1.0 down.sql fails at a known line, after
 /// statements that succeed.
 fn broken_migrations(dir: &Path) -> (PathBuf, usize) {
@@ -393,12 +403,7 @@ fn a_failing_down_script_changes_nothing_and_is_located() {
         r.stderr
     );
     assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
-    let after = pg.dump_all("app");
-    assert!(
-        after == before,
-        "the database changed:\n{}",
-        diff(&before, &after)
-    );
+    assert_unchanged(&pg, &before);
     assert_eq!(history(&app.url), [V200, V210]);
     let hist = kamo(home.path(), &app)
         .args(["history", "--output", "json"])
@@ -562,12 +567,7 @@ fn bad_targets_and_connections_are_refused_and_change_nothing() {
         r.stderr
     );
 
-    let after = pg.dump_all("app");
-    assert!(
-        after == before,
-        "the database changed:\n{}",
-        diff(&before, &after)
-    );
+    assert_unchanged(&pg, &before);
     assert!(files_in(&home.path().join("state/backups")).is_empty());
 }
 
@@ -1248,12 +1248,7 @@ fn a_connection_dropped_inside_the_rollback_transaction_changes_nothing_and_resu
         "the password was printed: {}",
         r.stderr
     );
-    let after = pg.dump_all("app");
-    assert!(
-        after == before,
-        "the database changed:\n{}",
-        diff(&before, &after)
-    );
+    assert_unchanged(&pg, &before);
     assert_eq!(history(&app.url), [V200, V210]);
 
     let r = kamo(home.path(), &app).args(["resume"]).run();
