@@ -184,6 +184,10 @@ impl Engine {
                 .collect();
             vars::hostvars_value(&self.inventory, all.iter().map(|(n, v)| (n.as_str(), v)))
         });
+        // One `hostvars` for all the task's hosts, under each host's own variables.
+        let shared = hostvars.map(|hv| json!({ "hostvars": hv }));
+        let templater = self.templater.with_shared(shared.as_ref());
+        drop(shared);
         let run_hosts: Vec<String> = if t.run_once {
             active.iter().take(1).cloned().collect()
         } else {
@@ -203,10 +207,7 @@ impl Engine {
                         &t.vars,
                         wants_hostvars || reads_wide,
                     );
-                    vars::resolve_nested(&self.templater, &mut v);
-                    if let Some(hv) = &hostvars {
-                        v.insert("hostvars".into(), hv.clone());
-                    }
+                    vars::resolve_nested(&templater, &mut v);
                     Job {
                         host: h.clone(),
                         vars: v,
@@ -224,7 +225,7 @@ impl Engine {
         self.name_jobs(t, &name, &mut jobs).await?;
         if let Some(d) = &t.delegate_to {
             for job in jobs.iter_mut().filter(|j| j.replay.is_none()) {
-                self.delegate(ctx, d, job).await;
+                self.delegate(ctx, &templater, d, job).await;
             }
         }
         let sudo = match t.r#become.or(ctx.play.r#become) {
@@ -238,7 +239,7 @@ impl Engine {
             Some(false) | None => None,
         };
         let runner = Runner {
-            templater: &self.templater,
+            templater: &templater,
             ssh: &self.ssh,
             task: t,
             action,
@@ -329,11 +330,14 @@ impl Engine {
     }
 
     /// Points a job at the `delegate_to` host's connection (opened once and kept).
-    async fn delegate(&mut self, ctx: &PlayCtx<'_>, spec: &str, job: &mut Job) {
-        let name = match self
-            .templater
-            .render_str(spec, &Value::Object(job.vars.clone()))
-        {
+    async fn delegate(
+        &mut self,
+        ctx: &PlayCtx<'_>,
+        templater: &Templater,
+        spec: &str,
+        job: &mut Job,
+    ) {
+        let name = match templater.render_str(spec, &Value::Object(job.vars.clone())) {
             Ok(Value::String(s)) => s,
             Ok(other) => other.to_string(),
             Err(e) => {
