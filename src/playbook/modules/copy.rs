@@ -121,7 +121,7 @@ pub fn build(
     if follow {
         s.push_str("if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\n");
     }
-    s.push_str("[ -d \"$(dirname -- \"$d\")\" ] || ");
+    s.push_str("kamo_dirof \"$d\"; [ -d \"$kamo_dn\" ] || ");
     push_fail(
         &mut s,
         module,
@@ -129,10 +129,21 @@ pub fn build(
     );
     s.push('\n');
     s.push_str(&new_tmp(module, flags));
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    s.push_str("printf '%s' ");
-    push_q(&mut s, &b64);
-    s.push_str(" | base64 -d > \"$kamo_tmp\" || ");
+    // Text goes in as a quoted printf argument (a shell builtin: no process); only bytes a
+    // shell word cannot hold (NUL) or that are not text go through base64.
+    match std::str::from_utf8(&bytes) {
+        Ok(text) if !text.contains('\0') => {
+            s.push_str("printf '%s' ");
+            push_q(&mut s, text);
+            s.push_str(" > \"$kamo_tmp\" || ");
+        }
+        _ => {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            s.push_str("printf '%s' ");
+            push_q(&mut s, &b64);
+            s.push_str(" | base64 -d > \"$kamo_tmp\" || ");
+        }
+    }
     push_fail(&mut s, module, "cannot write the temporary file");
     s.push('\n');
     install_into(

@@ -126,7 +126,7 @@ pub fn build(
         ""
     };
     let parent_sh = format!(
-        "[ -d \"$(dirname -- \"$p\")\" ] || {}\n",
+        "kamo_dirof \"$p\"; [ -d \"$kamo_dn\" ] || {}\n",
         fail(M, &format!("the directory of {path} does not exist"))
     );
     let state_name;
@@ -249,7 +249,7 @@ pub fn build(
             s.push_str("fi\n");
             if !flags.check {
                 s.push_str(&format!(
-                    "kamo_tmp=$(mktemp -d -- \"$(dirname -- \"$p\")/.kamo.XXXXXX\") || {}\n",
+                    "kamo_dirof \"$p\"; kamo_tmp=$(mktemp -d -- \"$kamo_dn/.kamo.XXXXXX\") || {}\n",
                     fail(M, "cannot create a temporary directory next to the path")
                 ));
                 let ln = if hard {
@@ -293,7 +293,7 @@ pub fn build(
         }
     }
     s.push_str(
-        "kamo_j=\"$kamo_j,\\\"changed\\\":$(kamo_tf \"$changed\"),\\\"state\\\":$kamo_state\"\nkamo_result \"$kamo_j}\"\n",
+        "kamo_tf \"$changed\"; kamo_j=\"$kamo_j,\\\"changed\\\":$kamo_tfv,\\\"state\\\":$kamo_state\"\nkamo_result \"$kamo_j}\"\n",
     );
     Ok(RemoteStep {
         script: s,

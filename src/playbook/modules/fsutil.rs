@@ -32,7 +32,17 @@ kamo_cleanup() { if [ -n "$kamo_tmp" ]; then rm -rf -- "$kamo_tmp"; fi; }
 trap kamo_cleanup EXIT
 trap 'exit 129' HUP INT TERM
 kamo_fail() { kamo_result "$1"; exit 0; }
-kamo_tf() { if [ "$1" = 1 ]; then printf true; else printf false; fi; }
+kamo_tf() { if [ "$1" = 1 ]; then kamo_tfv=true; else kamo_tfv=false; fi; }
+kamo_pad() { case ${#1} in 1) kamo_pm=000$1 ;; 2) kamo_pm=00$1 ;; 3) kamo_pm=0$1 ;; *) kamo_pm=$1 ;; esac; }
+kamo_dirof() {
+  if [ -z "$1" ]; then kamo_dn=.; return 0; fi
+  kamo_dn=${1%"${1##*[!/]}"}
+  case $kamo_dn in
+  '') kamo_dn=/ ;;
+  */*) kamo_dn=${kamo_dn%/*}; kamo_dn=${kamo_dn%"${kamo_dn##*[!/]}"}; [ -n "$kamo_dn" ] || kamo_dn=/ ;;
+  *) kamo_dn=. ;;
+  esac
+}
 kamo_newmode() { printf '%04o' $(( $1 & ~0$(umask) )); }
 kamo_owner_is() { [ "$(stat -c %U -- "$1")" = "$2" ] || [ "$(stat -c %u -- "$1")" = "$2" ]; }
 kamo_group_is() { [ "$(stat -c %G -- "$1")" = "$2" ] || [ "$(stat -c %g -- "$1")" = "$2" ]; }
@@ -50,6 +60,7 @@ kamo_jesc() {
   END { if (NR > 0) { if (t == 1) printf "[... truncated at 64 KiB]"; else { printf "%s", e(p); if (nl == 1) printf "\\n" } } printf "\"" }'
 }
 kamo_jstr() {
+  case $1 in *[!A-Za-z0-9/._,:@%+=-]*) ;; *) printf '"%s"' "$1"; return 0 ;; esac
   if command -v iconv >/dev/null 2>&1 && ! printf '%s' "$1" | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1; then printf '"(not UTF-8)"'
   else printf '%s' "$1" | kamo_jesc 0 0; fi
 }
@@ -319,7 +330,7 @@ pub fn new_tmp(module: Module, flags: Flags) -> String {
         )
     } else {
         format!(
-            "kamo_tmp=$(mktemp -- \"$(dirname -- \"$d\")/.kamo.XXXXXX\") || {}\n",
+            "kamo_dirof \"$d\"; kamo_tmp=$(mktemp -- \"$kamo_dn/.kamo.XXXXXX\") || {}\n",
             fail(
                 module,
                 "cannot create a temporary file in the destination directory"
@@ -357,9 +368,21 @@ pub fn install_into(s: &mut String, o: &Install<'_>) {
     if o.keep_existing {
         s.push_str("if [ \"$exists\" = 1 ]; then content_changed=0; fi\n");
     }
-    s.push_str(
-        "if [ \"$exists\" = 1 ]; then kamo_base=$(kamo_mode \"$d\"); else kamo_base=$(kamo_newmode 0666); fi\nwant_mode=$kamo_base\n",
+    // One `stat` of the destination gives its mode, owner ids and size; the default mode of
+    // a new file (a umask subshell) is worked out only when no octal mode replaces it.
+    s.push_str("if [ \"$exists\" = 1 ]; then kamo_st=$(stat -c '%a %u:%g %s' -- \"$d\") || ");
+    push_fail(
+        s,
+        m,
+        &format!("cannot read the attributes of {}", o.shown_dest),
     );
+    s.push_str("\nkamo_pad \"${kamo_st%% *}\"; kamo_base=$kamo_pm; kamo_ids=${kamo_st#* }; kamo_ids=${kamo_ids%% *}\n");
+    if matches!(o.attrs.mode, Some(Mode::Octal(_))) {
+        s.push_str("else kamo_base=''; fi\n");
+    } else {
+        s.push_str("else kamo_base=$(kamo_newmode 0666); fi\n");
+    }
+    s.push_str("want_mode=$kamo_base\n");
     if let Some(mode) = &o.attrs.mode {
         s.push_str(&mode.want_sh(m, "f"));
     }
@@ -368,8 +391,11 @@ pub fn install_into(s: &mut String, o: &Install<'_>) {
     s.push_str("fi\n");
     s.push_str("changed=0; if [ \"$content_changed\" = 1 ] || [ \"$attr_changed\" = 1 ]; then changed=1; fi\n");
     s.push_str("if [ \"$content_changed\" = 1 ]; then kamo_new=$kamo_tmp; else kamo_new=$d; fi\n");
+    s.push_str("kamo_sum=$(sha256sum < \"$kamo_new\") || ");
+    push_fail(s, m, "cannot read the new content");
+    s.push_str("\nif [ \"$content_changed\" = 1 ]; then kamo_size=$(stat -c %s -- \"$kamo_tmp\"); else kamo_size=${kamo_st##* }; fi\n");
     s.push_str(
-        "kamo_j=\"$kamo_j,\\\"changed\\\":$(kamo_tf \"$changed\"),\\\"checksum_sha256\\\":\\\"$(sha256sum < \"$kamo_new\" | cut -c1-64)\\\",\\\"size\\\":$(stat -c %s -- \"$kamo_new\"),\\\"mode\\\":\\\"$want_mode\\\"\"\n",
+        "kamo_tf \"$changed\"; kamo_j=\"$kamo_j,\\\"changed\\\":$kamo_tfv,\\\"checksum_sha256\\\":\\\"${kamo_sum%% *}\\\",\\\"size\\\":$kamo_size,\\\"mode\\\":\\\"$want_mode\\\"\"\n",
     );
     if o.flags.diff {
         let head = q(&format!(
@@ -382,7 +408,7 @@ pub fn install_into(s: &mut String, o: &Install<'_>) {
     }
     if !o.flags.check {
         s.push_str("if [ \"$changed\" = 1 ]; then\nif [ \"$content_changed\" = 1 ]; then\n");
-        s.push_str("if [ \"$exists\" = 1 ]; then chown -- \"$(stat -c %u:%g -- \"$d\")\" \"$kamo_tmp\" 2>/dev/null || :; fi\n");
+        s.push_str("if [ \"$exists\" = 1 ]; then chown -- \"$kamo_ids\" \"$kamo_tmp\" 2>/dev/null || :; fi\n");
         s.push_str(&o.attrs.chown_sh(m, "kamo_tmp", ""));
         s.push_str("chmod -- \"$want_mode\" \"$kamo_tmp\" || ");
         push_fail(s, m, "cannot set the mode");
@@ -646,5 +672,55 @@ mod tests {
             &t[t.len() - 40..]
         );
         assert!(t.len() < DIFF_CAP + 100);
+    }
+
+    /// The library's fork-free helpers give what the tools they replace give.
+    #[test]
+    fn fork_free_helpers_match_dirname_printf_and_json() {
+        let paths = [
+            "/a/b/c", "a/b", "a", "/", "//", "/a", "a/", "a//b//", "/a/b/", "", ".", "..", "./x",
+            "a b/c d", "/x/y z/", "-n/x",
+        ];
+        let mut script = format!("{}{}", super::super::sh::prelude(), lib());
+        for p in paths {
+            script.push_str(&format!(
+                "kamo_dirof {p}; printf '%s|%s\\n' \"$kamo_dn\" \"$(dirname -- {p})\"\n",
+                p = q(p)
+            ));
+        }
+        for m in ["7", "44", "644", "4755", "0"] {
+            script.push_str(&format!(
+                "kamo_pad {m}; printf '%s|%s\\n' \"$kamo_pm\" \"$(printf '%04o' 0{m})\"\n"
+            ));
+        }
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), paths.len() + 5, "{text}");
+        for line in text.lines() {
+            let (ours, theirs) = line.split_once('|').unwrap();
+            assert_eq!(ours, theirs, "{text}");
+        }
+        // kamo_jstr's fast path (plain words) and slow path (anything else) both give JSON.
+        for v in [
+            "/etc/app.conf",
+            "",
+            "a-b_c.d:e@f%g+h=i,j",
+            "sp ace",
+            "q\"uote",
+            "é",
+            "t\tab",
+        ] {
+            let script = format!(
+                "{}{}kamo_result \"{{\\\"v\\\":$(kamo_jstr {})}}\"\n",
+                super::super::sh::prelude(),
+                lib(),
+                q(v)
+            );
+            let r = testing::run_script(&script);
+            assert_eq!(r.data["v"], v, "{r:?}");
+        }
     }
 }

@@ -81,17 +81,22 @@ fn stat(args: &Map<String, Value>) -> Result<RemoteStep, ArgError> {
         .replace('\n', "; ")
     ));
     s.push_str(&format!(
-        "kamo_st=$(stat {l}-c '%a %u %g %s %Y %X %Z %h %i %d' -- \"$p\") || {}\nset -- $kamo_st\n",
+        "kamo_st=$(stat {l}-c '%a %u %g %s %Y %X %Z %h %i %d %U %G' -- \"$p\") || {}\nset -- $kamo_st\nkamo_pad \"$1\"\n",
         fail(m, &format!("cannot stat {path}"))
     ));
     let nolink = if follow { "" } else { " && [ ! -L \"$p\" ]" };
-    let t = |test: &str| {
-        format!("$(if [ {test} \"$p\" ]{nolink}; then printf true; else printf false; fi)")
+    // Each test sets a variable (no `$(...)`: a command substitution is a process).
+    let mut tests = String::new();
+    let mut t = |name: &str, test: &str, nolink: &str| {
+        tests.push_str(&format!(
+            "if [ {test} \"$p\" ]{nolink}; then kamo_{name}=true; else kamo_{name}=false; fi\n"
+        ));
+        format!("$kamo_{name}")
     };
     let islnk = if follow {
         "false".to_owned()
     } else {
-        "$(if [ -L \"$p\" ]; then printf true; else printf false; fi)".to_owned()
+        t("islnk", "-L", "")
     };
     let mut j = format!(
         "{{\"changed\":false,\"stat\":{{\"exists\":true,\"path\":{}",
@@ -100,7 +105,7 @@ fn stat(args: &Map<String, Value>) -> Result<RemoteStep, ArgError> {
     j = q(&j);
     s.push_str(&format!("kamo_j={j}\n"));
     let fields = [
-        ("mode", "\\\"$(printf '%04o' \"0$1\")\\\"".to_owned()),
+        ("mode", "\\\"$kamo_pm\\\"".to_owned()),
         ("uid", "$2".to_owned()),
         ("gid", "$3".to_owned()),
         ("size", "$4".to_owned()),
@@ -110,34 +115,20 @@ fn stat(args: &Map<String, Value>) -> Result<RemoteStep, ArgError> {
         ("nlink", "$8".to_owned()),
         ("inode", "$9".to_owned()),
         ("dev", "${10}".to_owned()),
-        ("isdir", t("-d")),
-        ("isreg", t("-f")),
+        ("isdir", t("isdir", "-d", nolink)),
+        ("isreg", t("isreg", "-f", nolink)),
         ("islnk", islnk),
-        ("isblk", t("-b")),
-        ("ischr", t("-c")),
-        ("isfifo", t("-p")),
-        ("issock", t("-S")),
-        (
-            "readable",
-            "$(if [ -r \"$p\" ]; then printf true; else printf false; fi)".to_owned(),
-        ),
-        (
-            "writeable",
-            "$(if [ -w \"$p\" ]; then printf true; else printf false; fi)".to_owned(),
-        ),
-        (
-            "executable",
-            "$(if [ -x \"$p\" ]; then printf true; else printf false; fi)".to_owned(),
-        ),
-        (
-            "pw_name",
-            format!("$(kamo_jstr \"$(stat {l}-c %U -- \"$p\")\")"),
-        ),
-        (
-            "gr_name",
-            format!("$(kamo_jstr \"$(stat {l}-c %G -- \"$p\")\")"),
-        ),
+        ("isblk", t("isblk", "-b", nolink)),
+        ("ischr", t("ischr", "-c", nolink)),
+        ("isfifo", t("isfifo", "-p", nolink)),
+        ("issock", t("issock", "-S", nolink)),
+        ("readable", t("readable", "-r", "")),
+        ("writeable", t("writeable", "-w", "")),
+        ("executable", t("executable", "-x", "")),
+        ("pw_name", "$(kamo_jstr \"${11}\")".to_owned()),
+        ("gr_name", "$(kamo_jstr \"${12}\")".to_owned()),
     ];
+    s.push_str(&tests);
     for (k, v) in fields {
         s.push_str(&format!("kamo_j=\"$kamo_j,\\\"{k}\\\":{v}\"\n"));
     }
@@ -146,7 +137,7 @@ fn stat(args: &Map<String, Value>) -> Result<RemoteStep, ArgError> {
     );
     if checksum {
         s.push_str(&format!(
-            "if [ -f \"$p\" ]{nolink} && [ -r \"$p\" ]; then kamo_j=\"$kamo_j,\\\"checksum\\\":\\\"$({tool} < \"$p\" | cut -d' ' -f1)\\\"\"; fi\n"
+            "if [ -f \"$p\" ]{nolink} && [ -r \"$p\" ]; then kamo_sum=$({tool} < \"$p\"); kamo_j=\"$kamo_j,\\\"checksum\\\":\\\"${{kamo_sum%% *}}\\\"\"; fi\n"
         ));
     }
     s.push_str("kamo_result \"$kamo_j}}\"\n");

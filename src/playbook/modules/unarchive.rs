@@ -126,7 +126,7 @@ pub fn build(
             fail(M, "unzip failed")
         ));
     }
-    s.push_str("kamo_result \"$kamo_j,\\\"changed\\\":$(kamo_tf \"$changed\")}\"\n");
+    s.push_str("kamo_tf \"$changed\"; kamo_result \"$kamo_j,\\\"changed\\\":$kamo_tfv}\"\n");
     let mut summary = format!("unpack {src} (on the host) into {dest}");
     if !extra.is_empty() {
         summary.push_str(&format!(" with options{extra_sh}"));
