@@ -98,6 +98,25 @@ fn human(n: u64) -> String {
     }
 }
 
+/// A hint for the YAML parser's refusals that protect kamo's memory, whose own words
+/// ("repetition limit exceeded", "recursion limit exceeded") do not say what is wrong with
+/// the file. `None` for every other YAML error.
+#[must_use]
+pub fn yaml_limit_hint(e: &serde_yaml::Error) -> Option<&'static str> {
+    let msg = e.to_string();
+    if msg.contains("repetition limit exceeded") {
+        Some(
+            "the file's aliases (`*name`) expand to too many nodes (a \"billion laughs\" \
+             YAML bomb, or aliases of aliases): refused before it fills memory; write the \
+             repeated values out or reference them less deeply",
+        )
+    } else if msg.contains("recursion limit exceeded") {
+        Some("the document nests deeper than 128 levels: refused; flatten the structure")
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,9 +40,15 @@ pub fn extra_vars(values: &[String]) -> Result<Map<String, Value>> {
             }
             let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
                 let line = e.location().map_or(0, |l| l.line());
+                let why = crate::input::yaml_limit_hint(&e)
+                    .map_or_else(String::new, |why| format!(": {why}"));
                 Error::parse(
-                    Located::new(path, line, format!("invalid YAML in extra vars file: {e}"))
-                        .source(&text),
+                    Located::new(
+                        path,
+                        line,
+                        format!("invalid YAML in extra vars file: {e}{why}"),
+                    )
+                    .source(&text),
                 )
             })?;
             merge_mapping(&mut out, value, file)?;

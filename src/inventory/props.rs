@@ -354,6 +354,8 @@ fn yaml_inventory_alias_bombs_and_deep_nesting_are_refused() {
     });
     let e = r.unwrap_err();
     assert!(matches!(e, Error::Parse(_)), "{e:?}");
+    // Said in words that name the cause, not only the parser's "repetition limit exceeded".
+    assert!(e.to_string().contains("billion laughs"), "{e}");
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
     let deep = format!(
         "all:\n  vars:\n    x: {}1{}\n",
@@ -365,6 +367,7 @@ fn yaml_inventory_alias_bombs_and_deep_nesting_are_refused() {
     })
     .unwrap_err();
     assert!(matches!(e, Error::Parse(_)), "{e:?}");
+    assert!(e.to_string().contains("nests deeper"), "{e}");
 }
 
 #[test]

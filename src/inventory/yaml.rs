@@ -236,6 +236,10 @@ pub(super) fn load_yaml(text: &str, file: &Path) -> Result<Y> {
         let msg = e.to_string();
         // serde_yaml appends " at line X column Y"; the location is shown separately.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        let msg = match crate::input::yaml_limit_hint(&e) {
+            Some(why) => format!("{msg}: {why}"),
+            None => msg,
+        };
         Error::parse(
             Located::new(file, line, format!("invalid YAML: {msg}"))
                 .column(col, 1)
