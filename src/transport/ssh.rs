@@ -70,13 +70,15 @@ impl HostKeyPolicy {
             Verdict::Known => Ok(()),
             Verdict::Changed { file, line } => Err(format!(
                 "REMOTE HOST IDENTIFICATION HAS CHANGED for {}: it offered {} key {}, but {}:{line} records another {} key for it. \
-                 Someone could be eavesdropping, or the host was reinstalled. If you know it was, remove the old line (ssh-keygen -R '{}' -f {}) and connect again.",
+                 Someone could be eavesdropping, or the host was reinstalled. If you know it was, remove the old line (ssh-keygen -R '{}' -f {}), then record the new key: check that its fingerprint is {} and append it (ssh-keyscan -p {port} {host} >> {}), or connect once with --host-key-checking accept-new.",
                 host_port(host, port),
                 key.algorithm(),
                 fingerprint(key),
                 file.display(),
                 key.algorithm(),
                 host_port(host, port),
+                file.display(),
+                fingerprint(key),
                 file.display()
             )),
             Verdict::Revoked { file, line } => Err(format!(
