@@ -881,8 +881,9 @@ pub struct InventoryArgs {
     pub vault: VaultArgs,
 }
 
-/// Ansible Vault passwords, for vault-encrypted vars files and `!vault` values (every command
-/// that reads inventories or playbooks takes them).
+/// What makes a value secret: Ansible Vault passwords, for vault-encrypted vars files and
+/// `!vault` values, and extra secret-name patterns (every command that reads inventories or
+/// playbooks takes them).
 #[derive(Debug, Args, Clone, Default)]
 pub struct VaultArgs {
     /// Vault password file (repeatable); an executable file is run and its output is the
@@ -904,6 +905,11 @@ pub struct VaultArgs {
     /// vaults with that label (format 1.2).
     #[arg(long = "vault-id", value_name = "[LABEL@]SOURCE")]
     pub ids: Vec<String>,
+    /// Variables whose names match this glob (`*`, `?`; case-insensitive) are secrets too,
+    /// besides *password*, *passwd*, *secret*, *token* and *_key (repeatable;
+    /// $`KAMO_SECRET_VARS` adds comma-separated ones). A resume keeps its run's patterns.
+    #[arg(long = "secret-vars", value_name = "GLOB")]
+    pub secret_vars: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -1034,13 +1040,22 @@ mod tests {
             let at = argv.iter().position(|a| *a == "--").unwrap_or(argv.len());
             argv.splice(
                 at..at,
-                ["--vault-password-file", "pw", "-J", "--vault-id", "prod@f"],
+                [
+                    "--vault-password-file",
+                    "pw",
+                    "-J",
+                    "--vault-id",
+                    "prod@f",
+                    "--secret-vars",
+                    "*_cred",
+                ],
             );
             let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
             let v = cli.command.vault().unwrap_or_else(|| panic!("{argv:?}"));
             assert_eq!(v.password_files, [PathBuf::from("pw")], "{argv:?}");
             assert!(v.ask, "{argv:?}");
             assert_eq!(v.ids, ["prod@f"], "{argv:?}");
+            assert_eq!(v.secret_vars, ["*_cred"], "{argv:?}");
         }
     }
 }

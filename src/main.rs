@@ -49,6 +49,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     // Vault passwords are read (or asked) before any inventory or playbook is.
     if let Some(v) = cli.command.vault() {
         kamo::vault::keyring::install_from(v.ask, &v.ids, &v.password_files)?;
+        // A resume installs the secret-name patterns itself: its run's, read from the journal,
+        // and these.
+        if !matches!(cli.command, Command::Resume(_)) {
+            kamo::secret::install_patterns(&v.secret_vars)?;
+        }
     }
     match cli.command {
         Command::Inventory(InventoryCommand::List(a)) => kamo::commands::inventory::list(&a),

@@ -4,7 +4,9 @@
 //! connection (so bad input fails fast and a passphrase is asked once), then fan out under a
 //! semaphore of `--forks`, one task per host. Each host's result is printed whole when the
 //! host finishes, so output never interleaves. Exit code: 3 if any host was unreachable, else
-//! 2 if any failed, else 0; 99 on Ctrl-C.
+//! 2 if any failed, else 0; 99 on Ctrl-C, after the commands still running were ended on their
+//! hosts the way `--task-timeout` ends them (TERM, then KILL, to the process group): only
+//! closing the connections would leave a quiet command such as `sleep` running on the node.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ use crate::transport::known_hosts::KnownHosts;
 use crate::transport::quote::{self, Become};
 use crate::transport::ssh::{HostKeyChecking, HostKeyPolicy, Session, SshContext};
 use crate::transport::target::Defaults;
-use crate::transport::{Connection, Exit, Target, TransportError};
+use crate::transport::{Connection, Cutoff, Exit, Target, TransportError};
 use crate::ui;
 
 /// A host ready to run: its target and its sudo settings; or why it cannot be reached.
@@ -78,15 +80,19 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
 
     let started = Instant::now();
     let sem = Arc::new(Semaphore::new(args.connection.forks as usize));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = JoinSet::new();
     for (host, prepared) in plan {
         let (sem, ctx, command) = (sem.clone(), ctx.clone(), command.clone());
-        let limit = args.task_timeout.map(Duration::from_secs);
+        let cutoff = Cutoff {
+            limit: args.task_timeout.map(Duration::from_secs),
+            stop: Some(stopped.clone()),
+        };
         tasks.spawn(async move {
             let Ok(_permit) = sem.acquire_owned().await else {
                 unreachable!("the semaphore is never closed")
             };
-            run_on_host(host, &command, prepared, &ctx, limit).await
+            run_on_host(host, &command, prepared, &ctx, cutoff).await
         });
     }
 
@@ -101,10 +107,20 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
                 report(&r, args.output);
             }
             () = interrupt.recv() => {
+                let finished = counts.ok + counts.failed + counts.unreachable;
+                // Hosts not started yet start nothing; running commands are ended on their
+                // hosts. Bounded: a host still connecting is abandoned after STOP_GRACE, and a
+                // second Ctrl-C stops waiting at once.
+                let _ = stop.send(true);
+                tokio::select! {
+                    () = async { while tasks.join_next().await.is_some() {} } => {}
+                    () = tokio::time::sleep(STOP_GRACE) => {}
+                    () = interrupt.recv() => {}
+                }
                 tasks.abort_all();
                 ui::eprint_line(&format!(
-                    "interrupted: {} of {total} hosts had finished; the others were stopped",
-                    counts.ok + counts.failed + counts.unreachable
+                    "interrupted: {finished} of {total} hosts had finished; the commands still \
+                     running on the others were ended there"
                 ));
                 return Ok(ExitCode::Interrupted);
             }
@@ -121,6 +137,10 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::for_hosts(counts.failed, counts.unreachable))
 }
+
+/// How long an interrupted `kamo exec` waits for its commands to be ended on their hosts
+/// (TERM, half a second, KILL, each a round trip).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs each host's own command (hosts without one are skipped), at most `forks` at once;
 /// results in the plan's order. For coordinator probes that need every answer before going on.
@@ -143,7 +163,7 @@ pub async fn run_all(
             let Ok(_permit) = sem.acquire_owned().await else {
                 unreachable!("the semaphore is never closed")
             };
-            run_on_host(host, &command, prepared, &ctx, None).await
+            run_on_host(host, &command, prepared, &ctx, Cutoff::default()).await
         });
     }
     let mut out: Vec<HostResult> = Vec::new();
@@ -352,14 +372,14 @@ pub fn ssh_context(
     })
 }
 
-/// Runs `cmd` on one host; with `limit` (`--task-timeout`), a command still running then is
-/// ended on the host and the host reported failed.
+/// Runs `cmd` on one host; a command still running at the `cutoff` (`--task-timeout`, or
+/// Ctrl-C) is ended on the host and the host reported failed.
 async fn run_on_host(
     host: String,
     cmd: &str,
     prepared: Prepared,
     ctx: &SshContext,
-    limit: Option<Duration>,
+    cutoff: Cutoff,
 ) -> HostResult {
     let start = Instant::now();
     let unreachable = |host: String, e: &TransportError, start: Instant| HostResult {
@@ -384,12 +404,20 @@ async fn run_on_host(
             Err(e) => return unreachable(host, &e, start),
         }
     };
-    let out = conn.exec_limited(cmd, None, sudo.as_ref(), limit).await;
+    let (limit, stop) = (cutoff.limit, cutoff.stop.clone());
+    let out = conn.exec_limited(cmd, None, sudo.as_ref(), cutoff).await;
     conn.close().await;
     let out = match out {
         Ok(Some(o)) => o,
         Ok(None) => {
             let secs = limit.map_or(0, |d| d.as_secs());
+            let error = if stop.is_some_and(|s| *s.borrow()) {
+                "interrupted: the command was ended on the host".to_owned()
+            } else {
+                format!(
+                    "the command timed out after {secs}s (--task-timeout) and was ended on the host"
+                )
+            };
             return HostResult {
                 host,
                 status: Status::Failed,
@@ -398,9 +426,7 @@ async fn run_on_host(
                 stdout: Vec::new(),
                 stderr: Vec::new(),
                 duration: start.elapsed(),
-                error: Some(format!(
-                    "the command timed out after {secs}s (--task-timeout) and was ended on the host"
-                )),
+                error: Some(error),
             };
         }
         Err(e) => return unreachable(host, &e, start),

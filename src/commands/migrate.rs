@@ -89,6 +89,9 @@ pub struct Request {
     /// Node to node (`--direct`), not through the workstation.
     #[serde(default)]
     pub direct: bool,
+    /// The extra secret-name patterns in force (`--secret-vars`), for the resume.
+    #[serde(default)]
+    pub secret_vars: Vec<String>,
 }
 
 pub async fn run(args: MigrateArgs, verbose: u8) -> Result<ExitCode> {
@@ -102,6 +105,7 @@ pub async fn run(args: MigrateArgs, verbose: u8) -> Result<ExitCode> {
     };
     let req = Request {
         kind: "migrate".into(),
+        secret_vars: crate::secret::patterns().to_vec(),
         from: std::path::absolute(&from).unwrap_or(from),
         to: std::path::absolute(&to).unwrap_or(to),
         map: args.map.clone(),

@@ -46,15 +46,19 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
     let errors = match args.output {
         OutputFormat::Json => {
             let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-            write_json(&mut out, &planner, pb, hosts_of)?
+            write_json(&mut out, &planner, pb, hosts_of, |host| {
+                redactor_for(&inventory, &opts, std::iter::once(host))
+            })?
         }
         OutputFormat::Text => {
             let entries = planner.plan(pb, hosts_of)?;
             let hosts: std::collections::BTreeSet<&str> =
                 entries.iter().map(|e| e.host.as_str()).collect();
             let text = render(&entries, args.scripts, hosts.len());
-            // Vault-decrypted values never show, even in the scripts they are part of.
-            ui::print_text(&Redactor::default().redact(&text).unwrap_or(text));
+            // Secret values (vault-decrypted ones, those of secret-named variables) never
+            // show, even in the scripts they are part of.
+            let redactor = redactor_for(&inventory, &opts, hosts.iter().copied());
+            ui::print_text(&redactor.redact(&text).unwrap_or(text));
             entries.iter().filter(|e| e.status == "error").count()
         }
     };
@@ -63,6 +67,21 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Ok
     })
+}
+
+/// What hides the secrets of `hosts`' plans: the values of their secret-named variables and
+/// of the extra vars, and every vault-decrypted value.
+fn redactor_for<'a>(
+    inventory: &Inventory,
+    opts: &crate::engine::RunOptions,
+    hosts: impl Iterator<Item = &'a str>,
+) -> Redactor {
+    let mut r = Redactor::default();
+    r.add_vars(&opts.extra_vars);
+    for h in hosts {
+        r.add_vars(&inventory.vars_for(h));
+    }
+    r
 }
 
 /// The JSON document of a plan (`{"plan":[...],"hosts":N,"errors":N}` on one line, the
@@ -74,6 +93,7 @@ fn write_json(
     planner: &Planner<'_>,
     pb: &crate::playbook::model::Playbook,
     hosts_of: impl Fn(&crate::playbook::model::Play) -> Result<Vec<String>>,
+    redactor_of: impl Fn(&str) -> Redactor + Sync,
 ) -> Result<usize> {
     let mut hosts = std::collections::BTreeSet::new();
     let mut errors = 0;
@@ -84,14 +104,16 @@ fn write_json(
         hosts_of,
         |entries| {
             let mut buf = Vec::new();
-            let redactor = Redactor::default();
-            let vaulted = !crate::vault::keyring::revealed().is_empty();
+            let redactor = entries
+                .first()
+                .map_or_else(Redactor::default, |e| redactor_of(&e.host));
+            let secret = !redactor.is_empty();
             for e in &entries {
                 if !buf.is_empty() {
                     buf.push(b',');
                 }
                 // Serializing an entry cannot fail (string keys, no maps of other keys).
-                if vaulted {
+                if secret {
                     let v = serde_json::to_value(e).unwrap_or_default();
                     let v = redactor.redact_json(&v).unwrap_or(v);
                     let _ = serde_json::to_writer(&mut buf, &v);
@@ -232,7 +254,7 @@ mod tests {
         want.push(b'\n');
         let mut got = Vec::new();
         assert_eq!(
-            write_json(&mut got, &planner, &pb, hosts_of).unwrap(),
+            write_json(&mut got, &planner, &pb, hosts_of, |_| Redactor::default()).unwrap(),
             errors
         );
         assert_eq!(

@@ -44,6 +44,10 @@ pub async fn run(args: ResumeArgs, verbose: u8) -> Result<ExitCode> {
             "run {run_id}: its recorded options cannot be read: {e}"
         ))
     })?;
+    // The run's secret-name patterns first, so that the resume hides what its run hid.
+    let mut patterns = strings(&opts, "secret_vars");
+    patterns.extend(args.inventory.vault.secret_vars.iter().cloned());
+    crate::secret::install_patterns(&patterns)?;
     if opts.get("kind").and_then(Value::as_str) == Some("db") {
         return super::rollback::resume(run_id, &opts, &args, verbose).await;
     }

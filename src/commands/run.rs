@@ -676,6 +676,7 @@ fn new_run(args: &RunArgs, opts: &RunOptions, sources: &[PathBuf], files: Vec<Fi
         "ssh_config": args.connection.ssh_config.as_ref().map(|p| if p.as_os_str() == "none" { p.clone() } else { absolute(p) }),
         "extra_vars": extra,
         "secret_extra_vars": redact::secret_keys(&opts.extra_vars),
+        "secret_vars": crate::secret::patterns(),
     });
     let (pb_files, inv_files): (Vec<FileHash>, Vec<FileHash>) =
         files.into_iter().partition(|f| f.kind == "playbook");

@@ -1143,7 +1143,7 @@ impl Runner<'_> {
                 "/bin/sh -s",
                 Some(script.into_bytes()),
                 sudo.as_ref(),
-                limit,
+                crate::transport::Cutoff::after(limit),
             )
             .await;
         let output = match output {

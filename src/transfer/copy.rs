@@ -665,7 +665,13 @@ fn save_manifests(
     src: &manifest::Manifest,
     dst: &manifest::Manifest,
 ) -> Result<(PathBuf, PathBuf), Failure> {
-    std::fs::create_dir_all(job.manifests)
+    // Manifests name every file of the data set: private, like the rest of the state
+    // directory (0700 whatever the umask; DirBuilder's mode applies to every level it makes).
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(job.manifests)
         .map_err(|e| Failure::Refused(format!("cannot create {}: {e}", job.manifests.display())))?;
     let a = job.manifests.join(format!("{}.source.manifest", job.name));
     let b = job.manifests.join(format!("{}.target.manifest", job.name));

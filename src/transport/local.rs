@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use super::capped::{Capped, STDERR_KEEP, STDOUT_KEEP};
 
 use super::quote::Become;
-use super::{Exit, Output, Phase, TransportError};
+use super::{Cutoff, Exit, Output, Phase, TransportError};
 
 /// Runs `cmd` with `/bin/sh -c`. Become works without a password only (`sudo -n`): answering
 /// sudo's prompt needs the prompt detection the SSH transport does on its channel, and a local
@@ -22,19 +22,23 @@ pub async fn exec(
     stdin: Option<Vec<u8>>,
     sudo: Option<&Become>,
 ) -> Result<Output, TransportError> {
-    exec_limited(cmd, stdin, sudo, None)
+    exec_limited(cmd, stdin, sudo, Cutoff::default())
         .await?
         .ok_or_else(|| TransportError::new(Phase::Exec, "unreachable: no time limit"))
 }
 
-/// [`exec`] bounded by `limit`: `Ok(None)` when the command did not end in time; its process
-/// group (the command runs in one of its own) has then been sent TERM, then KILL.
+/// [`exec`] bounded by `cutoff`: `Ok(None)` when the command did not end in time or was
+/// stopped; its process group (the command runs in one of its own) has then been sent TERM,
+/// then KILL.
 pub async fn exec_limited(
     cmd: &str,
     stdin: Option<Vec<u8>>,
     sudo: Option<&Become>,
-    limit: Option<Duration>,
+    cutoff: Cutoff,
 ) -> Result<Option<Output>, TransportError> {
+    if cutoff.stopped() {
+        return Ok(None);
+    }
     let line = match sudo {
         Some(b) if b.password.is_some() => {
             return Err(TransportError::new(
@@ -47,7 +51,7 @@ pub async fn exec_limited(
             .map_err(|e| TransportError::new(Phase::Exec, e))?,
         None => cmd.to_owned(),
     };
-    let Some(mut out) = run(&line, stdin, limit).await? else {
+    let Some(mut out) = run(&line, stdin, cutoff).await? else {
         return Ok(None);
     };
     if let Some(b) = sudo {
@@ -66,7 +70,7 @@ pub async fn exec_limited(
 async fn run(
     cmd: &str,
     stdin: Option<Vec<u8>>,
-    limit: Option<Duration>,
+    cutoff: Cutoff,
 ) -> Result<Option<Output>, TransportError> {
     let mut child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
@@ -98,9 +102,9 @@ async fn run(
         );
         (stdout, stderr, status)
     };
-    let done = match limit {
-        None => Some(work.await),
-        Some(d) => tokio::time::timeout(d, work).await.ok(),
+    let done = tokio::select! {
+        r = work => Some(r),
+        () = cutoff.reached() => None,
     };
     let Some((stdout, stderr, status)) = done else {
         if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
@@ -190,9 +194,14 @@ mod tests {
         // The child sleeps, then would leave a mark: the whole group must end at the limit.
         let cmd = format!("(sleep 2; touch {}) & wait", mark.display());
         let start = std::time::Instant::now();
-        let r = exec_limited(&cmd, None, None, Some(Duration::from_millis(300)))
-            .await
-            .unwrap();
+        let r = exec_limited(
+            &cmd,
+            None,
+            None,
+            Cutoff::after(Some(Duration::from_millis(300))),
+        )
+        .await
+        .unwrap();
         assert!(r.is_none());
         assert!(start.elapsed() < Duration::from_secs(2));
         tokio::time::sleep(Duration::from_millis(2500)).await;

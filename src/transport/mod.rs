@@ -19,8 +19,58 @@ pub mod stream;
 pub mod target;
 
 use std::fmt;
+use std::time::Duration;
 
 pub use target::{Jump, Target};
+
+/// When a running command is ended early: at its time limit (`--task-timeout`, a task's
+/// `timeout:`) or when the operator interrupts kamo (`stop` turns true). Both end it on the
+/// host the same way (TERM, then KILL, to its process group): closing the connection alone
+/// would leave a command that does not write, such as `sleep`, running on the node.
+#[derive(Debug, Clone, Default)]
+pub struct Cutoff {
+    pub limit: Option<Duration>,
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl Cutoff {
+    /// Only a time limit (none: the command may run as long as it likes).
+    #[must_use]
+    pub fn after(limit: Option<Duration>) -> Self {
+        Self { limit, stop: None }
+    }
+
+    /// Whether the stop was asked for already.
+    #[must_use]
+    pub fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+
+    /// Resolves when the command must end; never, without a limit or a stop.
+    pub async fn reached(self) {
+        let Self { limit, stop } = self;
+        let stopped = async move {
+            match stop {
+                // A dropped sender means no stop will come.
+                Some(mut rx) => {
+                    if rx.wait_for(|s| *s).await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        match limit {
+            Some(d) => {
+                tokio::select! {
+                    () = tokio::time::sleep(d) => {}
+                    () = stopped => {}
+                }
+            }
+            None => stopped.await,
+        }
+    }
+}
 
 /// How a command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,11 +162,11 @@ impl Connection {
         cmd: &str,
         stdin: Option<Vec<u8>>,
         sudo: Option<&quote::Become>,
-        limit: Option<std::time::Duration>,
+        cutoff: Cutoff,
     ) -> Result<Option<Output>, TransportError> {
         match self {
-            Self::Ssh(s) => s.exec_limited(cmd, stdin, sudo, limit).await,
-            Self::Local => local::exec_limited(cmd, stdin, sudo, limit).await,
+            Self::Ssh(s) => s.exec_limited(cmd, stdin, sudo, cutoff).await,
+            Self::Local => local::exec_limited(cmd, stdin, sudo, cutoff).await,
         }
     }
 

@@ -21,6 +21,7 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
 
+use super::Cutoff;
 use super::capped::{Capped, STDERR_KEEP, STDOUT_KEEP};
 use super::keys::KeyStore;
 use super::known_hosts::{KnownHosts, Verdict, fingerprint, host_port};
@@ -70,13 +71,15 @@ impl HostKeyPolicy {
             Verdict::Known => Ok(()),
             Verdict::Changed { file, line } => Err(format!(
                 "REMOTE HOST IDENTIFICATION HAS CHANGED for {}: it offered {} key {}, but {}:{line} records another {} key for it. \
-                 Someone could be eavesdropping, or the host was reinstalled. If you know it was, remove the old line (ssh-keygen -R '{}' -f {}) and connect again.",
+                 Someone could be eavesdropping, or the host was reinstalled. If you know it was, remove the old line (ssh-keygen -R '{}' -f {}), then record the new key: check that its fingerprint is {} and append it (ssh-keyscan -p {port} {host} >> {}), or connect once with --host-key-checking accept-new.",
                 host_port(host, port),
                 key.algorithm(),
                 fingerprint(key),
                 file.display(),
                 key.algorithm(),
                 host_port(host, port),
+                file.display(),
+                fingerprint(key),
                 file.display()
             )),
             Verdict::Revoked { file, line } => Err(format!(
@@ -548,23 +551,26 @@ impl Session {
         stdin: Option<Vec<u8>>,
         sudo: Option<&Become>,
     ) -> Result<Output, TransportError> {
-        self.exec_limited(cmd, stdin, sudo, None)
+        self.exec_limited(cmd, stdin, sudo, Cutoff::default())
             .await?
             .ok_or_else(|| TransportError::new(Phase::Exec, "unreachable: no time limit"))
     }
 
-    /// [`Session::exec`] bounded by `limit`: `Ok(None)` when the command did not end in time.
-    /// It is then ended on the host: sshd is asked to send TERM and, a moment later, KILL to
-    /// the command's process group (OpenSSH's `signal` request is a `killpg`, so children of
-    /// the command end too), and the channel is closed. Closing alone would leave a command
-    /// that does not write (`sleep`) running on the node.
+    /// [`Session::exec`] bounded by `cutoff`: `Ok(None)` when the command did not end in time
+    /// or was stopped (Ctrl-C). It is then ended on the host: sshd is asked to send TERM and,
+    /// a moment later, KILL to the command's process group (OpenSSH's `signal` request is a
+    /// `killpg`, so children of the command end too), and the channel is closed. Closing
+    /// alone would leave a command that does not write (`sleep`) running on the node.
     pub async fn exec_limited(
         &self,
         cmd: &str,
         stdin: Option<Vec<u8>>,
         sudo: Option<&Become>,
-        limit: Option<Duration>,
+        cutoff: Cutoff,
     ) -> Result<Option<Output>, TransportError> {
+        if cutoff.stopped() {
+            return Ok(None);
+        }
         let (mut rd, wr) = self.start(cmd, sudo).await?;
         // The writer runs on its own so a large stdin never blocks reading (which would stall
         // the connection's event loop); the reader tells it what to send and when.
@@ -620,9 +626,9 @@ impl Session {
             (stdout.into_bytes(), stderr.into_bytes(), exit)
         };
         let both = async { tokio::join!(writer, reader).1 };
-        let done = match limit {
-            None => Some(both.await),
-            Some(d) => tokio::time::timeout(d, both).await.ok(),
+        let done = tokio::select! {
+            r = both => Some(r),
+            () = cutoff.reached() => None,
         };
         let Some((stdout, stderr, exit)) = done else {
             let _ = wr.signal(russh::Sig::TERM).await;

@@ -474,6 +474,83 @@ fn interrupt_exits_99() {
     assert_eq!(status.code(), Some(99));
 }
 
+/// Ctrl-C ends the commands still running on the nodes (their whole process group, as
+/// `--task-timeout` does) before kamo exits 99: closing the connections alone would leave a
+/// quiet command (`sleep`) running there, and what follows it in the command line would run
+/// once it ended.
+#[test]
+fn interrupt_ends_the_remote_commands_on_the_nodes() {
+    let lab = crate::support::lab::Lab::up(2, &[]);
+    // A sleep length no other test uses, so the node's process list can be searched for it.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let n = 900_000 + u64::from(nanos % 90_000);
+    let mark = format!("/tmp/kamo-interrupted-{n}");
+    // `slee[p]`: the pattern does not match the command line of the shell that runs pgrep.
+    let running = format!("pgrep -f 'slee[p] {n}'");
+    let mut child = lab
+        .kamo()
+        .args(["exec", "all", "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--", &format!("sleep {n}; touch {mark}")])
+        .spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = lab.exec("all", &[], &format!("{running} >/dev/null"));
+        if r.code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never ran on both nodes: {r:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on the kamo process this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed().as_secs() >= 15 {
+            let _ = child.kill();
+            panic!("kamo did not stop within 15 s of SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // What is left on the nodes, a moment later (then removed, whatever the verdict).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let left = lab.exec(
+        "all",
+        &[],
+        &format!("{running}; test -e {mark} && echo MARK; true"),
+    );
+    let _ = lab.exec(
+        "all",
+        &[],
+        &format!("pkill -f 'slee[p] {n}'; rm -f {mark}; true"),
+    );
+    left.assert_code(0);
+    for host in ["node01", "node02"] {
+        let shown = left.host(host)["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        assert!(
+            shown.is_empty(),
+            "{host} still runs the interrupted command (or ran what followed it): {shown:?}"
+        );
+    }
+    assert_eq!(status.code(), Some(99), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+}
+
 /// sshd's `MaxStartups` drops connections beyond a few unauthenticated ones (here 1 per sshd,
 /// as a crowded bastion or a 1,000-host run through few daemons sees it): every host still
 /// answers, dropped connections being tried again (issue 9).

@@ -164,3 +164,135 @@ fn hang_down_disk_full_and_reboot_mid_run_are_reported_per_host_and_resume_finis
         assert_eq!(lines(&lab, host, "three"), 1, "{host}: task three ran once");
     }
 }
+
+/// A playbook whose second task fails until the test creates `/srv/faults/go` on the node.
+const GATED: &str = r#"
+- hosts: all
+  gather_facts: false
+  become: true
+  tasks:
+    - name: one
+      shell: mkdir -p /srv/faults && echo x >> /srv/faults/one
+    - name: gate
+      command: test -e /srv/faults/go
+    - name: three
+      shell: echo x >> /srv/faults/three
+"#;
+
+/// The `ssh-keygen -R HOST -f FILE` that kamo's message tells the operator to run.
+fn keygen_advice(text: &str) -> (String, String) {
+    let at = text
+        .find("ssh-keygen -R '")
+        .unwrap_or_else(|| panic!("no ssh-keygen advice in:\n{text}"));
+    let rest = &text[at + "ssh-keygen -R '".len()..];
+    let (host, rest) = rest.split_once('\'').unwrap();
+    let file = rest
+        .trim_start()
+        .strip_prefix("-f ")
+        .unwrap()
+        .split(|c: char| c == ')' || c.is_whitespace())
+        .next()
+        .unwrap();
+    (host.to_owned(), file.to_owned())
+}
+
+#[test]
+fn a_host_key_changed_between_a_run_and_its_resume_is_refused_until_the_operator_accepts_it() {
+    let lab = Lab::up(3, &[]);
+    let pb = lab.home.path().join("gated.yml");
+    std::fs::write(&pb, GATED).unwrap();
+    let state = lab.home.path().join("state");
+    let first = lab
+        .kamo()
+        .args(["run"])
+        .arg_path(&pb)
+        .args(["-i"])
+        .arg_path(&lab.inventory())
+        .args(["--state-dir"])
+        .arg_path(&state)
+        .run();
+    // The gate fails on every node: the run stops after task one.
+    first.assert_code(2);
+    lab.exec("all", &["-b"], "touch /srv/faults/go")
+        .assert_code(0);
+    // node02 is "reinstalled" between the run and its resume.
+    lab.lab(&["fault", "node02", "hostkey-change"])
+        .assert_code(0);
+    let resume = |extra: &[&str]| {
+        lab.kamo()
+            .args(["resume", "--state-dir"])
+            .arg_path(&state)
+            .args(extra)
+            .run()
+    };
+    let refused = resume(&[]);
+    refused.assert_code(3);
+    let out = format!("{}\n{}", refused.stdout, refused.stderr);
+    let known_hosts = lab.dir.join("known_hosts");
+    let reason = out
+        .lines()
+        .find(|l| l.contains("node02") && l.contains("HAS CHANGED"))
+        .unwrap_or_else(|| panic!("node02's host key change is not reported:\n{out}"));
+    assert!(
+        reason.to_lowercase().contains("unreachable")
+            && reason.contains(&format!("{}:2", known_hosts.display())),
+        "the reason names neither unreachable nor the known_hosts line:\n{out}"
+    );
+    for host in ["node01", "node03"] {
+        assert_eq!(
+            lines(&lab, host, "three"),
+            1,
+            "{host} did not finish:\n{out}"
+        );
+    }
+    let show = |what: &str| {
+        let r = lab
+            .kamo()
+            .args(["show", "last", "--output", "json", "--state-dir"])
+            .arg_path(&state)
+            .run();
+        r.assert_code(0);
+        let v = json(&r);
+        eprintln!("{what}: {}", v["run"]["state"]);
+        v
+    };
+    let after_refusal = show("after the refused resume");
+    assert_eq!(
+        after_refusal["run"]["state"], "unreachable",
+        "{after_refusal}"
+    );
+    assert_eq!(
+        task_state(&after_refusal, "node02", "gate"),
+        "unreachable",
+        "{after_refusal}"
+    );
+    for host in ["node01", "node03"] {
+        assert_eq!(
+            task_state(&after_refusal, host, "three"),
+            "changed",
+            "{host}: {after_refusal}"
+        );
+    }
+
+    // The operator does what the message says: removes the old line and accepts the new key.
+    let (host, file) = keygen_advice(&out);
+    assert_eq!(file, known_hosts.display().to_string(), "{out}");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-R", &host, "-f", &file])
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{keygen:?}");
+    let still_strict = resume(&[]);
+    still_strict.assert_code(3);
+    assert!(
+        still_strict.stdout.contains("not known") || still_strict.stderr.contains("not known"),
+        "{still_strict:?}"
+    );
+    resume(&["--host-key-checking", "accept-new"]).assert_code(0);
+    let done = show("after the accepting resume");
+    assert_eq!(done["run"]["state"], "ok", "{done}");
+    for host in ["node01", "node02", "node03"] {
+        assert_eq!(lines(&lab, host, "one"), 1, "{host}: task one ran once");
+        assert_eq!(lines(&lab, host, "three"), 1, "{host}: task three ran once");
+    }
+}

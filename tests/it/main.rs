@@ -25,5 +25,6 @@ mod migrate;
 mod playbook;
 mod rollback;
 mod secrets;
+mod state_dir;
 mod vault;
 mod verbs;

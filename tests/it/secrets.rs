@@ -219,3 +219,244 @@ fn planted_secrets_appear_nowhere_kamo_prints_records_or_runs() {
         assert_clean(path, bytes);
     }
 }
+
+const CREDENTIAL: &str = "plant-cred-6620";
+
+/// Prints a variable the fixed rules do not call secret (`site_credential`) before and after
+/// a gate that fails until the test opens it, so a run stops there and its resume goes on.
+const CREDENTIAL_PLAYBOOK: &str = r#"
+- hosts: nodes
+  gather_facts: false
+  tasks:
+    - name: show before
+      shell: "echo cred={{ site_credential }}"
+    - name: gate
+      command: "test -e {{ gate }}/go"
+    - name: show after
+      shell: "echo cred={{ site_credential }}"
+"#;
+
+/// One state directory's worth of kamo commands against one node.
+struct CredentialRun {
+    home: tempfile::TempDir,
+    gate: tempfile::TempDir,
+    state: std::path::PathBuf,
+}
+
+impl CredentialRun {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let home = empty_home();
+        fs::write(home.path().join("site.yml"), CREDENTIAL_PLAYBOOK).unwrap();
+        // The node's user (not the test's) looks for the gate file.
+        let gate = tempfile::tempdir().unwrap();
+        fs::set_permissions(gate.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let state = home.path().join("state");
+        Self { home, gate, state }
+    }
+
+    fn open_gate(&self) {
+        fs::write(self.gate.path().join("go"), "").unwrap();
+    }
+
+    fn kamo(&self) -> Kamo {
+        Kamo::new(self.home.path()).env("KAMO_STATE_DIR", &self.state)
+    }
+
+    fn run(&self, c: &SshCluster, inv: &Path, extra: &[&str]) -> Kamo {
+        self.kamo()
+            .args(["run"])
+            .arg_path(&self.home.path().join("site.yml"))
+            .args(["-i"])
+            .arg_path(inv)
+            .args(["--known-hosts"])
+            .arg_path(&c.known_hosts)
+            .args([
+                "-e".to_owned(),
+                format!("gate={}", self.gate.path().display()),
+            ])
+            .args(extra)
+    }
+
+    /// What `history`, `show` and `log` print about run 1, text and JSON, all exit 0.
+    fn journal_views(&self) -> Vec<(String, Run)> {
+        let mut out = Vec::new();
+        for args in [
+            vec!["history"],
+            vec!["history", "--output", "json"],
+            vec!["show", "1"],
+            vec!["show", "1", "--output", "json"],
+            vec!["log", "1", "node01"],
+            vec!["log", "1", "node01", "show before"],
+            vec!["log", "1", "node01", "show after"],
+        ] {
+            let r = self.kamo().args(args.clone()).run();
+            r.assert_code(0);
+            out.push((args.join(" "), r));
+        }
+        out
+    }
+
+    /// Every byte of every file of the state directory (the SQLite journal, the run logs).
+    fn state_bytes(&self) -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        files_under(&self.state, &mut files);
+        assert!(!files.is_empty(), "nothing in {}", self.state.display());
+        files
+    }
+}
+
+fn holds(text: &[u8], s: &str) -> bool {
+    text.windows(s.len()).any(|w| w == s.as_bytes())
+}
+
+#[test]
+fn secret_vars_patterns_hide_more_names_in_output_journal_and_resume() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory(&format!("site_credential={CREDENTIAL}\n"));
+
+    // Without a pattern the value is an ordinary one: printed and journaled as it is (what
+    // makes the checks below able to fail).
+    let plain = CredentialRun::new();
+    plain.open_gate();
+    let text = plain.run(&c, &inv, &["-v"]).run();
+    text.assert_code(0);
+    assert!(text.stdout.contains(CREDENTIAL), "{}", text.stdout);
+    let json = plain.run(&c, &inv, &["--output", "json"]).run();
+    json.assert_code(0);
+    assert!(json.stdout.contains(CREDENTIAL), "{}", json.stdout);
+    let views = plain.journal_views();
+    let log = &views
+        .iter()
+        .find(|(w, _)| w == "log 1 node01 show before")
+        .unwrap()
+        .1;
+    assert!(log.stdout.contains(CREDENTIAL), "{}", log.stdout);
+    assert!(
+        plain
+            .state_bytes()
+            .iter()
+            .any(|(_, b)| holds(b, CREDENTIAL)),
+        "the journal does not hold the plain value"
+    );
+
+    // With `--secret-vars` (any case): hidden in the run, in its resume (which is not given
+    // the pattern again: the journal keeps it) and in everything recorded.
+    let hidden = CredentialRun::new();
+    let first = hidden
+        .run(&c, &inv, &["-v", "--secret-vars", "*_CREDENTIAL"])
+        .run();
+    first.assert_code(2);
+    hidden.open_gate();
+    let resumed = hidden.kamo().args(["resume", "--output", "json"]).run();
+    resumed.assert_code(0);
+    assert!(
+        first.stdout.contains("cred=********"),
+        "the run:\n{}",
+        first.stdout
+    );
+    assert!(
+        resumed.stdout.contains("cred=********"),
+        "the resume:\n{}",
+        resumed.stdout
+    );
+    let mut outputs = vec![("run".to_owned(), first), ("resume".to_owned(), resumed)];
+    outputs.extend(hidden.journal_views());
+    let log = &outputs
+        .iter()
+        .find(|(w, _)| w == "log 1 node01 show after")
+        .unwrap()
+        .1;
+    assert!(log.stdout.contains("cred=********"), "{}", log.stdout);
+    for (what, r) in &outputs {
+        for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+            assert!(
+                !text.contains(CREDENTIAL),
+                "{what} {stream} shows the value:\n{text}"
+            );
+        }
+    }
+    for (path, bytes) in hidden.state_bytes() {
+        assert!(!holds(&bytes, CREDENTIAL), "{path} holds the value");
+    }
+
+    // `$KAMO_SECRET_VARS` (comma-separated) does the same.
+    let by_env = CredentialRun::new();
+    by_env.open_gate();
+    let r = by_env
+        .run(&c, &inv, &["--output", "json"])
+        .env("KAMO_SECRET_VARS", "nothing_*,site_cred*")
+        .run();
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("cred=********") && !r.stdout.contains(CREDENTIAL),
+        "{}",
+        r.stdout
+    );
+    for (path, bytes) in by_env.state_bytes() {
+        assert!(!holds(&bytes, CREDENTIAL), "{path} holds the value");
+    }
+
+    // An empty pattern is a usage error, before any host is touched.
+    for (flag, env) in [(Some(""), None), (None, Some("a,,b")), (None, Some("x,"))] {
+        let mut k = by_env.run(&c, &inv, &[]);
+        if let Some(f) = flag {
+            k = k.args(["--secret-vars", f]);
+        }
+        if let Some(e) = env {
+            k = k.env("KAMO_SECRET_VARS", e);
+        }
+        let r = k.run();
+        r.assert_code(5);
+        assert!(
+            r.stderr.contains("empty secret-name pattern"),
+            "{flag:?} {env:?}: {}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn secret_vars_patterns_apply_to_plan_and_inventory_list() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory(&format!("site_credential={CREDENTIAL}\n"));
+    let s = CredentialRun::new();
+    let plan = |extra: &[&str]| {
+        s.kamo()
+            .args(["plan"])
+            .arg_path(&s.home.path().join("site.yml"))
+            .args(["-i"])
+            .arg_path(&inv)
+            .args(["-e", "gate=/x", "--scripts"])
+            .args(extra)
+            .run()
+    };
+    let clear = plan(&[]);
+    clear.assert_code(0);
+    assert!(clear.stdout.contains(CREDENTIAL), "{}", clear.stdout);
+    for extra in [
+        &["--secret-vars", "site_?redential"][..],
+        &["--secret-vars", "site_?redential", "--output", "json"][..],
+    ] {
+        let r = plan(extra);
+        r.assert_code(0);
+        assert!(
+            !r.stdout.contains(CREDENTIAL) && r.stdout.contains("********"),
+            "{extra:?}: {}",
+            r.stdout
+        );
+    }
+    let list = |extra: &[&str]| {
+        s.kamo()
+            .args(["inventory", "list", "--output", "json", "-i"])
+            .arg_path(&inv)
+            .args(extra)
+            .run()
+    };
+    let r = list(&[]);
+    r.assert_code(0);
+    assert!(r.stdout.contains(CREDENTIAL), "{}", r.stdout);
+    let r = list(&["--secret-vars", "*credential"]);
+    r.assert_code(0);
+    assert!(!r.stdout.contains(CREDENTIAL), "{}", r.stdout);
+}

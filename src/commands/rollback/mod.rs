@@ -67,6 +67,9 @@ pub struct Request {
     pub playbooks: Option<PathBuf>,
     pub db_only: bool,
     pub backup_dir: Option<PathBuf>,
+    /// The extra secret-name patterns in force (`--secret-vars`), for the resume.
+    #[serde(default)]
+    pub secret_vars: Vec<String>,
 }
 
 /// A URL with its password removed (for the journal).
@@ -84,6 +87,7 @@ impl Request {
     fn new(verb: &str, args: &DbArgs) -> Request {
         Request {
             kind: "db".into(),
+            secret_vars: crate::secret::patterns().to_vec(),
             verb: verb.into(),
             to: None,
             to_version: None,

@@ -114,6 +114,19 @@ impl Kamo {
         self
     }
 
+    /// Runs kamo with this umask (e.g. 0o000, to prove it sets its files' modes itself).
+    pub fn umask(mut self, mask: u32) -> Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only an async-signal-safe call (umask).
+        unsafe {
+            self.cmd.pre_exec(move || {
+                libc::umask(mask as libc::mode_t);
+                Ok(())
+            });
+        }
+        self
+    }
+
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
