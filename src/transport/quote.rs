@@ -158,7 +158,9 @@ mod props {
                 1..4,
             )
         ) {
-            prop_assume!(words.iter().all(|w| !w.contains('\0')));
+            // NUL cannot be an argument at all (refused by `quote`, tested on its own): it is
+            // taken out rather than the case rejected, as rejections abort a 100,000-case run.
+            let words: Vec<String> = words.iter().map(|w| w.replace('\0', "")).collect();
             let line = join(&words).unwrap();
             prop_assert_eq!(words_through_sh(&line), words);
         }
