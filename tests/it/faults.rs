@@ -66,13 +66,8 @@ fn hang_down_disk_full_and_reboot_mid_run_are_reported_per_host_and_resume_finis
     std::fs::write(&pb, PLAYBOOK).unwrap();
     let state = lab.home.path().join("state");
     let run = lab
-        .kamo()
-        .args(["run"])
-        .arg_path(&pb)
-        .args(["-i"])
-        .arg_path(&lab.inventory())
-        .args(["--keepalive", &KEEPALIVE.to_string(), "--state-dir"])
-        .arg_path(&state);
+        .run_playbook(&pb, &state)
+        .args(["--keepalive", &KEEPALIVE.to_string()]);
     let started = Instant::now();
     let running = std::thread::spawn(move || run.run());
     // Bounded: every node reaches task two within a minute, or the test fails.
@@ -202,15 +197,7 @@ fn a_host_key_changed_between_a_run_and_its_resume_is_refused_until_the_operator
     let pb = lab.home.path().join("gated.yml");
     std::fs::write(&pb, GATED).unwrap();
     let state = lab.home.path().join("state");
-    let first = lab
-        .kamo()
-        .args(["run"])
-        .arg_path(&pb)
-        .args(["-i"])
-        .arg_path(&lab.inventory())
-        .args(["--state-dir"])
-        .arg_path(&state)
-        .run();
+    let first = lab.run_playbook(&pb, &state).run();
     // The gate fails on every node: the run stops after task one.
     first.assert_code(2);
     lab.exec("all", &["-b"], "touch /srv/faults/go")

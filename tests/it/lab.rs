@@ -98,13 +98,8 @@ fn a_reboot_task_sees_the_node_go_down_and_come_back() {
     )
     .unwrap();
     let run = lab
-        .kamo()
-        .args(["run"])
-        .arg_path(&pb)
-        .args(["-i"])
-        .arg_path(&lab.inventory())
-        .args(["--output", "json", "--state-dir"])
-        .arg_path(&lab.home.path().join("state"))
+        .run_playbook(&pb, &lab.home.path().join("state"))
+        .args(["--output", "json"])
         .run();
     assert_eq!(
         run.code,
@@ -257,13 +252,8 @@ fn system_modules_run_on_lab_nodes_and_are_idempotent() {
     )
     .unwrap();
     let run = |extra: &[&str]| {
-        lab.kamo()
-            .args(["run"])
-            .arg_path(&pb)
-            .args(["-i"])
-            .arg_path(&lab.inventory())
-            .args(["--output", "json", "--state-dir"])
-            .arg_path(&lab.home.path().join("state"))
+        lab.run_playbook(&pb, &lab.home.path().join("state"))
+            .args(["--output", "json"])
             .args(extra)
             .run()
     };
@@ -360,15 +350,7 @@ fn kubeadm_join_on_workers_shows_on_the_master() {
 "#,
     )
     .unwrap();
-    let run = lab
-        .kamo()
-        .args(["run"])
-        .arg_path(&pb)
-        .args(["-i"])
-        .arg_path(&lab.inventory())
-        .args(["--state-dir"])
-        .arg_path(&lab.home.path().join("state"))
-        .run();
+    let run = lab.run_playbook(&pb, &lab.home.path().join("state")).run();
     run.assert_code(0);
     let r = lab.exec(
         "node01",
@@ -459,13 +441,8 @@ fn kernel_and_host_modules_on_lab_nodes() {
     )
     .unwrap();
     let run = || {
-        lab.kamo()
-            .args(["run"])
-            .arg_path(&pb)
-            .args(["-i"])
-            .arg_path(&lab.inventory())
-            .args(["--output", "json", "--state-dir"])
-            .arg_path(&lab.home.path().join("state"))
+        lab.run_playbook(&pb, &lab.home.path().join("state"))
+            .args(["--output", "json"])
             .run()
     };
     let first = run();
@@ -565,13 +542,8 @@ fn disk_full_fails_writes_on_that_node_until_clear() {
     )
     .unwrap();
     let run = || {
-        lab.kamo()
-            .args(["run"])
-            .arg_path(&pb)
-            .args(["-i"])
-            .arg_path(&lab.inventory())
-            .args(["--output", "json", "--state-dir"])
-            .arg_path(&lab.home.path().join("state"))
+        lab.run_playbook(&pb, &lab.home.path().join("state"))
+            .args(["--output", "json"])
             .run()
     };
     let r = run();

@@ -48,6 +48,17 @@ impl Lab {
         self.dir.join("inventory.ini")
     }
 
+    /// `kamo run PLAYBOOK -i <the lab's inventory> --state-dir STATE`, to add to and run.
+    pub fn run_playbook(&self, playbook: &Path, state: &Path) -> Kamo {
+        self.kamo()
+            .args(["run"])
+            .arg_path(playbook)
+            .args(["-i"])
+            .arg_path(&self.inventory())
+            .args(["--state-dir"])
+            .arg_path(state)
+    }
+
     pub fn exec(&self, pattern: &str, extra: &[&str], cmd: &str) -> Run {
         self.kamo()
             .args(["exec", pattern, "-i"])
