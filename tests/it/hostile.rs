@@ -124,12 +124,7 @@ fn escape_sequences_in_a_failing_task_are_escaped_in_text_and_json() {
     .unwrap();
     let run = |extra: &[&str]| {
         Kamo::new(home.path())
-            .args(["run"])
-            .arg_path(&pb)
-            .args(["-i"])
-            .arg_path(&inv)
-            .args(["--known-hosts"])
-            .arg_path(&c.known_hosts)
+            .run_playbook(&pb, &inv, &c.known_hosts)
             .args(extra)
             .run()
     };
@@ -234,12 +229,7 @@ fn hundreds_of_megabytes_from_a_task_keep_memory_and_the_journal_bounded() {
     .unwrap();
     let state = home.path().join("state");
     let run = Kamo::via(home.path(), &["/usr/bin/time", "-f", "MAXRSS_KIB=%M"])
-        .args(["run"])
-        .arg_path(&pb)
-        .args(["-i"])
-        .arg_path(&inv)
-        .args(["--known-hosts"])
-        .arg_path(&c.known_hosts)
+        .run_playbook(&pb, &inv, &c.known_hosts)
         .args(["--state-dir"])
         .arg_path(&state)
         .args(["--output", "json"])
@@ -335,12 +325,7 @@ fn a_task_timeout_keyword_and_task_timeout_flag_end_the_command_on_the_node() {
     .unwrap();
     let run = |pb: &Path, extra: &[&str]| {
         Kamo::new(home.path())
-            .args(["run"])
-            .arg_path(pb)
-            .args(["-i"])
-            .arg_path(&inv)
-            .args(["--known-hosts"])
-            .arg_path(&c.known_hosts)
+            .run_playbook(pb, &inv, &c.known_hosts)
             .args(["--output", "json"])
             .args(extra)
             .run()

@@ -117,12 +117,7 @@ fn hostile_host_names_variables_and_paths_stay_data_on_the_node() {
     )
     .unwrap();
     let run = Kamo::new(home.path())
-        .args(["run"])
-        .arg_path(&pb)
-        .args(["-i"])
-        .arg_path(&inv)
-        .args(["--known-hosts"])
-        .arg_path(&c.known_hosts)
+        .run_playbook(&pb, &inv, &c.known_hosts)
         .args(["--output", "json"])
         .run();
     let node_home = home_of(TEST_USER);

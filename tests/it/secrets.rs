@@ -120,16 +120,7 @@ fn planted_secrets_appear_nowhere_kamo_prints_records_or_runs() {
             .env("KAMO_KEY_PASSPHRASE", PASSPHRASE)
             .env("KAMO_STATE_DIR", &state)
     };
-    let run = |extra: &[&str]| {
-        kamo()
-            .args(["run"])
-            .arg_path(&pb)
-            .args(["-i"])
-            .arg_path(&inv)
-            .args(["--known-hosts"])
-            .arg_path(&c.known_hosts)
-            .args(extra)
-    };
+    let run = |extra: &[&str]| kamo().run_playbook(&pb, &inv, &c.known_hosts).args(extra);
 
     // The process list is sampled while the commands run.
     let stop = Arc::new(AtomicBool::new(false));
@@ -265,12 +256,7 @@ impl CredentialRun {
 
     fn run(&self, c: &SshCluster, inv: &Path, extra: &[&str]) -> Kamo {
         self.kamo()
-            .args(["run"])
-            .arg_path(&self.home.path().join("site.yml"))
-            .args(["-i"])
-            .arg_path(inv)
-            .args(["--known-hosts"])
-            .arg_path(&c.known_hosts)
+            .run_playbook(&self.home.path().join("site.yml"), inv, &c.known_hosts)
             .args([
                 "-e".to_owned(),
                 format!("gate={}", self.gate.path().display()),

@@ -103,12 +103,7 @@ impl Setup {
 
     fn run(&self, c: &SshCluster, extra: &[&str]) -> Run {
         self.kamo()
-            .args(["run"])
-            .arg_path(&self.playbook)
-            .args(["-i"])
-            .arg_path(&self.inv)
-            .args(["--known-hosts"])
-            .arg_path(&c.known_hosts)
+            .run_playbook(&self.playbook, &self.inv, &c.known_hosts)
             .args(["--state-dir"])
             .arg_path(&self.state())
             .args(["-e"])
@@ -271,12 +266,7 @@ fn a_wrong_or_missing_password_stops_before_any_host_is_touched() {
     .unwrap();
     let r = s
         .kamo()
-        .args(["run"])
-        .arg_path(&plain)
-        .args(["-i"])
-        .arg_path(&s.inv)
-        .args(["--known-hosts"])
-        .arg_path(&c.known_hosts)
+        .run_playbook(&plain, &s.inv, &c.known_hosts)
         .args(["--state-dir"])
         .arg_path(&s.state())
         .args(["-e"])

@@ -141,6 +141,16 @@ impl Kamo {
         self
     }
 
+    /// `run PLAYBOOK -i INVENTORY --known-hosts KNOWN_HOSTS`, to add to.
+    pub fn run_playbook(self, playbook: &Path, inventory: &Path, known_hosts: &Path) -> Self {
+        self.args(["run"])
+            .arg_path(playbook)
+            .args(["-i"])
+            .arg_path(inventory)
+            .args(["--known-hosts"])
+            .arg_path(known_hosts)
+    }
+
     pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.env(k, v);
         self
