@@ -1139,9 +1139,8 @@ impl Runner<'_> {
             .map(Duration::from_secs)
             .or(self.ssh.task_timeout);
         let output = conn
-            .exec_limited(
-                "/bin/sh -s",
-                Some(script.into_bytes()),
+            .run_script(
+                script.into_bytes(),
                 sudo.as_ref(),
                 crate::transport::Cutoff::after(limit),
             )

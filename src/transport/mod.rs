@@ -14,6 +14,7 @@ pub mod known_hosts;
 pub mod limits;
 pub mod local;
 pub mod quote;
+pub mod shell;
 pub mod ssh;
 pub mod stream;
 pub mod target;
@@ -167,6 +168,20 @@ impl Connection {
         match self {
             Self::Ssh(s) => s.exec_limited(cmd, stdin, sudo, cutoff).await,
             Self::Local => local::exec_limited(cmd, stdin, sudo, cutoff).await,
+        }
+    }
+
+    /// Runs a task script with `/bin/sh -s` (the script on its stdin), bounded like
+    /// [`Connection::exec_limited`]; over SSH in a long-lived task shell ([`shell`]).
+    pub async fn run_script(
+        &self,
+        script: Vec<u8>,
+        sudo: Option<&quote::Become>,
+        cutoff: Cutoff,
+    ) -> Result<Option<Output>, TransportError> {
+        match self {
+            Self::Ssh(s) => s.run_script(script, sudo, cutoff).await,
+            Self::Local => local::exec_limited("/bin/sh -s", Some(script), sudo, cutoff).await,
         }
     }
 

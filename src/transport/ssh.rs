@@ -26,6 +26,7 @@ use super::capped::{Capped, STDERR_KEEP, STDOUT_KEEP};
 use super::keys::KeyStore;
 use super::known_hosts::{KnownHosts, Verdict, fingerprint, host_port};
 use super::quote::Become;
+use super::shell::{self, Started, TaskShell};
 use super::stream::{StreamReader, StreamWriter};
 use super::{Exit, Output, Phase, Target, TransportError};
 
@@ -340,6 +341,10 @@ pub struct Session {
     lost: LostReason,
     /// Keeps the jump host's connection alive as long as this one.
     _jump: Option<Arc<Handle<Client>>>,
+    /// Task shells waiting for their next script ([`super::shell`]).
+    idle: Mutex<Vec<TaskShell>>,
+    /// The host cannot run a task shell: every task gets a channel of its own.
+    no_shell: std::sync::atomic::AtomicBool,
 }
 
 /// Why a connection attempt failed, and whether trying again may help.
@@ -433,6 +438,8 @@ impl Session {
             host_key,
             lost,
             _jump: jump,
+            idle: Mutex::new(Vec::new()),
+            no_shell: std::sync::atomic::AtomicBool::new(!shell::enabled()),
         })
     }
 
@@ -520,7 +527,7 @@ impl Session {
     }
 
     /// Opens a channel and starts `cmd` on it (through sudo with `sudo`).
-    async fn start(
+    pub(super) async fn start(
         &self,
         cmd: &str,
         sudo: Option<&Become>,
@@ -649,6 +656,84 @@ impl Session {
             stderr,
             exit,
         }))
+    }
+
+    /// Runs a task script (given to `/bin/sh -s` on its stdin) in a task shell of this
+    /// connection ([`super::shell`]), started when none is idle for this become user; on a
+    /// channel of its own when the host cannot run one. Same outcome as
+    /// [`Session::exec_limited`]`("/bin/sh -s", script)`, at a fraction of the node's work.
+    pub async fn run_script(
+        &self,
+        script: Vec<u8>,
+        sudo: Option<&Become>,
+        cutoff: Cutoff,
+    ) -> Result<Option<Output>, TransportError> {
+        use std::sync::atomic::Ordering;
+        if cutoff.stopped() {
+            return Ok(None);
+        }
+        if self.no_shell.load(Ordering::Relaxed) {
+            return self
+                .exec_limited("/bin/sh -s", Some(script), sudo, cutoff)
+                .await;
+        }
+        let key: shell::Key = sudo.map(|b| b.user.clone());
+        let mut sh = match self.take_idle(&key) {
+            Some(s) => s,
+            None => match TaskShell::start(self, sudo, cutoff.clone()).await? {
+                Started::Ready(s) => s,
+                Started::Refused(out) => return Ok(Some(out)),
+                Started::Cut => return Ok(None),
+                Started::Unsupported => {
+                    tracing::debug!("no task shell on this host: a channel per task");
+                    self.no_shell.store(true, Ordering::Relaxed);
+                    return self
+                        .exec_limited("/bin/sh -s", Some(script), sudo, cutoff)
+                        .await;
+                }
+            },
+        };
+        let Some(frame) = sh.frame_for(&script) else {
+            self.put_idle(sh).await;
+            return self
+                .exec_limited("/bin/sh -s", Some(script), sudo, cutoff)
+                .await;
+        };
+        let r = sh.run(self, frame, cutoff).await;
+        if matches!(&r, Ok(Some(o)) if o.exit != Exit::NoStatus) {
+            self.put_idle(sh).await;
+        }
+        r
+    }
+
+    /// An idle task shell for `key` that is still running.
+    fn take_idle(&self, key: &shell::Key) -> Option<TaskShell> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(i) = idle.iter().position(|s| &s.key == key) {
+            let mut s = idle.swap_remove(i);
+            if s.idle_alive() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps a shell for the next task; the oldest is let go past [`shell::IDLE_MAX`].
+    async fn put_idle(&self, sh: TaskShell) {
+        let spare = {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            idle.push(sh);
+            (idle.len() > shell::IDLE_MAX).then(|| idle.remove(0))
+        };
+        if let Some(s) = spare {
+            s.retire().await;
+        }
     }
 
     /// Starts `cmd` for bulk data (see [`super::stream`]) and returns once it runs (with
@@ -817,7 +902,7 @@ async fn write_side(
 }
 
 /// What the reader asks the writer to send.
-enum Write {
+pub(super) enum Write {
     Password,
     Stdin,
     Eof,
@@ -825,17 +910,17 @@ enum Write {
 
 /// Watches a sudo command's first output: answers sudo's prompt once, opens when the
 /// command's ready line arrives, and strips both markers from what the user sees.
-struct BecomeGate<'a> {
+pub(super) struct BecomeGate<'a> {
     sudo: Option<&'a Become>,
     open: bool,
     prompts: usize,
-    refused: bool,
+    pub(super) refused: bool,
     out: Vec<u8>,
     err: Vec<u8>,
 }
 
 impl<'a> BecomeGate<'a> {
-    fn new(sudo: Option<&'a Become>) -> Self {
+    pub(super) fn new(sudo: Option<&'a Become>) -> Self {
         Self {
             sudo,
             open: sudo.is_none(),
@@ -846,12 +931,12 @@ impl<'a> BecomeGate<'a> {
         }
     }
 
-    fn is_open(&self) -> bool {
+    pub(super) fn is_open(&self) -> bool {
         self.open
     }
 
     /// Stdout before the ready line: buffered; returns what follows the line once it came.
-    fn stdout(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+    pub(super) fn stdout(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         let b = self.sudo?;
         self.out.extend_from_slice(data);
         let marker = format!("{}\n", b.ready);
@@ -864,7 +949,7 @@ impl<'a> BecomeGate<'a> {
     }
 
     /// Stderr before the ready line: sudo's prompts are answered (once) and removed.
-    fn stderr(&mut self, data: &[u8]) -> (Vec<u8>, Option<Write>) {
+    pub(super) fn stderr(&mut self, data: &[u8]) -> (Vec<u8>, Option<Write>) {
         let Some(b) = self.sudo else {
             return (data.to_vec(), None);
         };
@@ -894,7 +979,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Length of the longest end of `hay` that is a proper beginning of `needle`.
-fn partial_suffix(hay: &[u8], needle: &[u8]) -> usize {
+pub(super) fn partial_suffix(hay: &[u8], needle: &[u8]) -> usize {
     (1..needle.len().min(hay.len() + 1))
         .rev()
         .find(|&n| hay.ends_with(&needle[..n]))

@@ -355,3 +355,90 @@ fn a_task_timeout_keyword_and_task_timeout_flag_end_the_command_on_the_node() {
     let left = survivors(&format!("sleep {}", n + 2));
     assert!(left.is_empty(), "still running on the node: {left:?}");
 }
+
+/// The task shell (src/transport/shell.rs): tasks of one host run in turn in one long-lived
+/// shell, yet each in a process group of its own: a time limit ends the task that ran over
+/// it (even one that ignores TERM) and not a daemon an earlier task left behind; the next
+/// task gets a new shell. `KAMO_TASK_SHELL=0` gives every task a channel of its own.
+#[test]
+fn the_task_shell_keeps_tasks_apart_and_a_timeout_ends_only_its_task() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let home = empty_home();
+    let n = unique_secs();
+    let pb = home.path().join("site.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n\
+             \x20   - name: p1\n      shell: echo $PPID\n\
+             \x20   - name: daemon\n      shell: nohup sleep {n} >/dev/null 2>&1 &\n\
+             \x20   - name: p2\n      shell: echo $PPID; echo to-stderr >&2\n\
+             \x20   - name: stubborn\n      shell: trap '' TERM; sleep {} & wait; wait\n      timeout: 2\n      ignore_errors: true\n\
+             \x20   - name: p3\n      shell: echo $PPID\n",
+            n + 1
+        ),
+    )
+    .unwrap();
+    let run = |env_off: bool| {
+        let mut k = Kamo::new(home.path());
+        if env_off {
+            k = k.env("KAMO_TASK_SHELL", "0");
+        }
+        k.run_playbook(&pb, &inv, &c.known_hosts)
+            .args(["--output", "json"])
+            .run()
+    };
+    let parents = |r: &crate::support::kamo::Run| -> Vec<String> {
+        r.json_lines()
+            .iter()
+            .filter(|e| e["event"] == "host_result" && e["task"].as_str().unwrap().starts_with('p'))
+            .map(|e| e["stdout"].as_str().unwrap().trim().to_owned())
+            .collect()
+    };
+    // After the run: the task that ignores TERM is gone, the daemon is not.
+    let check_after = |r: &crate::support::kamo::Run| {
+        let left = survivors(&format!("sleep {}", n + 1));
+        assert!(
+            left.is_empty(),
+            "the task that ignores TERM still runs: {left:?}"
+        );
+        let daemon = processes_with(&format!("sleep {n}"));
+        assert_eq!(
+            daemon.len(),
+            1,
+            "the earlier task's daemon was ended too: {r:?}"
+        );
+        for (pid, _) in daemon {
+            // SAFETY: kill(2) on a PID this test's playbook started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    };
+    let r = run(false);
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("timed out after 2s (`timeout:`)"),
+        "{r:?}"
+    );
+    let p = parents(&r);
+    assert_eq!(p.len(), 3, "{r:?}");
+    assert_eq!(p[0], p[1], "one shell ran the tasks in turn: {r:?}");
+    assert_ne!(
+        p[1], p[2],
+        "the timeout ended that shell; a new one ran p3: {r:?}"
+    );
+    let stderr_of_p2 = r
+        .json_lines()
+        .into_iter()
+        .find(|e| e["event"] == "host_result" && e["task"] == "p2")
+        .unwrap();
+    assert_eq!(stderr_of_p2["stderr"], "to-stderr\n", "{r:?}");
+    check_after(&r);
+    let r = run(true);
+    r.assert_code(0);
+    let p = parents(&r);
+    assert_ne!(p[0], p[1], "KAMO_TASK_SHELL=0: a channel per task: {r:?}");
+    // (How a channel's command is ended at its limit is the exec tests' subject.)
+    survivors(&format!("sleep {}", n + 1));
+    survivors(&format!("sleep {n}"));
+}

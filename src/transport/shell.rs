@@ -1,0 +1,558 @@
+//! One long-lived shell per host and become user, fed the task scripts in turn.
+//!
+//! Why: a playbook task used to cost one SSH channel on the node: sshd forks a session
+//! process, the login shell starts and execs `/bin/sh`, and the channel's open, exec, EOF,
+//! exit-status and close messages travel both ways. Measured on loopback OpenSSH hosts that
+//! is about 6 ms of node CPU per task and host before the module's own work; a task shell
+//! that is already running brings it to about 3.5 ms (see BENCHMARKS.md), and with `become`
+//! it also saves sudo's start (PAM, sudoers) on every task.
+//!
+//! How a task runs in the shell (the *driver*, a plain `/bin/sh -s` reading the channel):
+//! kamo writes one frame
+//!
+//! ```text
+//! setsid /bin/sh -s <<'KAMO_SCRIPT_<tag>' &
+//! <the task script>
+//! KAMO_SCRIPT_<tag>
+//! kamo_p=$!; wait "$kamo_p"; ... printf '\n%s %s\n' 'KAMO-END-<tag>-<n>' "$rc"; ... >&2
+//! ```
+//!
+//! and reads stdout and stderr up to that task's end marker on each. So each task keeps what
+//! a channel of its own gave it:
+//! - the script travels as data (a quoted here-document, on the shell's input, never on a
+//!   command line), and runs in a fresh `/bin/sh -s` with the script as its stdin, as before;
+//! - `setsid` gives it a session and process group of its own: a daemon an earlier task left
+//!   behind is never in the group that a later task's time limit ends;
+//! - its exit code, its stdout and its stderr are its own (markers are random per shell and
+//!   numbered per task, so output cannot forge them);
+//! - a script's syntax error or `exit` ends only its own `sh`.
+//!
+//! At a time limit or Ctrl-C kamo sends TERM to the driver (`kill PID` on a second channel,
+//! as the driver's user; the driver said its PID when it started): the driver's trap sends
+//! TERM to the task's process group, then KILL a second later, and exits; the shell is not
+//! used again. That also reaches a become task that ignores TERM, and works on a root login,
+//! where sshd refuses SSH's own `signal` request.
+//!
+//! Not used (kamo falls back to a channel per task) when the host has no `setsid`
+//! (util-linux), when a script holds the terminator line (it cannot, short of guessing 64
+//! random bits), or with `KAMO_TASK_SHELL=0`. A task killed by a signal is reported by its
+//! exit code (128 + the signal's number), not the signal's name.
+
+use std::time::Duration;
+
+use russh::ChannelMsg;
+use russh::client;
+
+use super::capped::{Capped, STDERR_KEEP, STDOUT_KEEP};
+use super::quote::Become;
+use super::ssh::{BecomeGate, Session, partial_suffix};
+use super::{Cutoff, Exit, Output, Phase, TransportError};
+
+/// The become user a shell runs as: `None` without become, `Some(user)` with it (`Some(None)`:
+/// sudo's default user).
+pub type Key = Option<Option<String>>;
+
+/// Idle task shells kept per connection: sshd's `MaxSessions` (10 by default) also counts
+/// the channels of file transfers running at the same time.
+pub const IDLE_MAX: usize = 3;
+
+/// How long the driver's trap waits between TERM and KILL to the task's process group, plus
+/// a margin: kamo waits this long for the driver to finish before ending it itself.
+const END_WAIT: Duration = Duration::from_secs(3);
+
+/// Whether task shells are used at all (`KAMO_TASK_SHELL=0` turns them off).
+#[must_use]
+pub fn enabled() -> bool {
+    std::env::var("KAMO_TASK_SHELL").map_or(true, |v| v != "0")
+}
+
+/// A running driver shell on one channel.
+pub struct TaskShell {
+    pub key: Key,
+    rd: russh::ChannelReadHalf,
+    wr: russh::ChannelWriteHalf<client::Msg>,
+    tag: String,
+    seq: u64,
+    /// The driver's process id on the host, to signal it at a time limit.
+    pid: u32,
+    /// The become settings it was started with (the signal is sent as the same user).
+    sudo: Option<Become>,
+}
+
+/// How starting a shell went.
+pub enum Started {
+    Ready(TaskShell),
+    /// sudo refused the password: the outcome of the task, as a channel of its own would have
+    /// given it (sudo is not asked again).
+    Refused(Output),
+    /// The host cannot run one (no `setsid`, or the shell ended at once): use a channel.
+    Unsupported,
+    /// The cutoff came first; the shell was ended.
+    Cut,
+}
+
+/// The driver's prelude: checks `setsid`, sets the trap that ends a task, says it is ready.
+fn prelude(tag: &str) -> String {
+    format!(
+        "command -v setsid >/dev/null 2>&1 || exit 97\n\
+         kamo_p=\n\
+         trap '[ -n \"$kamo_p\" ] && kill -TERM \"-$kamo_p\" 2>/dev/null; sleep 1; \
+         [ -n \"$kamo_p\" ] && kill -KILL \"-$kamo_p\" 2>/dev/null; exit 143' TERM\n\
+         printf '%s %s\\n' 'KAMO-SHELL-{tag}' \"$$\"\n"
+    )
+}
+
+/// The frame that runs `script` as task number `seq`; `None` when the script holds the
+/// here-document's terminator line.
+fn frame(tag: &str, seq: u64, script: &[u8]) -> Option<Vec<u8>> {
+    let delim = format!("KAMO_SCRIPT_{tag}");
+    if script
+        .split(|&b| b == b'\n')
+        .any(|line| line == delim.as_bytes())
+    {
+        return None;
+    }
+    let end = format!("KAMO-END-{tag}-{seq}");
+    let mut f = Vec::with_capacity(script.len() + 320);
+    f.extend_from_slice(format!("setsid /bin/sh -s <<'{delim}' &\n").as_bytes());
+    f.extend_from_slice(script);
+    if !script.ends_with(b"\n") {
+        f.push(b'\n');
+    }
+    f.extend_from_slice(
+        format!(
+            "{delim}\nkamo_p=$!; wait \"$kamo_p\"; kamo_rc=$?; kamo_p=; \
+             printf '\\n%s %s\\n' '{end}' \"$kamo_rc\"; printf '\\n%s\\n' '{end}' >&2\n"
+        )
+        .as_bytes(),
+    );
+    Some(f)
+}
+
+/// The driver's pid from its ready line (`KAMO-SHELL-<tag> <pid>\n`), once it is whole.
+fn ready_pid(out: &[u8], ready: &str) -> Option<u32> {
+    let at = memchr::memmem::find(out, ready.as_bytes())? + ready.len();
+    let nl = memchr::memchr(b'\n', &out[at..])?;
+    std::str::from_utf8(&out[at..at + nl])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Finds one end marker in a stream while passing what precedes it on, in bounded memory.
+struct Scan {
+    needle: Vec<u8>,
+    /// Bytes that may be the start of the marker (or, once found, its line's rest).
+    buf: Vec<u8>,
+    found: bool,
+    /// Read the rest of the marker's line as an exit code (stdout's marker).
+    with_code: bool,
+    code: Option<u32>,
+    done: bool,
+}
+
+impl Scan {
+    fn new(needle: String, with_code: bool) -> Self {
+        Self {
+            needle: needle.into_bytes(),
+            buf: Vec::new(),
+            found: false,
+            with_code,
+            code: None,
+            done: false,
+        }
+    }
+
+    fn push(&mut self, data: &[u8], sink: &mut Capped) {
+        if self.done {
+            // Written after the task ended (by something it left running): not its output.
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        if !self.found {
+            if let Some(pos) = memchr::memmem::find(&self.buf, &self.needle) {
+                sink.push(&self.buf[..pos]);
+                self.buf.drain(..pos + self.needle.len());
+                self.found = true;
+            } else {
+                let keep = partial_suffix(&self.buf, &self.needle);
+                let pass = self.buf.len() - keep;
+                sink.push(&self.buf[..pass]);
+                self.buf.drain(..pass);
+                return;
+            }
+        }
+        if !self.with_code {
+            self.done = true;
+            self.buf.clear();
+            return;
+        }
+        if let Some(nl) = memchr::memchr(b'\n', &self.buf) {
+            self.code = std::str::from_utf8(&self.buf[..nl])
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            self.done = true;
+            self.buf.clear();
+        } else if self.buf.len() > 32 {
+            // Not a code: the line was not the driver's.
+            self.done = true;
+            self.buf.clear();
+        }
+    }
+}
+
+impl TaskShell {
+    /// Starts a driver on a new channel of `session` (through sudo with `sudo`).
+    pub async fn start(
+        session: &Session,
+        sudo: Option<&Become>,
+        cutoff: Cutoff,
+    ) -> Result<Started, TransportError> {
+        let (mut rd, wr) = session.start("exec /bin/sh -s", sudo).await?;
+        let tag = random_tag();
+        let ready = format!("KAMO-SHELL-{tag} ");
+        let password = sudo.and_then(|b| b.password.clone());
+        let work = async {
+            let mut gate = BecomeGate::new(sudo);
+            let mut sent = false;
+            if gate.is_open() {
+                wr.data(prelude(&tag).as_bytes())
+                    .await
+                    .map_err(|e| TransportError::new(Phase::Exec, e.to_string()))?;
+                sent = true;
+            }
+            let mut out = Vec::new();
+            let mut stdout = Capped::new(STDOUT_KEEP);
+            let mut stderr = Capped::new(STDERR_KEEP);
+            let (mut status, mut signal) = (None, None);
+            while let Some(msg) = rd.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => {
+                        let data = if gate.is_open() {
+                            data.to_vec()
+                        } else {
+                            match gate.stdout(&data) {
+                                Some(rest) => rest,
+                                None => continue,
+                            }
+                        };
+                        if gate.is_open() && !sent {
+                            wr.data(prelude(&tag).as_bytes())
+                                .await
+                                .map_err(|e| TransportError::new(Phase::Exec, e.to_string()))?;
+                            sent = true;
+                        }
+                        out.extend_from_slice(&data);
+                        if let Some(pid) = ready_pid(&out, &ready) {
+                            return Ok(Started::Ready(Self {
+                                key: sudo.map(|b| b.user.clone()),
+                                rd,
+                                wr,
+                                tag,
+                                seq: 0,
+                                pid,
+                                sudo: sudo.cloned(),
+                            }));
+                        }
+                        if out.len() > 64 << 10 {
+                            // Something other than the driver answers (a forced command?).
+                            break;
+                        }
+                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        if gate.is_open() {
+                            stderr.push(&data);
+                        } else {
+                            let (text, action) = gate.stderr(&data);
+                            stderr.push(&text);
+                            match action {
+                                Some(super::ssh::Write::Password) => {
+                                    if let Some(pw) = &password {
+                                        let mut bytes = pw.expose().clone().into_bytes();
+                                        bytes.push(b'\n');
+                                        let _ = wr.data(&bytes[..]).await;
+                                    }
+                                }
+                                Some(_) => {
+                                    let _ = wr.eof().await;
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        signal = Some(format!("{signal_name:?}"));
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            if gate.refused {
+                stdout.push(&out);
+                stderr.push(b"kamo: sudo refused the sudo password (incorrect password)\n");
+                let exit = match (status, signal) {
+                    (_, Some(s)) => Exit::Signal(s),
+                    (Some(c), None) => Exit::Code(c),
+                    (None, None) => Exit::NoStatus,
+                };
+                return Ok(Started::Refused(Output {
+                    stdout: stdout.into_bytes(),
+                    stderr: stderr.into_bytes(),
+                    exit,
+                }));
+            }
+            if session.is_closed() {
+                return Err(TransportError::new(
+                    Phase::Exec,
+                    session.lost_message("while the command ran").await,
+                ));
+            }
+            Ok(Started::Unsupported)
+        };
+        let started = tokio::select! {
+            r = work => Some(r),
+            () = cutoff.reached() => None,
+        };
+        match started {
+            Some(r) => r,
+            None => Ok(Started::Cut),
+        }
+    }
+
+    /// Runs one task's `frame` (from [`TaskShell::frame_for`]). `Ok(Some(_))` with an exit
+    /// code: it ended and the shell may run the next one; `Ok(None)`: the cutoff came and the
+    /// task was ended on the host (the shell too); an error or an [`Exit::NoStatus`] output:
+    /// the shell is gone.
+    pub async fn run(
+        &mut self,
+        session: &Session,
+        frame: Vec<u8>,
+        cutoff: Cutoff,
+    ) -> Result<Option<Output>, TransportError> {
+        let end = format!("KAMO-END-{}-{}", self.tag, self.seq);
+        let (rd, wr) = (&mut self.rd, &self.wr);
+        let work = async {
+            wr.data(&frame[..])
+                .await
+                .map_err(|e| TransportError::new(Phase::Exec, e.to_string()))?;
+            let mut out = Scan::new(format!("\n{end} "), true);
+            let mut err = Scan::new(format!("\n{end}\n"), false);
+            let mut stdout = Capped::new(STDOUT_KEEP);
+            let mut stderr = Capped::new(STDERR_KEEP);
+            let mut ended = false;
+            while !(out.done && err.done) {
+                match rd.wait().await {
+                    Some(ChannelMsg::Data { data }) => out.push(&data, &mut stdout),
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        err.push(&data, &mut stderr);
+                    }
+                    Some(
+                        ChannelMsg::Eof
+                        | ChannelMsg::Close
+                        | ChannelMsg::ExitStatus { .. }
+                        | ChannelMsg::ExitSignal { .. },
+                    )
+                    | None => {
+                        ended = true;
+                        break;
+                    }
+                    Some(_) => {}
+                }
+            }
+            // Bytes held back as a possible marker start belong to the output after all.
+            if !out.found {
+                stdout.push(&out.buf);
+            }
+            if !err.found {
+                stderr.push(&err.buf);
+            }
+            if ended && session.is_closed() {
+                return Err(TransportError::new(
+                    Phase::Exec,
+                    session.lost_message("while the command ran").await,
+                ));
+            }
+            let exit = match (ended, out.code) {
+                (false, Some(c)) => Exit::Code(c),
+                _ => Exit::NoStatus,
+            };
+            Ok(Output {
+                stdout: stdout.into_bytes(),
+                stderr: stderr.into_bytes(),
+                exit,
+            })
+        };
+        let done = tokio::select! {
+            r = work => Some(r),
+            () = cutoff.reached() => None,
+        };
+        if let Some(r) = done {
+            return r.map(Some);
+        }
+        self.end(session).await;
+        Ok(None)
+    }
+
+    /// The frame for the next task, numbering it; `None` if the script cannot be framed.
+    pub fn frame_for(&mut self, script: &[u8]) -> Option<Vec<u8>> {
+        self.seq += 1;
+        frame(&self.tag, self.seq, script)
+    }
+
+    /// Ends the running task and the driver: TERM to the driver, whose trap ends the task's
+    /// process group (TERM, then KILL a second later) and exits; then the channel is closed.
+    /// The TERM is sent by `kill` on a second channel, as the driver's user: sshd refuses
+    /// its own `signal` request on a root login (no privilege separation after root's
+    /// authentication), and a signal to sudo does not reach a command it put on a pty.
+    async fn end(&mut self, session: &Session) {
+        let kill = format!("kill -TERM {}", self.pid);
+        let _ = tokio::time::timeout(END_WAIT, session.exec(&kill, None, self.sudo.as_ref())).await;
+        let _ = tokio::time::timeout(END_WAIT, async {
+            while let Some(msg) = self.rd.wait().await {
+                if matches!(msg, ChannelMsg::Close) {
+                    break;
+                }
+            }
+        })
+        .await;
+        let _ = self.wr.signal(russh::Sig::KILL).await;
+        let _ = self.wr.close().await;
+    }
+
+    /// Whether the idle shell is still there (nothing may arrive on an idle shell's channel:
+    /// anything that did, an exit or a close, means it ended).
+    pub fn idle_alive(&mut self) -> bool {
+        use futures::FutureExt;
+        self.rd.wait().now_or_never().is_none()
+    }
+
+    /// Lets the driver end (EOF on its input) and closes the channel.
+    pub async fn retire(self) {
+        let _ = self.wr.eof().await;
+        let _ = self.wr.close().await;
+    }
+}
+
+/// 64 random bits as hex (see `quote::random_tag`).
+fn random_tag() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(chunks: &[&[u8]], needle: &str, with_code: bool) -> (Vec<u8>, Scan) {
+        let mut s = Scan::new(needle.to_owned(), with_code);
+        let mut sink = Capped::new((1 << 20, 1 << 20));
+        for c in chunks {
+            s.push(c, &mut sink);
+        }
+        (sink.into_bytes(), s)
+    }
+
+    #[test]
+    fn the_marker_is_found_across_chunks_and_what_precedes_it_is_kept() {
+        let (out, s) = scan_all(
+            &[
+                b"hello\nwor",
+                b"ld\n\nKAMO-E",
+                b"ND-t-1 4",
+                b"2\nlate output",
+            ],
+            "\nKAMO-END-t-1 ",
+            true,
+        );
+        assert_eq!(out, b"hello\nworld\n");
+        assert!(s.done);
+        assert_eq!(s.code, Some(42));
+    }
+
+    #[test]
+    fn output_without_a_newline_and_a_lookalike_marker_pass_through() {
+        let (out, s) = scan_all(
+            &[b"no newline\nKAMO-END-t-2 0\n", b"\nKAMO-END-t-1\n"],
+            "\nKAMO-END-t-1\n",
+            false,
+        );
+        assert_eq!(out, b"no newline\nKAMO-END-t-2 0\n");
+        assert!(s.done && s.code.is_none());
+        let (out, s) = scan_all(&[b"abc\nKAMO-EN"], "\nKAMO-END-t-1\n", false);
+        assert!(!s.done);
+        assert_eq!(out, b"abc", "a possible marker start is held back");
+        assert_eq!(s.buf, b"\nKAMO-EN");
+    }
+
+    #[test]
+    fn the_ready_line_gives_the_drivers_pid_once_whole() {
+        assert_eq!(
+            ready_pid(b"motd\nKAMO-SHELL-t 4118\n", "KAMO-SHELL-t "),
+            Some(4118)
+        );
+        assert_eq!(ready_pid(b"KAMO-SHELL-t 41", "KAMO-SHELL-t "), None);
+        assert_eq!(ready_pid(b"KAMO-SHELL-u 41\n", "KAMO-SHELL-t "), None);
+    }
+
+    #[test]
+    fn a_frame_quotes_the_script_as_a_here_document_and_refuses_its_terminator() {
+        let f = String::from_utf8(frame("ab", 3, b"echo '$(id)'; exit 4").unwrap()).unwrap();
+        assert!(
+            f.starts_with(
+                "setsid /bin/sh -s <<'KAMO_SCRIPT_ab' &\necho '$(id)'; exit 4\nKAMO_SCRIPT_ab\n"
+            ),
+            "{f}"
+        );
+        assert!(f.contains("'KAMO-END-ab-3'"), "{f}");
+        assert!(frame("ab", 1, b"x\nKAMO_SCRIPT_ab\ny").is_none());
+        assert!(frame("ab", 1, b"x\nKAMO_SCRIPT_ab \ny").is_some());
+    }
+
+    /// The driver and frames, run by the machine's `/bin/sh` with no SSH: each script's exit
+    /// code, output and stderr come back; a syntax error, a kill or `exit` ends only its task.
+    #[test]
+    fn a_local_driver_runs_frames_in_turn() {
+        use std::io::Write as _;
+        let mut input = prelude("zz").into_bytes();
+        input.extend(frame("zz", 1, b"echo one; echo e1 >&2; exit 3\n").unwrap());
+        input.extend(frame("zz", 2, b"echo two; if then\n").unwrap());
+        input.extend(frame("zz", 3, b"kill -KILL $$").unwrap());
+        input.extend(frame("zz", 4, b"cd /; exit 0").unwrap());
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-s")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let child_pid = child.id();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let o = child.wait_with_output().unwrap();
+        let out = String::from_utf8(o.stdout).unwrap();
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(o.status.success(), "{out}{err}");
+        assert_eq!(
+            out,
+            format!(
+                "KAMO-SHELL-zz {child_pid}\none\n\nKAMO-END-zz-1 3\n\nKAMO-END-zz-2 2\n\nKAMO-END-zz-3 137\n\nKAMO-END-zz-4 0\n"
+            )
+        );
+        assert!(err.starts_with("e1\n\nKAMO-END-zz-1\n"), "{err}");
+        assert!(
+            err.to_lowercase().contains("syntax error"),
+            "a syntax error ends only its task: {err}"
+        );
+        assert!(
+            err.ends_with("\n\nKAMO-END-zz-3\n\nKAMO-END-zz-4\n"),
+            "{err}"
+        );
+    }
+}
