@@ -355,3 +355,120 @@ fn a_task_timeout_keyword_and_task_timeout_flag_end_the_command_on_the_node() {
     let left = survivors(&format!("sleep {}", n + 2));
     assert!(left.is_empty(), "still running on the node: {left:?}");
 }
+
+/// Runs `kamo exec all -b --task-timeout 2 ... -- CMD` and checks the verdict.
+fn become_exec_times_out(k: Kamo, inv: &Path, extra: &[&str], cmd: &str) {
+    let start = Instant::now();
+    let run = k
+        .args([
+            "exec",
+            "all",
+            "-b",
+            "--task-timeout",
+            "2",
+            "--output",
+            "json",
+            "-i",
+        ])
+        .arg_path(inv)
+        .args(extra)
+        .args(["--", cmd])
+        .run();
+    run.assert_code(2);
+    assert!(start.elapsed() < Duration::from_secs(20), "{run:?}");
+    assert!(run.stdout.contains("timed out after 2s"), "{run:?}");
+}
+
+/// Waits (bounded, 30 s) until a process's command line starts with `needle` (kamo's own,
+/// which holds the command too, does not).
+fn wait_for_process(needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !processes_with(needle)
+        .iter()
+        .any(|(_, c)| c.starts_with(needle))
+    {
+        assert!(Instant::now() < deadline, "{needle:?} never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// With `become`, sudo runs the command in a session of its own (`Defaults use_pty`, as
+/// Debian and Ubuntu ship it) and as root, which the login user's sshd cannot signal: the
+/// KILL that follows TERM at a time limit reaches sudo only. A become command that ignores
+/// TERM must still end, with its children, at `timeout:`, at `--task-timeout` and on Ctrl-C
+/// (issue 10), on a `kamo lab` node (passwordless sudo).
+#[test]
+fn a_become_command_that_ignores_term_ends_at_its_limit_on_a_lab_node() {
+    let lab = crate::support::lab::Lab::up(1, &[]);
+    let n = unique_secs();
+    let pb = lab.home.path().join("stubborn.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  become: true\n  tasks:\n    - name: stubborn\n      shell: trap '' TERM; sleep {n} & sleep {}; wait\n      timeout: 2\n",
+            n + 1
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let r = lab
+        .run_playbook(&pb, &lab.home.path().join("state"))
+        .args(["--output", "json"])
+        .run();
+    r.assert_code(2);
+    assert!(start.elapsed() < Duration::from_secs(30), "{r:?}");
+    assert!(
+        r.stdout.contains("timed out after 2s (`timeout:`)"),
+        "{r:?}"
+    );
+    for s in [n, n + 1] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(
+            left.is_empty(),
+            "`timeout:`: still running on the node: {left:?}"
+        );
+    }
+
+    become_exec_times_out(
+        lab.kamo(),
+        &lab.inventory(),
+        &[],
+        &format!("trap '' TERM; sleep {}", n + 2),
+    );
+    let left = survivors(&format!("sleep {}", n + 2));
+    assert!(
+        left.is_empty(),
+        "--task-timeout: still running on the node: {left:?}"
+    );
+
+    // Ctrl-C while the command runs.
+    let mut child = lab
+        .kamo()
+        .args(["exec", "all", "-b", "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--", &format!("trap '' TERM INT; sleep {}", n + 3)])
+        .spawn();
+    wait_for_process(&format!("sleep {}", n + 3));
+    // SAFETY: kill(2) on the kamo process this test started.
+    assert_eq!(
+        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("kamo did not stop within 15 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(99));
+    let left = survivors(&format!("sleep {}", n + 3));
+    assert!(
+        left.is_empty(),
+        "Ctrl-C: still running on the node: {left:?}"
+    );
+}
