@@ -396,7 +396,8 @@ fn wait_for_process(needle: &str) {
 /// Debian and Ubuntu ship it) and as root, which the login user's sshd cannot signal: the
 /// KILL that follows TERM at a time limit reaches sudo only. A become command that ignores
 /// TERM must still end, with its children, at `timeout:`, at `--task-timeout` and on Ctrl-C
-/// (issue 10), on a `kamo lab` node (passwordless sudo).
+/// (issue 10), on a `kamo lab` node (passwordless sudo), whether sudo runs it on a pty (in a
+/// session of its own) or not (in sudo's process group, as root).
 #[test]
 fn a_become_command_that_ignores_term_ends_at_its_limit_on_a_lab_node() {
     let lab = crate::support::lab::Lab::up(1, &[]);
@@ -441,12 +442,47 @@ fn a_become_command_that_ignores_term_ends_at_its_limit_on_a_lab_node() {
         "--task-timeout: still running on the node: {left:?}"
     );
 
-    // Ctrl-C while the command runs.
+    // sudo on a terminal (as from an interactive login; newer sudo does it without one):
+    // with `use_pty` it runs the command on a pty of its own, in a session of its own. A
+    // `sudo` of the node's own (its /usr/local/bin, first on the PATH) gives it one.
+    let install = lab.exec(
+        "all",
+        &["-b"],
+        "printf '%s\\n' '#!/usr/bin/python3' 'import os, pty, sys' \
+         'sys.exit(os.waitstatus_to_exitcode(pty.spawn([\"/usr/bin/sudo\"] + sys.argv[1:])))' \
+         > /usr/local/bin/sudo && chmod 755 /usr/local/bin/sudo",
+    );
+    install.assert_code(0);
+    let tty = lab.exec("all", &["-b"], "tty");
+    tty.assert_code(0);
+    assert!(
+        tty.host("node01")["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/dev/pts/"),
+        "sudo did not run the command on a pty: {tty:?}"
+    );
+    // On a pty, the hangup when sudo's terminal goes is one more signal to ignore.
+    become_exec_times_out(
+        lab.kamo(),
+        &lab.inventory(),
+        &[],
+        &format!("trap '' TERM HUP; sleep {} & sleep {}; wait", n + 4, n + 5),
+    );
+    for s in [n + 4, n + 5] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(
+            left.is_empty(),
+            "--task-timeout, pty: still running on the node: {left:?}"
+        );
+    }
+
+    // Ctrl-C while the command runs (on the pty).
     let mut child = lab
         .kamo()
         .args(["exec", "all", "-b", "-i"])
         .arg_path(&lab.inventory())
-        .args(["--", &format!("trap '' TERM INT; sleep {}", n + 3)])
+        .args(["--", &format!("trap '' TERM INT HUP; sleep {}", n + 3)])
         .spawn();
     wait_for_process(&format!("sleep {}", n + 3));
     // SAFETY: kill(2) on the kamo process this test started.
@@ -470,5 +506,32 @@ fn a_become_command_that_ignores_term_ends_at_its_limit_on_a_lab_node() {
     assert!(
         left.is_empty(),
         "Ctrl-C: still running on the node: {left:?}"
+    );
+}
+
+/// The same with a sudo that asks for its password every time (`timestamp_timeout=0`): the
+/// process group is ended through a second sudo whose prompt kamo answers as the first one's,
+/// on stdin; the password is on no command line meanwhile.
+#[test]
+fn a_become_command_with_a_sudo_password_that_ignores_term_ends_at_its_limit() {
+    use crate::support::sshd::TEST_PASSWORD;
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory(&format!("ansible_become_password={TEST_PASSWORD}\n"));
+    let n = unique_secs();
+    let home = empty_home();
+    become_exec_times_out(
+        Kamo::new(home.path()),
+        &inv,
+        &["--known-hosts", c.known_hosts.to_str().unwrap()],
+        &format!("trap '' TERM; sleep {n} & sleep {}; wait", n + 1),
+    );
+    for s in [n, n + 1] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(left.is_empty(), "still running on the node: {left:?}");
+    }
+    let shown = processes_with(TEST_PASSWORD);
+    assert!(
+        shown.is_empty(),
+        "the password on a command line: {shown:?}"
     );
 }
