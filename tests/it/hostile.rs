@@ -535,3 +535,42 @@ fn a_become_command_with_a_sudo_password_that_ignores_term_ends_at_its_limit() {
         "the password on a command line: {shown:?}"
     );
 }
+
+/// On a local connection, from an operator's terminal: sudo (`use_pty`) then runs the command
+/// in a session of its own, which the kill of kamo's own process group at the limit misses.
+/// kamo runs under `script`, which gives it a controlling terminal as a login shell would.
+#[test]
+fn a_local_become_command_that_ignores_term_ends_at_its_limit_from_a_terminal() {
+    let home = empty_home();
+    let n = unique_secs();
+    let inv = home.path().join("hosts.ini");
+    fs::write(&inv, "localhost ansible_connection=local\n").unwrap();
+    let pb = home.path().join("local.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  become: true\n  tasks:\n    - name: in a session of sudo's own?\n      shell: cat /proc/$(cut -d' ' -f6 /proc/$$/stat)/comm\n    - name: stubborn\n      shell: trap '' TERM HUP; sleep {n} & sleep {}; wait\n      timeout: 2\n",
+            n + 1
+        ),
+    )
+    .unwrap();
+    // `sh -c` gets the kamo binary as $0 (see `Kamo::via`).
+    let line = format!(
+        "exec script -qefc \"$0 run {} -i {} --state-dir {} -v\" /dev/null",
+        pb.display(),
+        inv.display(),
+        home.path().join("state").display()
+    );
+    let start = Instant::now();
+    let r = Kamo::via(home.path(), &["sh", "-c", &line]).run();
+    assert!(start.elapsed() < Duration::from_secs(30), "{r:?}");
+    assert!(
+        r.stdout.contains("stdout: sudo\r\n"),
+        "sudo did not use a pty and a session of its own: {r:?}"
+    );
+    assert!(r.stdout.contains("timed out after 2s"), "{r:?}");
+    for s in [n, n + 1] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(left.is_empty(), "still running here: {left:?}");
+    }
+}
