@@ -12,6 +12,11 @@
 //!   connection so a dead peer is noticed.
 //! - stdout and stderr are read while stdin is written (`split` + `join!`): writing first can
 //!   deadlock the connection's event loop on large transfers.
+//! - A command past its limit gets TERM, then KILL, through sshd (`signal`, a `killpg` by the
+//!   login user). A `become` command is out of that user's reach (root's, and with `use_pty`
+//!   in a session of its own), so its process group, which its ready line names, is then
+//!   killed as the become user through a second sudo on a new channel, the password (if
+//!   asked) on that channel's stdin ([`Session::exec_limited`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
