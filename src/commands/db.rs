@@ -231,6 +231,9 @@ pub async fn open(
 ) -> std::result::Result<Opened, Failure> {
     let inventory = inventory(args, need_inventory || args.db.is_none())?;
     let mut db = target(args.db.as_deref(), inventory.as_ref())?;
+    if let Some(w) = db.url_password_warning() {
+        crate::ui::eprint_line(&w);
+    }
     db.resolve_password(true)?;
     let tunnel = open_tunnel(args, inventory.as_ref(), &db).await?;
     let conn = connect(&db, tunnel.as_ref().map(|t| t.local), app_name).await?;

@@ -168,6 +168,21 @@ impl DbTarget {
         s
     }
 
+    /// The warning for a password given in the `--db` URL: kamo cannot take it off its own
+    /// command line, where every local user can read it (`/proc/PID/cmdline`) while kamo
+    /// runs. `None` for a password from anywhere else.
+    #[must_use]
+    pub fn url_password_warning(&self) -> Option<String> {
+        (self.password.is_some() && self.password_source.as_deref() == Some("the URL")).then(|| {
+            format!(
+                "warning: the --db URL for {} holds its password: other local users can read \
+                 kamo's command line while it runs; PGPASSWORD, ~/.pgpass or the inventory's \
+                 db_password_file keep it off the process list",
+                self.display()
+            )
+        })
+    }
+
     /// Finds the password (see the module doc for the order). `prompt`: whether a hidden
     /// prompt may be used when nothing else gives one. Warnings go to stderr.
     pub fn resolve_password(&mut self, prompt: bool) -> Result<()> {
@@ -340,6 +355,22 @@ mod tests {
         assert!(DbTarget::from_url("postgres://h/db").is_err(), "no user");
         assert!(DbTarget::from_url("postgres://u@h").is_err(), "no database");
         assert_eq!(DbTarget::from_url("postgresql://u@h/d").unwrap().port, 5432);
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_warned_about_without_showing_it() {
+        let t = DbTarget::from_url("postgres://app:s3cr3t-9@db:5433/app").unwrap();
+        let w = t.url_password_warning().unwrap();
+        assert!(
+            w.contains("app@db:5433/app") && w.contains("process list"),
+            "{w}"
+        );
+        assert!(!w.contains("s3cr3t-9"), "{w}");
+        let mut bare = DbTarget::from_url("postgres://app@db:5433/app").unwrap();
+        assert_eq!(bare.url_password_warning(), None);
+        bare.password = Some(Secret::new("from-elsewhere".into()));
+        bare.password_source = Some("PGPASSWORD".into());
+        assert_eq!(bare.url_password_warning(), None);
     }
 
     #[test]

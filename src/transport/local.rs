@@ -2,6 +2,12 @@
 //! workstation through `/bin/sh -c`, with the same [`Output`] contract as SSH.
 //!
 //! This is the one place kamo spawns processes for running commands.
+//!
+//! A command runs in a process group of its own, which a time limit or Ctrl-C ends (TERM,
+//! then KILL). With `become` that is not enough when kamo runs from a terminal: sudo
+//! (`use_pty`) then runs the command in a session of its own, outside that group. The
+//! command's group is named on its ready line (see [`Become`]) and is killed too: directly
+//! when kamo may signal it (kamo runs as root), else through `sudo -n kill` as the become user.
 
 use std::process::Stdio;
 
@@ -51,26 +57,52 @@ pub async fn exec_limited(
             .map_err(|e| TransportError::new(Phase::Exec, e))?,
         None => cmd.to_owned(),
     };
-    let Some(mut out) = run(&line, stdin, cutoff).await? else {
+    let Some(mut out) = run(&line, stdin, cutoff, sudo).await? else {
         return Ok(None);
     };
-    if let Some(b) = sudo {
-        let marker = format!("{}\n", b.ready);
-        if let Some(pos) = out
-            .stdout
-            .windows(marker.len())
-            .position(|w| w == marker.as_bytes())
-        {
-            out.stdout.drain(pos..pos + marker.len());
-        }
+    if let Some(r) = sudo.and_then(|b| b.ready_line(&out.stdout)) {
+        out.stdout.drain(r.start..r.end);
     }
     Ok(Some(out))
+}
+
+/// How much of a command's first output is kept aside to find the ready line in.
+const HEAD: usize = 4096;
+
+/// How long ending a become command's group through `sudo -n kill` may take.
+const BECOME_KILL_LIMIT: Duration = Duration::from_secs(5);
+
+/// Ends the become command's process group `pgid` with KILL: directly, or, when kamo may not
+/// signal it (another user's), as the become user through `sudo -n` (bounded).
+async fn kill_become_group(b: &Become, pgid: u32) {
+    use nix::sys::signal::{Signal, killpg};
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    match killpg(nix::unistd::Pid::from_raw(raw), Signal::SIGKILL) {
+        Err(nix::errno::Errno::EPERM) => {}
+        _ => return,
+    }
+    let Ok(line) = b.wrap(&Become::kill_group(pgid)) else {
+        return;
+    };
+    let Ok(mut child) = tokio::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+    else {
+        return;
+    };
+    let _ = tokio::time::timeout(BECOME_KILL_LIMIT, child.wait()).await;
 }
 
 async fn run(
     cmd: &str,
     stdin: Option<Vec<u8>>,
     cutoff: Cutoff,
+    sudo: Option<&Become>,
 ) -> Result<Option<Output>, TransportError> {
     let mut child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
@@ -93,11 +125,13 @@ async fn run(
     };
     let (out_pipe, err_pipe) = (child.stdout.take(), child.stderr.take());
     let pid = child.id();
+    // The first output, where a become command's ready line names its process group.
+    let head = std::sync::Mutex::new(Vec::new());
     let work = async {
         let ((), stdout, stderr, status) = tokio::join!(
             writer,
-            drain(out_pipe, STDOUT_KEEP),
-            drain(err_pipe, STDERR_KEEP),
+            drain(out_pipe, STDOUT_KEEP, Some(&head)),
+            drain(err_pipe, STDERR_KEEP, None),
             child.wait()
         );
         (stdout, stderr, status)
@@ -107,11 +141,24 @@ async fn run(
         () = cutoff.reached() => None,
     };
     let Some((stdout, stderr, status)) = done else {
-        if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-            let group = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let group = pid
+            .and_then(|p| i32::try_from(p).ok())
+            .map(nix::unistd::Pid::from_raw);
+        if let Some(g) = group {
+            let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGTERM);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let become_group = sudo.and_then(|b| {
+            let head = head
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Some((b, b.ready_line(&head)?.pgid?))
+        });
+        if let Some((b, pgid)) = become_group {
+            kill_become_group(b, pgid).await;
+        }
+        if let Some(g) = group {
+            let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGKILL);
         }
         let _ = child.wait().await;
         return Ok(None);
@@ -132,8 +179,13 @@ async fn run(
     }))
 }
 
-/// Reads a pipe to its end, keeping a bounded part ([`Capped`]).
-async fn drain<R: AsyncRead + Unpin>(pipe: Option<R>, keep: (usize, usize)) -> Vec<u8> {
+/// Reads a pipe to its end, keeping a bounded part ([`Capped`]), and its first [`HEAD`]
+/// bytes in `head` as they come.
+async fn drain<R: AsyncRead + Unpin>(
+    pipe: Option<R>,
+    keep: (usize, usize),
+    head: Option<&std::sync::Mutex<Vec<u8>>>,
+) -> Vec<u8> {
     let mut kept = Capped::new(keep);
     if let Some(mut pipe) = pipe {
         let mut buf = vec![0u8; 64 * 1024];
@@ -141,6 +193,11 @@ async fn drain<R: AsyncRead + Unpin>(pipe: Option<R>, keep: (usize, usize)) -> V
         while let Ok(n) = pipe.read(&mut buf).await {
             if n == 0 {
                 break;
+            }
+            if let Some(h) = head {
+                let mut h = h.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let room = HEAD.saturating_sub(h.len()).min(n);
+                h.extend_from_slice(&buf[..room]);
             }
             kept.push(&buf[..n]);
         }

@@ -28,6 +28,15 @@ pub fn join<S: AsRef<str>>(argv: &[S]) -> Result<String, String> {
 /// with the password only when sudo really asks, and sends the command's own stdin only after
 /// the ready line. Writing the password blindly to stdin (as `echo pw | sudo -S` does) would
 /// hand it to the command itself whenever sudo does not ask (NOPASSWD, cached credentials).
+///
+/// The ready line also carries the process group of the shell sudo started (read from
+/// `/proc/$$/stat` by the shell's own `read`, no extra process; empty where there is no
+/// `/proc`). Why: at a time limit or Ctrl-C the transport signals the command's session, but
+/// sudo runs the command in a session of its own when it uses a pty (`Defaults use_pty`,
+/// Debian's and Ubuntu's default) and as another user in any case, so a KILL from the login
+/// user reaches sudo only, and a command that ignores TERM would outlive its limit. Knowing the
+/// group, the transport ends it as the become user ([`Become::kill_group`]), whether or not sudo
+/// used a pty: without one the group is sudo's own, which the same kill ends too.
 #[derive(Debug, Clone)]
 pub struct Become {
     pub user: Option<String>,
@@ -67,10 +76,53 @@ impl Become {
             line.push_str(&quote(u)?);
             line.push(' ');
         }
-        let inner = format!("echo {}; {cmd}", self.ready);
+        // Field 5 of /proc/PID/stat is the process group; the shell's `comm` ("sh") has no
+        // space, so `read` splits the fields right. Its variables are unset before `cmd`.
+        let inner = format!(
+            "read -r kamo_x kamo_x kamo_x kamo_x kamo_pgid kamo_x 2>/dev/null </proc/$$/stat; \
+             echo {} ${{kamo_pgid:-}}; unset kamo_x kamo_pgid; {cmd}",
+            self.ready
+        );
         line.push_str("-- /bin/sh -c ");
         line.push_str(&quote(&inner)?);
         Ok(line)
+    }
+}
+
+/// Where the ready line is in `out`, once it is there: its byte range (newline included) and
+/// the process group it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyLine {
+    pub start: usize,
+    pub end: usize,
+    pub pgid: Option<u32>,
+}
+
+impl Become {
+    /// Finds the ready line in the command's first output (see [`Become`]).
+    #[must_use]
+    pub fn ready_line(&self, out: &[u8]) -> Option<ReadyLine> {
+        let marker = self.ready.as_bytes();
+        let start = out.windows(marker.len()).position(|w| w == marker)?;
+        let after = start + marker.len();
+        let len = out[after..].iter().position(|&b| b == b'\n')?;
+        let pgid = std::str::from_utf8(&out[after..after + len])
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+            // Group 0 or 1 would be every process / init's: never a command's.
+            .filter(|&g| g > 1);
+        Some(ReadyLine {
+            start,
+            end: after + len + 1,
+            pgid,
+        })
+    }
+
+    /// The command that ends process group `pgid`, to be run through this same [`Become`]
+    /// (as the become user, who may signal the command when the login user may not).
+    #[must_use]
+    pub fn kill_group(pgid: u32) -> String {
+        format!("kill -s KILL -- -{pgid}")
     }
 }
 
@@ -106,8 +158,12 @@ mod tests {
         let line = b.wrap("id -u").unwrap();
         assert!(!line.contains("s3cr3t"));
         assert!(line.starts_with("sudo -S -p '[kamo-sudo-"), "{line}");
+        assert!(line.contains("-u root -- /bin/sh -c 'read -r "), "{line}");
         assert!(
-            line.contains(&format!("-u root -- /bin/sh -c 'echo {}; id -u'", b.ready)),
+            line.ends_with(&format!(
+                "echo {} ${{kamo_pgid:-}}; unset kamo_x kamo_pgid; id -u'",
+                b.ready
+            )),
             "{line}"
         );
         let b = Become::new(None, None);
@@ -117,6 +173,84 @@ mod tests {
                 .starts_with("sudo -n -- /bin/sh -c ")
         );
         assert_ne!(Become::new(None, None).ready, b.ready, "markers are unique");
+    }
+}
+
+#[cfg(test)]
+mod ready {
+    use super::*;
+
+    /// The wrapped line run by a real `/bin/sh` (sudo taken off): the ready line names the
+    /// shell's own process group, and the command's variables are untouched.
+    #[test]
+    fn the_ready_line_names_the_shells_process_group() {
+        use std::os::unix::process::CommandExt;
+        let b = Become::new(None, None);
+        let line = b.wrap("echo \"[${kamo_pgid-unset}]\"").unwrap();
+        let sh = line.strip_prefix("sudo -n -- ").unwrap();
+        #[allow(clippy::disallowed_methods)]
+        let child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("exec {sh}"))
+            .process_group(0)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let leader = child.id();
+        let out = child.wait_with_output().unwrap();
+        let r = b.ready_line(&out.stdout).unwrap();
+        assert_eq!(r.start, 0);
+        // The shell leads the group it was started in (process_group(0), then exec).
+        assert_eq!(r.pgid, Some(leader));
+        assert_eq!(&out.stdout[r.end..], b"[unset]\n");
+        assert!(out.stderr.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn ready_lines_without_a_group_or_split_are_read_right() {
+        let b = Become::new(None, None);
+        let text = format!("before\n{} \nafter", b.ready);
+        let r = b.ready_line(text.as_bytes()).unwrap();
+        assert_eq!(r.pgid, None);
+        assert_eq!(&text.as_bytes()[r.end..], b"after");
+        assert_eq!(&text.as_bytes()[..r.start], b"before\n");
+        assert_eq!(b.ready_line(format!("{} 42", b.ready).as_bytes()), None);
+        for (shown, want) in [
+            ("42", Some(42)),
+            ("1", None),
+            ("0", None),
+            ("-5", None),
+            ("x", None),
+        ] {
+            let t = format!("{} {shown}\n", b.ready);
+            assert_eq!(b.ready_line(t.as_bytes()).unwrap().pgid, want, "{shown}");
+        }
+        assert_eq!(Become::kill_group(42), "kill -s KILL -- -42");
+    }
+
+    /// The kill command, run by `/bin/sh` (dash here: its `kill` takes no `-KILL --`), ends
+    /// a whole group whose members ignore TERM.
+    #[test]
+    fn kill_group_ends_a_group_that_ignores_term() {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        #[allow(clippy::disallowed_methods)]
+        let mut group = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("trap '' TERM; sleep 30 & sleep 31; wait")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        #[allow(clippy::disallowed_methods)]
+        let kill = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(Become::kill_group(group.id()))
+            .output()
+            .unwrap();
+        assert!(kill.status.success(), "{kill:?}");
+        let status = group.wait().unwrap();
+        assert_eq!(status.signal(), Some(9));
     }
 }
 

@@ -12,6 +12,11 @@
 //!   connection so a dead peer is noticed.
 //! - stdout and stderr are read while stdin is written (`split` + `join!`): writing first can
 //!   deadlock the connection's event loop on large transfers.
+//! - A command past its limit gets TERM, then KILL, through sshd (`signal`, a `killpg` by the
+//!   login user). A `become` command is out of that user's reach (root's, and with `use_pty`
+//!   in a session of its own), so its process group, which its ready line names, is then
+//!   killed as the become user through a second sudo on a new channel, the password (if
+//!   asked) on that channel's stdin ([`Session::exec_limited`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -568,6 +573,16 @@ impl Session {
     /// a moment later, KILL to the command's process group (OpenSSH's `signal` request is a
     /// `killpg`, so children of the command end too), and the channel is closed. Closing
     /// alone would leave a command that does not write (`sleep`) running on the node.
+    ///
+    /// With `become`, sshd's signals come from the login user and reach sudo, not the command:
+    /// sudo runs it as another user and, with `use_pty`, in a session of its own. sudo relays
+    /// TERM, but KILL cannot be relayed, so a command that ignores TERM would survive. So,
+    /// between the TERM and the KILL, the command's process group (named on its ready line,
+    /// see [`Become`]) is killed as the become user through a second sudo on a new channel
+    /// (`Session::kill_group_as`). Ansible and pyinfra leave such a command running; killing
+    /// the group as root is what an operator would do by hand. The one residue: a group that
+    /// ended on the TERM and whose number was reused within the grace would be hit; PIDs are
+    /// not reused that fast on a node in practice.
     pub async fn exec_limited(
         &self,
         cmd: &str,
@@ -584,6 +599,9 @@ impl Session {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Write>();
         let password = sudo.and_then(|b| b.password.clone());
         let writer = write_side(&wr, rx, password, stdin);
+        // The become command's process group, once its ready line came (see the cutoff below).
+        // 0: none (a group is never 0, see `Become::ready_line`).
+        let pgid = std::sync::atomic::AtomicU32::new(0);
         let reader = async {
             let mut gate = BecomeGate::new(sudo);
             if gate.is_open() {
@@ -598,6 +616,10 @@ impl Session {
                         if gate.is_open() {
                             stdout.push(&data);
                         } else if let Some(rest) = gate.stdout(&data) {
+                            pgid.store(
+                                gate.pgid.unwrap_or(0),
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
                             stdout.push(&rest);
                             let _ = tx.send(Write::Stdin);
                         }
@@ -632,14 +654,23 @@ impl Session {
             }
             (stdout.into_bytes(), stderr.into_bytes(), exit)
         };
-        let both = async { tokio::join!(writer, reader).1 };
+        // Boxed: kept past the cutoff (see below), it would otherwise make every caller's
+        // future larger.
+        let mut both = Box::pin(async { tokio::join!(writer, reader).1 });
         let done = tokio::select! {
-            r = both => Some(r),
+            r = &mut both => Some(r),
             () = cutoff.reached() => None,
         };
         let Some((stdout, stderr, exit)) = done else {
             let _ = wr.signal(russh::Sig::TERM).await;
-            tokio::time::sleep(KILL_GRACE).await;
+            // The channel is still read during the grace: a ready line that was on its way
+            // still names the become command's group.
+            let _ = tokio::time::timeout(KILL_GRACE, &mut both).await;
+            let g = pgid.load(std::sync::atomic::Ordering::Relaxed);
+            if let Some(b) = sudo.filter(|_| g > 1) {
+                // Boxed: a rare path that would otherwise enlarge every exec's future.
+                Box::pin(self.kill_group_as(b, g)).await;
+            }
             let _ = wr.signal(russh::Sig::KILL).await;
             let _ = wr.close().await;
             return Ok(None);
@@ -734,6 +765,48 @@ impl Session {
         if let Some(s) = spare {
             s.retire().await;
         }
+    }
+
+    /// Ends process group `pgid` on the host as the become user, on a channel of its own:
+    /// `kill -s KILL -- -PGID` through the same sudo, its password (if sudo asks) answered by
+    /// the same gate, on the channel's stdin, never on a command line. Bounded by
+    /// [`BECOME_KILL_LIMIT`]; a failure leaves things as sshd's own KILL leaves them.
+    async fn kill_group_as(&self, sudo: &Become, pgid: u32) {
+        let run = async {
+            let Ok((mut rd, wr)) = self.start(&Become::kill_group(pgid), Some(sudo)).await else {
+                return;
+            };
+            let mut gate = BecomeGate::new(Some(sudo));
+            // Bounded by the limit below: sudo prompts at most twice, then kill ends.
+            while let Some(msg) = rd.wait().await {
+                match msg {
+                    ChannelMsg::Data { data }
+                        if !gate.is_open() && gate.stdout(&data).is_some() =>
+                    {
+                        let _ = wr.eof().await;
+                    }
+                    ChannelMsg::ExtendedData { data, ext: 1 } if !gate.is_open() => {
+                        match gate.stderr(&data).1 {
+                            Some(Write::Password) => {
+                                if let Some(pw) = &sudo.password {
+                                    let mut bytes = pw.expose().clone().into_bytes();
+                                    bytes.push(b'\n');
+                                    let _ = wr.data(&bytes[..]).await;
+                                }
+                            }
+                            Some(Write::Eof) => {
+                                let _ = wr.eof().await;
+                            }
+                            _ => {}
+                        }
+                    }
+                    ChannelMsg::Close => break,
+                    _ => {}
+                }
+            }
+            let _ = wr.close().await;
+        };
+        let _ = tokio::time::timeout(BECOME_KILL_LIMIT, run).await;
     }
 
     /// Starts `cmd` for bulk data (see [`super::stream`]) and returns once it runs (with
@@ -869,6 +942,9 @@ impl Session {
 /// How long a timed-out command gets between TERM and KILL.
 const KILL_GRACE: Duration = Duration::from_millis(500);
 
+/// How long ending a become command's process group may take (a channel, sudo, `kill`).
+const BECOME_KILL_LIMIT: Duration = Duration::from_secs(5);
+
 /// The writing half of an exec: sends what the reader asks for, in order, then EOF.
 async fn write_side(
     wr: &russh::ChannelWriteHalf<client::Msg>,
@@ -915,6 +991,8 @@ pub(super) struct BecomeGate<'a> {
     open: bool,
     prompts: usize,
     pub(super) refused: bool,
+    /// The command's process group, from the ready line.
+    pgid: Option<u32>,
     out: Vec<u8>,
     err: Vec<u8>,
 }
@@ -926,6 +1004,7 @@ impl<'a> BecomeGate<'a> {
             open: sudo.is_none(),
             prompts: 0,
             refused: false,
+            pgid: None,
             out: Vec::new(),
             err: Vec::new(),
         }
@@ -935,15 +1014,16 @@ impl<'a> BecomeGate<'a> {
         self.open
     }
 
-    /// Stdout before the ready line: buffered; returns what follows the line once it came.
+    /// Stdout before the ready line: buffered; returns what follows the line once it came
+    /// (and keeps the process group it names).
     pub(super) fn stdout(&mut self, data: &[u8]) -> Option<Vec<u8>> {
         let b = self.sudo?;
         self.out.extend_from_slice(data);
-        let marker = format!("{}\n", b.ready);
-        let pos = find(&self.out, marker.as_bytes())?;
+        let line = b.ready_line(&self.out)?;
         self.open = true;
-        let mut rest = self.out[..pos].to_vec();
-        rest.extend_from_slice(&self.out[pos + marker.len()..]);
+        self.pgid = line.pgid;
+        let mut rest = self.out[..line.start].to_vec();
+        rest.extend_from_slice(&self.out[line.end..]);
         self.out.clear();
         Some(rest)
     }
@@ -1111,10 +1191,11 @@ mod tests {
         assert!(matches!(a2, Some(Write::Password)));
         assert!(g.stdout(b"KAMO").is_none());
         let rest = g
-            .stdout(format!("{}\nhello\n", &b.ready[4..]).as_bytes())
+            .stdout(format!("{} 4242\nhello\n", &b.ready[4..]).as_bytes())
             .unwrap();
         assert_eq!(rest, b"hello\n");
         assert!(g.is_open());
+        assert_eq!(g.pgid, Some(4242));
     }
 
     #[test]

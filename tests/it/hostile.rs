@@ -442,3 +442,222 @@ fn the_task_shell_keeps_tasks_apart_and_a_timeout_ends_only_its_task() {
     survivors(&format!("sleep {}", n + 1));
     survivors(&format!("sleep {n}"));
 }
+
+/// Runs `kamo exec all -b --task-timeout 2 ... -- CMD` and checks the verdict.
+fn become_exec_times_out(k: Kamo, inv: &Path, extra: &[&str], cmd: &str) {
+    let start = Instant::now();
+    let run = k
+        .args([
+            "exec",
+            "all",
+            "-b",
+            "--task-timeout",
+            "2",
+            "--output",
+            "json",
+            "-i",
+        ])
+        .arg_path(inv)
+        .args(extra)
+        .args(["--", cmd])
+        .run();
+    run.assert_code(2);
+    assert!(start.elapsed() < Duration::from_secs(20), "{run:?}");
+    assert!(run.stdout.contains("timed out after 2s"), "{run:?}");
+}
+
+/// Waits (bounded, 30 s) until a process's command line starts with `needle` (kamo's own,
+/// which holds the command too, does not).
+fn wait_for_process(needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !processes_with(needle)
+        .iter()
+        .any(|(_, c)| c.starts_with(needle))
+    {
+        assert!(Instant::now() < deadline, "{needle:?} never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// With `become`, sudo runs the command in a session of its own (`Defaults use_pty`, as
+/// Debian and Ubuntu ship it) and as root, which the login user's sshd cannot signal: the
+/// KILL that follows TERM at a time limit reaches sudo only. A become command that ignores
+/// TERM must still end, with its children, at `timeout:`, at `--task-timeout` and on Ctrl-C
+/// (issue 10), on a `kamo lab` node (passwordless sudo), whether sudo runs it on a pty (in a
+/// session of its own) or not (in sudo's process group, as root).
+#[test]
+fn a_become_command_that_ignores_term_ends_at_its_limit_on_a_lab_node() {
+    let lab = crate::support::lab::Lab::up(1, &[]);
+    let n = unique_secs();
+    let pb = lab.home.path().join("stubborn.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  become: true\n  tasks:\n    - name: stubborn\n      shell: trap '' TERM; sleep {n} & sleep {}; wait\n      timeout: 2\n",
+            n + 1
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let r = lab
+        .run_playbook(&pb, &lab.home.path().join("state"))
+        .args(["--output", "json"])
+        .run();
+    r.assert_code(2);
+    assert!(start.elapsed() < Duration::from_secs(30), "{r:?}");
+    assert!(
+        r.stdout.contains("timed out after 2s (`timeout:`)"),
+        "{r:?}"
+    );
+    for s in [n, n + 1] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(
+            left.is_empty(),
+            "`timeout:`: still running on the node: {left:?}"
+        );
+    }
+
+    become_exec_times_out(
+        lab.kamo(),
+        &lab.inventory(),
+        &[],
+        &format!("trap '' TERM; sleep {}", n + 2),
+    );
+    let left = survivors(&format!("sleep {}", n + 2));
+    assert!(
+        left.is_empty(),
+        "--task-timeout: still running on the node: {left:?}"
+    );
+
+    // sudo on a terminal (as from an interactive login; newer sudo does it without one):
+    // with `use_pty` it runs the command on a pty of its own, in a session of its own. A
+    // `sudo` of the node's own (its /usr/local/bin, first on the PATH) gives it one.
+    let install = lab.exec(
+        "all",
+        &["-b"],
+        "printf '%s\\n' '#!/usr/bin/python3' 'import os, pty, sys' \
+         'sys.exit(os.waitstatus_to_exitcode(pty.spawn([\"/usr/bin/sudo\"] + sys.argv[1:])))' \
+         > /usr/local/bin/sudo && chmod 755 /usr/local/bin/sudo",
+    );
+    install.assert_code(0);
+    let tty = lab.exec("all", &["-b"], "tty");
+    tty.assert_code(0);
+    assert!(
+        tty.host("node01")["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/dev/pts/"),
+        "sudo did not run the command on a pty: {tty:?}"
+    );
+    // On a pty, the hangup when sudo's terminal goes is one more signal to ignore.
+    become_exec_times_out(
+        lab.kamo(),
+        &lab.inventory(),
+        &[],
+        &format!("trap '' TERM HUP; sleep {} & sleep {}; wait", n + 4, n + 5),
+    );
+    for s in [n + 4, n + 5] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(
+            left.is_empty(),
+            "--task-timeout, pty: still running on the node: {left:?}"
+        );
+    }
+
+    // Ctrl-C while the command runs (on the pty).
+    let mut child = lab
+        .kamo()
+        .args(["exec", "all", "-b", "-i"])
+        .arg_path(&lab.inventory())
+        .args(["--", &format!("trap '' TERM INT HUP; sleep {}", n + 3)])
+        .spawn();
+    wait_for_process(&format!("sleep {}", n + 3));
+    // SAFETY: kill(2) on the kamo process this test started.
+    assert_eq!(
+        unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("kamo did not stop within 15 s of SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(99));
+    let left = survivors(&format!("sleep {}", n + 3));
+    assert!(
+        left.is_empty(),
+        "Ctrl-C: still running on the node: {left:?}"
+    );
+}
+
+/// The same with a sudo that asks for its password every time (`timestamp_timeout=0`): the
+/// process group is ended through a second sudo whose prompt kamo answers as the first one's,
+/// on stdin; the password is on no command line meanwhile.
+#[test]
+fn a_become_command_with_a_sudo_password_that_ignores_term_ends_at_its_limit() {
+    use crate::support::sshd::TEST_PASSWORD;
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory(&format!("ansible_become_password={TEST_PASSWORD}\n"));
+    let n = unique_secs();
+    let home = empty_home();
+    become_exec_times_out(
+        Kamo::new(home.path()),
+        &inv,
+        &["--known-hosts", c.known_hosts.to_str().unwrap()],
+        &format!("trap '' TERM; sleep {n} & sleep {}; wait", n + 1),
+    );
+    for s in [n, n + 1] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(left.is_empty(), "still running on the node: {left:?}");
+    }
+    let shown = processes_with(TEST_PASSWORD);
+    assert!(
+        shown.is_empty(),
+        "the password on a command line: {shown:?}"
+    );
+}
+
+/// On a local connection, from an operator's terminal: sudo (`use_pty`) then runs the command
+/// in a session of its own, which the kill of kamo's own process group at the limit misses.
+/// kamo runs under `script`, which gives it a controlling terminal as a login shell would.
+#[test]
+fn a_local_become_command_that_ignores_term_ends_at_its_limit_from_a_terminal() {
+    let home = empty_home();
+    let n = unique_secs();
+    let inv = home.path().join("hosts.ini");
+    fs::write(&inv, "localhost ansible_connection=local\n").unwrap();
+    let pb = home.path().join("local.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  become: true\n  tasks:\n    - name: in a session of sudo's own?\n      shell: cat /proc/$(cut -d' ' -f6 /proc/$$/stat)/comm\n    - name: stubborn\n      shell: trap '' TERM HUP; sleep {n} & sleep {}; wait\n      timeout: 2\n",
+            n + 1
+        ),
+    )
+    .unwrap();
+    // `sh -c` gets the kamo binary as $0 (see `Kamo::via`).
+    let line = format!(
+        "exec script -qefc \"$0 run {} -i {} --state-dir {} -v\" /dev/null",
+        pb.display(),
+        inv.display(),
+        home.path().join("state").display()
+    );
+    let start = Instant::now();
+    let r = Kamo::via(home.path(), &["sh", "-c", &line]).run();
+    assert!(start.elapsed() < Duration::from_secs(30), "{r:?}");
+    assert!(
+        r.stdout.contains("stdout: sudo\r\n"),
+        "sudo did not use a pty and a session of its own: {r:?}"
+    );
+    assert!(r.stdout.contains("timed out after 2s"), "{r:?}");
+    for s in [n, n + 1] {
+        let left = survivors(&format!("sleep {s}"));
+        assert!(left.is_empty(), "still running here: {left:?}");
+    }
+}

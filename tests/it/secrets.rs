@@ -48,21 +48,88 @@ fn planted() -> [&'static str; 4] {
     [TEST_PASSWORD, DB_PASSWORD, PASSPHRASE, NO_LOG_OUTPUT]
 }
 
-/// Every process's command line, NUL-separated arguments joined by spaces.
-fn command_lines() -> Vec<String> {
+/// Every process's arguments.
+fn command_lines() -> Vec<Vec<String>> {
     let mut all = Vec::new();
     let Ok(dir) = fs::read_dir("/proc") else {
         return all;
     };
     for e in dir.flatten() {
         if let Ok(b) = fs::read(e.path().join("cmdline")) {
-            let text: String = String::from_utf8_lossy(&b).replace('\0', " ");
-            if !text.is_empty() {
-                all.push(text);
+            let args: Vec<String> = String::from_utf8_lossy(&b)
+                .split_terminator('\0')
+                .map(str::to_owned)
+                .collect();
+            if !args.is_empty() {
+                all.push(args);
             }
         }
     }
     all
+}
+
+/// The operator's own `kamo ... --db postgres://USER:PASSWORD@...`: a password the operator
+/// chose to type into kamo's command line (kamo warns about it), not one kamo put on a
+/// command line. Any other argument holding the needle is not excused.
+fn operators_own_db_url(args: &[String], needle: &str) -> bool {
+    args.first().map(String::as_str) == Some(env!("CARGO_BIN_EXE_kamo"))
+        && args
+            .iter()
+            .enumerate()
+            .all(|(i, a)| !a.contains(needle) || (i > 0 && args[i - 1] == "--db"))
+}
+
+/// Samples every process's command line while commands run (the workstation's and the
+/// nodes': the lab's and the test sshds' processes are in this machine's `/proc`), keeping
+/// those that hold one of the needles.
+struct Watch {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<(Vec<String>, usize, usize)>,
+}
+
+impl Watch {
+    /// `operator_urls`: whether `--db` URLs the test gave kamo itself are excused.
+    fn start(needles: &[&str], operator_urls: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let needles: Vec<String> = needles.iter().map(|s| (*s).to_owned()).collect();
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut seen, mut scans, mut excused) = (Vec::new(), 0, 0);
+            // Bounded by the test, which stops it; at most 10 minutes in any case.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+            while !s.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                for args in command_lines() {
+                    for n in &needles {
+                        if !args.iter().any(|a| a.contains(n.as_str())) {
+                            continue;
+                        }
+                        if operator_urls && operators_own_db_url(&args, n) {
+                            excused += 1;
+                        } else {
+                            seen.push(args.join(" "));
+                        }
+                    }
+                }
+                scans += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            (seen, scans, excused)
+        });
+        Self { stop, handle }
+    }
+
+    /// Stops the sampling; no command line held a needle, and at least one whole scan ran.
+    /// Returns how many sightings of the operator's own `--db` URL were excused.
+    fn assert_clean(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let (seen, scans, excused) = self.handle.join().unwrap();
+        assert!(scans > 0, "the process list was never scanned");
+        assert!(
+            seen.is_empty(),
+            "a process had a secret on its command line: {seen:?}"
+        );
+        excused
+    }
 }
 
 /// Every file under `dir`, read whole (the journal is SQLite: its bytes are searched).
@@ -123,26 +190,7 @@ fn planted_secrets_appear_nowhere_kamo_prints_records_or_runs() {
     let run = |extra: &[&str]| kamo().run_playbook(&pb, &inv, &c.known_hosts).args(extra);
 
     // The process list is sampled while the commands run.
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            // Bounded by the commands below (at most a few minutes), sampled every 10 ms.
-            for _ in 0..60_000 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                for l in command_lines() {
-                    if planted().iter().any(|s| l.contains(s)) {
-                        seen.push(l);
-                    }
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            seen
-        })
-    };
+    let watch = Watch::start(&planted(), false);
     let mut outputs: Vec<(String, Run)> = Vec::new();
     let text = run(&[]).run();
     text.assert_code(0);
@@ -159,12 +207,7 @@ fn planted_secrets_appear_nowhere_kamo_prints_records_or_runs() {
         .run();
     exec.assert_code(0);
     outputs.push(("exec".into(), exec));
-    stop.store(true, Ordering::Relaxed);
-    let seen = sampler.join().unwrap();
-    assert!(
-        seen.is_empty(),
-        "a process had a secret on its command line: {seen:?}"
-    );
+    watch.assert_clean();
     for args in [
         vec!["history"],
         vec!["history", "--output", "json"],
@@ -445,4 +488,421 @@ fn secret_vars_patterns_apply_to_plan_and_inventory_list() {
     let r = list(&["--secret-vars", "*credential"]);
     r.assert_code(0);
     assert!(!r.stdout.contains(CREDENTIAL), "{}", r.stdout);
+}
+
+/// The database password planted for the database commands (the lab's app user is given it).
+const DB_PLANTED: &str = "plant-dbpw-7731";
+const V200: &str = "20200319064613_v2.0.0";
+const V210: &str = "20200615001935_v2.1.0";
+
+/// The shipped migrations copied into `dir`, with v2.1.0's up.sql and down.sql each failing at
+/// their first statement (after `BEGIN`, inside kamo's transaction).
+fn failing_migrations(dir: &Path) {
+    let src = kamo::db::migrations::default_dir();
+    for id in [V200, V210] {
+        fs::create_dir_all(dir.join(id)).unwrap();
+        for f in ["up.sql", "down.sql"] {
+            let mut text = fs::read_to_string(src.join(id).join(f)).unwrap();
+            if id == V210 {
+                text = format!("ALTER TABLE \"Tags\" DROP COLUMN \"NoSuchColumn\";\n{text}");
+            }
+            fs::write(dir.join(id).join(f), text).unwrap();
+        }
+    }
+}
+
+/// The database commands with a planted password, given every way they take one: in the
+/// `--db` URL, `PGPASSWORD`, `~/.pgpass`, `$PGPASSFILE` and the inventory's `db_password_file`
+/// (the hidden prompt needs a terminal and is not run). `kamo rollback` (its `--check` plan,
+/// through `--via`, a failing down.sql, an unknown target, `kamo resume`), `kamo migrate-db`
+/// (its `--check` plan, a failing up.sql), `kamo db status` (text and JSON) and `kamo db
+/// restore`, `kamo migrate --check` (its preflight connects to both clusters' databases), and
+/// failures around the connection (a wrong user, a dead port, a malformed URL): the password is
+/// in nothing they print, nothing in the state directory, no command line during the run.
+/// One lab with its database serves every step.
+#[test]
+fn planted_db_password_appears_nowhere_the_database_commands_print_record_or_run() {
+    use crate::support::lab::Lab;
+    use crate::support::pg::{block_on, connect};
+    use std::os::unix::fs::PermissionsExt;
+
+    let lab = Lab::up(2, &["--with-db"]);
+    let st = lab.status();
+    let (addr, port) = (
+        st["database"]["address"].as_str().unwrap().to_owned(),
+        st["database"]["port"].as_u64().unwrap(),
+    );
+    // The app user's password becomes the planted one (sent as a SCRAM verifier), and the
+    // lab's password file, which the inventory's settings name, holds it.
+    let password_file = lab.dir.join("db-password");
+    let old = fs::read_to_string(&password_file).unwrap();
+    block_on(async {
+        let mut c = connect(&format!(
+            "postgres://platypus:{}@{addr}:{port}/kamonohashi",
+            old.trim()
+        ))
+        .await;
+        let v = kamo::db::scram::verifier(DB_PLANTED, b"kamo-plant-salt!", 4096);
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER ROLE platypus PASSWORD '{v}'"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    });
+    fs::write(&password_file, format!("{DB_PLANTED}\n")).unwrap();
+    let with_pw = format!("postgres://platypus:{DB_PLANTED}@{addr}:{port}/kamonohashi");
+    let bare = format!("postgres://platypus@{addr}:{port}/kamonohashi");
+    let history = |url: &str| -> Vec<String> {
+        block_on(async {
+            let mut c = connect(url).await;
+            kamo::db::apply::applied(&mut c)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.id)
+                .collect()
+        })
+    };
+
+    let home = lab.home.path();
+    let state = home.join("state");
+    let inv = lab.inventory();
+    let broken = home.join("broken-migrations");
+    failing_migrations(&broken);
+    // A $PGPASSFILE with a wildcard line, and ~/.pgpass naming this database exactly.
+    let pgpassfile = home.join("other.pgpass");
+    fs::write(
+        &pgpassfile,
+        format!("*:*:kamonohashi:platypus:{DB_PLANTED}\n"),
+    )
+    .unwrap();
+    fs::write(
+        home.join(".pgpass"),
+        format!("{addr}:{port}:kamonohashi:platypus:{DB_PLANTED}\n"),
+    )
+    .unwrap();
+    for f in [&pgpassfile, &home.join(".pgpass")] {
+        fs::set_permissions(f, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // A second inventory whose settings name a user the database does not know, for a
+    // preflight that fails at the login.
+    let other = home.join("other-cluster");
+    fs::create_dir_all(other.join("group_vars/all")).unwrap();
+    fs::copy(&inv, other.join("inventory.ini")).unwrap();
+    let settings = fs::read_to_string(lab.dir.join("group_vars/all/settings.yml")).unwrap();
+    fs::write(
+        other.join("group_vars/all/settings.yml"),
+        settings.replace("db_user: platypus", "db_user: nobody"),
+    )
+    .unwrap();
+    let dead_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let playbooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks");
+
+    // No PGPASSWORD and no ~/.pgpass unless a step asks for them.
+    let kamo = || {
+        Kamo::new(home)
+            .env("KAMO_STATE_DIR", &state)
+            .env("PGPASSFILE", home.join("none.pgpass"))
+    };
+    let inv_s = inv.to_str().unwrap().to_owned();
+    let broken_s = broken.to_str().unwrap().to_owned();
+    let mut outputs: Vec<(String, Run)> = Vec::new();
+    let mut step = |what: &str, code: i32, k: Kamo| {
+        let r = k.run();
+        assert_eq!(r.code, code, "{what}: {r:?}");
+        outputs.push((what.to_owned(), r));
+    };
+
+    let watch = Watch::start(&[DB_PLANTED], true);
+    step(
+        "db status -i (db_password_file)",
+        0,
+        kamo().args(["-vv", "db", "status", "-i", &inv_s]),
+    );
+    step(
+        "db status --output json (URL)",
+        0,
+        kamo().args(["db", "status", "--output", "json", "--db", &with_pw]),
+    );
+    step(
+        "rollback --check (URL)",
+        0,
+        kamo().args([
+            "rollback",
+            "--to",
+            V200,
+            "--db-only",
+            "--check",
+            "--db",
+            &with_pw,
+        ]),
+    );
+    step(
+        "rollback to an unknown migration (URL)",
+        5,
+        kamo().args([
+            "rollback",
+            "--to",
+            "20990101000000_v9.9.9",
+            "--db-only",
+            "--yes",
+            "--db",
+            &with_pw,
+        ]),
+    );
+    step(
+        "rollback with a failing down.sql (PGPASSWORD)",
+        2,
+        kamo().env("PGPASSWORD", DB_PLANTED).args([
+            "-vv",
+            "rollback",
+            "--to",
+            V200,
+            "--db-only",
+            "--yes",
+            "--migrations",
+            &broken_s,
+            "--db",
+            &bare,
+        ]),
+    );
+    step(
+        "resume of the failed rollback (PGPASSWORD)",
+        2,
+        kamo().env("PGPASSWORD", DB_PLANTED).args(["resume"]),
+    );
+    assert_eq!(history(&with_pw), [V200, V210]);
+    step(
+        "rollback --via node02 ($PGPASSFILE)",
+        0,
+        kamo()
+            .env("PGPASSFILE", &pgpassfile)
+            .args([
+                "-vv",
+                "rollback",
+                "--to-version",
+                "2.0.0",
+                "--db-only",
+                "--yes",
+            ])
+            .args(["--via", "node02", "-i", &inv_s, "--db"])
+            .args([format!("postgres://platypus@node01:{port}/kamonohashi")]),
+    );
+    assert_eq!(history(&with_pw), [V200]);
+    step(
+        "migrate-db --check (URL)",
+        0,
+        kamo().args(["migrate-db", "--to", V210, "--check", "--db", &with_pw]),
+    );
+    step(
+        "migrate-db with a failing up.sql (db_password_file)",
+        2,
+        kamo().args([
+            "migrate-db",
+            "--to",
+            V210,
+            "--yes",
+            "--migrations",
+            &broken_s,
+            "-i",
+            &inv_s,
+        ]),
+    );
+    assert_eq!(history(&with_pw), [V200]);
+    step(
+        "migrate-db (~/.pgpass)",
+        0,
+        Kamo::new(home).env("KAMO_STATE_DIR", &state).args([
+            "-vv",
+            "migrate-db",
+            "--to",
+            V210,
+            "--yes",
+            "--db",
+            &bare,
+        ]),
+    );
+    assert_eq!(history(&with_pw), [V200, V210]);
+    // The newest backup is migrate-db's, taken at v2.0.0: restoring it (pg_restore, with the
+    // password in its environment) takes the database back there.
+    let newest = fs::read_dir(state.join("backups"))
+        .unwrap()
+        .flatten()
+        .max_by_key(|e| e.metadata().unwrap().modified().unwrap())
+        .unwrap()
+        .path();
+    step(
+        "db restore (db_password_file)",
+        0,
+        kamo()
+            .args(["-vv", "db", "restore"])
+            .arg_path(&newest)
+            .args(["--yes", "-i", &inv_s]),
+    );
+    assert_eq!(history(&with_pw), [V200]);
+    step(
+        "db status as a user the database does not know (URL)",
+        3,
+        kamo().args([
+            "db",
+            "status",
+            "--db",
+            &format!("postgres://nobody:{DB_PLANTED}@{addr}:{port}/kamonohashi"),
+        ]),
+    );
+    step(
+        "rollback to a dead port (URL)",
+        3,
+        kamo()
+            .args(["rollback", "--to", V200, "--db-only", "--yes", "--db"])
+            .args([format!(
+                "postgres://platypus:{DB_PLANTED}@127.0.0.1:{dead_port}/kamonohashi"
+            )]),
+    );
+    for (what, url) in [
+        (
+            "a port out of range",
+            format!("postgres://platypus:{DB_PLANTED}@{addr}:99999/kamonohashi"),
+        ),
+        (
+            "no database name",
+            format!("postgres://platypus:{DB_PLANTED}@{addr}:{port}/"),
+        ),
+        (
+            "a wrong scheme",
+            format!("mysql://platypus:{DB_PLANTED}@{addr}:{port}/kamonohashi"),
+        ),
+    ] {
+        step(
+            &format!("db status with {what} (URL)"),
+            5,
+            kamo().args(["db", "status", "--db", &url]),
+        );
+    }
+    // `kamo migrate --check`: the preflight logs in to both clusters' databases (here the
+    // same one) with the settings' password file; then to one whose user is unknown.
+    let migrate = |to: &Path| {
+        kamo()
+            .args(["migrate", "--check", "--from", &inv_s, "--to"])
+            .arg_path(to)
+            .args(["--playbooks"])
+            .arg_path(&playbooks)
+            .args(["--state-dir"])
+            .arg_path(&state)
+    };
+    step("migrate --check (db_password_file)", 2, migrate(&inv));
+    step(
+        "migrate --check, a wrong user on the new side (db_password_file)",
+        2,
+        migrate(&other.join("inventory.ini")),
+    );
+    // The watch saw kamo's processes (those given the password in their own URL): it would
+    // have seen a pg_dump or a node's process the same way.
+    assert!(watch.assert_clean() > 0, "the watch saw no kamo process");
+
+    // Each step failed where it was meant to, not earlier for an unrelated reason.
+    let out = |what: &str| {
+        let r = &outputs.iter().find(|(w, _)| w == what).unwrap().1;
+        format!("{}{}", r.stdout, r.stderr)
+    };
+    for (what, want) in [
+        ("rollback to an unknown migration (URL)", "it is unknown"),
+        (
+            "rollback with a failing down.sql (PGPASSWORD)",
+            "\"NoSuchColumn\" of relation \"Tags\" does not exist",
+        ),
+        (
+            "resume of the failed rollback (PGPASSWORD)",
+            "\"NoSuchColumn\" of relation \"Tags\" does not exist",
+        ),
+        (
+            "migrate-db with a failing up.sql (db_password_file)",
+            "\"NoSuchColumn\" of relation \"Tags\" does not exist",
+        ),
+        (
+            "db status as a user the database does not know (URL)",
+            "cannot connect to nobody@",
+        ),
+        ("rollback to a dead port (URL)", "cannot connect to"),
+        (
+            "rollback --check (URL)",
+            "dry run (--check): nothing was changed",
+        ),
+        ("rollback --via node02 ($PGPASSFILE)", "-> node02 -> node01"),
+        ("migrate --check (db_password_file)", "source path missing"),
+        (
+            "migrate --check, a wrong user on the new side (db_password_file)",
+            "new cluster's database: cannot connect",
+        ),
+    ] {
+        assert!(
+            out(what).contains(want),
+            "{what}: {want:?} missing:\n{}",
+            out(what)
+        );
+    }
+    // A password in kamo's own --db URL is warned about, wherever the URL parsed.
+    for (what, r) in &outputs {
+        let parsed = !what.starts_with("db status with ");
+        assert_eq!(
+            what.ends_with("(URL)") && parsed,
+            r.stderr
+                .contains("holds its password: other local users can read"),
+            "{what}: {}",
+            r.stderr
+        );
+    }
+    assert!(
+        !out("migrate --check (db_password_file)").contains("database: cannot connect"),
+        "{}",
+        out("migrate --check (db_password_file)")
+    );
+
+    // What kamo recorded, in every view.
+    let runs: serde_json::Value =
+        serde_json::from_str(&kamo().args(["history", "--output", "json"]).run().stdout).unwrap();
+    let ids: Vec<String> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].to_string())
+        .collect();
+    assert!(ids.len() >= 4, "{runs}");
+    let mut views = vec![
+        vec!["history".to_owned()],
+        vec!["history".into(), "--output".into(), "json".into()],
+    ];
+    for id in &ids {
+        views.push(vec!["show".into(), id.clone()]);
+        views.push(vec![
+            "show".into(),
+            id.clone(),
+            "--output".into(),
+            "json".into(),
+        ]);
+        views.push(vec!["log".into(), id.clone(), "db".into()]);
+    }
+    for v in views {
+        let r = kamo().args(v.clone()).run();
+        assert_eq!(r.code, 0, "{v:?}: {r:?}");
+        outputs.push((v.join(" "), r));
+    }
+    for (what, r) in &outputs {
+        for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+            assert!(
+                !text.contains(DB_PLANTED),
+                "{what} {stream} shows the password:\n{text}"
+            );
+        }
+    }
+    let mut files = Vec::new();
+    files_under(&state, &mut files);
+    assert!(files.len() > 2, "{}", state.display());
+    for (path, bytes) in &files {
+        assert!(!holds(bytes, DB_PLANTED), "{path} holds the password");
+    }
 }
