@@ -932,6 +932,17 @@ impl Session {
     }
 
     pub async fn close(self) {
+        // Idle task shells end on EOF while sshd still waits for them (their exit is then
+        // reaped and accounted like any command's), before the connection goes.
+        let idle: Vec<TaskShell> = std::mem::take(
+            &mut *self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for sh in idle {
+            sh.retire().await;
+        }
         let _ = self
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
