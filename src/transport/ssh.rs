@@ -593,7 +593,19 @@ impl Session {
         if cutoff.stopped() {
             return Ok(None);
         }
-        let (mut rd, wr) = self.start(cmd, sudo).await?;
+        // Without become, a command that may be cut says its process group first (`$$` of
+        // the login shell, which sshd made a session leader): sshd refuses its own `signal`
+        // request on a root login, so the group is then killed on a second channel. The
+        // line is a ready line of a marker-only `Become` (no sudo), stripped by the gate.
+        let marker;
+        let (line, gate_sudo) = match sudo {
+            None if cutoff.limit.is_some() || cutoff.stop.is_some() => {
+                marker = Become::new(None, None);
+                (format!("echo {} $$; {cmd}", marker.ready), Some(&marker))
+            }
+            _ => (cmd.to_owned(), sudo),
+        };
+        let (mut rd, wr) = self.start(&line, sudo).await?;
         // The writer runs on its own so a large stdin never blocks reading (which would stall
         // the connection's event loop); the reader tells it what to send and when.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Write>();
@@ -603,7 +615,7 @@ impl Session {
         // 0: none (a group is never 0, see `Become::ready_line`).
         let pgid = std::sync::atomic::AtomicU32::new(0);
         let reader = async {
-            let mut gate = BecomeGate::new(sudo);
+            let mut gate = BecomeGate::new(gate_sudo);
             if gate.is_open() {
                 let _ = tx.send(Write::Stdin);
             }
@@ -667,9 +679,12 @@ impl Session {
             // still names the become command's group.
             let _ = tokio::time::timeout(KILL_GRACE, &mut both).await;
             let g = pgid.load(std::sync::atomic::Ordering::Relaxed);
-            if let Some(b) = sudo.filter(|_| g > 1) {
+            if g > 1 {
                 // Boxed: a rare path that would otherwise enlarge every exec's future.
-                Box::pin(self.kill_group_as(b, g)).await;
+                match sudo {
+                    Some(b) => Box::pin(self.kill_group_as(b, g)).await,
+                    None => Box::pin(self.kill_group_plain(g)).await,
+                }
             }
             let _ = wr.signal(russh::Sig::KILL).await;
             let _ = wr.close().await;
@@ -765,6 +780,25 @@ impl Session {
         if let Some(s) = spare {
             s.retire().await;
         }
+    }
+
+    /// Ends process group `pgid` on the host as the login user, on a channel of its own
+    /// (`kill -s KILL -- -PGID`), bounded by [`BECOME_KILL_LIMIT`].
+    async fn kill_group_plain(&self, pgid: u32) {
+        let run = async {
+            let Ok((mut rd, wr)) = self.start(&Become::kill_group(pgid), None).await else {
+                return;
+            };
+            let _ = wr.eof().await;
+            // Bounded by the limit below: `kill` ends at once.
+            while let Some(msg) = rd.wait().await {
+                if matches!(msg, ChannelMsg::Close) {
+                    break;
+                }
+            }
+            let _ = wr.close().await;
+        };
+        let _ = tokio::time::timeout(BECOME_KILL_LIMIT, run).await;
     }
 
     /// Ends process group `pgid` on the host as the become user, on a channel of its own:

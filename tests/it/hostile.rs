@@ -661,3 +661,47 @@ fn a_local_become_command_that_ignores_term_ends_at_its_limit_from_a_terminal() 
         assert!(left.is_empty(), "still running here: {left:?}");
     }
 }
+
+/// On a root login sshd refuses SSH's own `signal` request (no privilege separation after
+/// root authenticates), so a command past its limit used to keep running there. The command
+/// now names its process group first, and kamo kills that group on a second channel: for
+/// `kamo exec --task-timeout` and for playbook tasks on a channel of their own
+/// (`KAMO_TASK_SHELL=0`), even a command that ignores TERM.
+#[test]
+fn a_root_login_command_past_its_limit_is_ended_on_the_node() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("ansible_user=root\n");
+    let n = unique_secs();
+    let r = exec(
+        &c,
+        &inv,
+        &["--task-timeout", "2", "--output", "json"],
+        &format!("trap '' TERM; sleep {n}"),
+    );
+    r.assert_code(2);
+    assert!(r.stdout.contains("timed out after 2s"), "{r:?}");
+    let left = survivors(&format!("sleep {n}"));
+    assert!(left.is_empty(), "exec: still running on the node: {left:?}");
+
+    let home = empty_home();
+    let pb = home.path().join("site.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n    - shell: trap '' TERM; sleep {}\n      timeout: 2\n",
+            n + 1
+        ),
+    )
+    .unwrap();
+    let r = Kamo::new(home.path())
+        .env("KAMO_TASK_SHELL", "0")
+        .run_playbook(&pb, &inv, &c.known_hosts)
+        .run();
+    r.assert_code(2);
+    assert!(r.stdout.contains("timed out after 2s"), "{r:?}");
+    let left = survivors(&format!("sleep {}", n + 1));
+    assert!(
+        left.is_empty(),
+        "a task's channel: still running on the node: {left:?}"
+    );
+}
