@@ -680,7 +680,7 @@ fn resume_takes_secret_extra_vars_from_stdin() {
     assert_eq!(written, "hunter22xyz");
 }
 
-/// [`twenty_kills_of_a_fifty_host_run_then_resume_run_every_task_once`]'s playbook: 48 tasks,
+/// [`twenty_kills_of_a_fifty_host_run_then_resume_run_every_task_once`]'s playbook: 96 tasks,
 /// each appending its name to the host's log.
 fn long_playbook() -> String {
     let mut s = String::from(
@@ -694,11 +694,11 @@ fn long_playbook() -> String {
     s
 }
 
-const LONG_TASKS: usize = 48;
+const LONG_TASKS: usize = 96;
 
 #[test]
 fn twenty_kills_of_a_fifty_host_run_then_resume_run_every_task_once() {
-    // One run of 48 tasks on 50 hosts (enough that 20 stops never reach its end), stopped 20 times (SIGKILL and SIGINT in turn), each
+    // One run of 96 tasks on 50 hosts (enough that 20 stops never reach its end), stopped 20 times (SIGKILL and SIGINT in turn), each
     // time once every host has logged a task since the last resume (so the task that was in
     // flight on a host at a kill has finished before the next kill), then resumed; the last
     // resume finishes it. On every host each task ran once, or twice when it was in flight at
