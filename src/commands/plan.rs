@@ -23,13 +23,12 @@ pub fn run(args: &PlanArgs) -> Result<ExitCode> {
     let sources = super::inventory_sources(&args.inventory)?;
     let inventory = Inventory::load(&sources)?;
     let opts = super::run::options(&args.vars, &args.inventory.limit)?;
-    let planner = Planner {
-        keep_scripts: args.scripts || args.output == OutputFormat::Json,
-        inventory: &inventory,
-        templater: &templater,
-        opts: &opts,
-        groups: crate::engine::vars::groups_value(&inventory),
-    };
+    let planner = Planner::new(
+        args.scripts || args.output == OutputFormat::Json,
+        &inventory,
+        &templater,
+        &opts,
+    );
     let pb = &playbooks[0];
     let hosts_of = |play: &crate::playbook::model::Play| {
         super::run::play_hosts(
@@ -232,13 +231,7 @@ mod tests {
             Inventory::from_ini(&format!("{hosts}\n[b]\nh1\n"), &dir.path().join("inv")).unwrap();
         let templater = Templater::new();
         let opts = RunOptions::default();
-        let planner = Planner {
-            keep_scripts: true,
-            inventory: &inventory,
-            templater: &templater,
-            opts: &opts,
-            groups: crate::engine::vars::groups_value(&inventory),
-        };
+        let planner = Planner::new(true, &inventory, &templater, &opts);
         let hosts_of = |play: &crate::playbook::model::Play| inventory.select(&play.hosts);
         let entries = planner.plan(&pb, hosts_of).unwrap();
         let hosts: std::collections::BTreeSet<&str> =

@@ -48,16 +48,73 @@ pub struct Planner<'a> {
     pub templater: &'a Templater,
     pub opts: &'a RunOptions,
     pub groups: Value,
+    /// `hostvars` as the plan knows it (every host's inventory variables), built once per
+    /// plan on first use. Built for every host of every task that reads it, it made a
+    /// 1,000-host plan quadratic (15 s for five `template` tasks).
+    hostvars: std::sync::OnceLock<Value>,
+}
+
+/// What every host of a play batch reads alike, layered under each host's own variables
+/// (`Templater::with_shared`), as `run` does once per task: the wide magic variables, and
+/// `hostvars` for the tasks that read it. Each is built and converted on first use.
+struct Layers<'p> {
+    planner: &'p Planner<'p>,
+    wide: Map<String, Value>,
+    plain: std::sync::OnceLock<Templater>,
+    with_hostvars: std::sync::OnceLock<Templater>,
+}
+
+impl Layers<'_> {
+    fn templater(&self, hostvars: bool) -> &Templater {
+        let p = self.planner;
+        if hostvars {
+            self.with_hostvars.get_or_init(|| {
+                let hv = p.hostvars.get_or_init(|| {
+                    let empty = HostVars::default();
+                    vars::hostvars_value(
+                        p.inventory,
+                        p.inventory.hosts().map(|h| (h.name.as_str(), &empty)),
+                    )
+                });
+                let mut shared = self.wide.clone();
+                shared.insert("hostvars".into(), hv.clone());
+                p.templater.with_shared(Some(&Value::Object(shared)))
+            })
+        } else {
+            self.plain.get_or_init(|| {
+                p.templater
+                    .with_shared(Some(&Value::Object(self.wide.clone())))
+            })
+        }
+    }
 }
 
 /// What is known about a host while walking its tasks.
-struct HostWalk {
+struct HostWalk<'l> {
+    layers: &'l Layers<'l>,
     vars: HostVars,
     /// Names whose values exist only at run time.
     unknown: BTreeSet<String>,
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
+    #[must_use]
+    pub fn new(
+        keep_scripts: bool,
+        inventory: &'a Inventory,
+        templater: &'a Templater,
+        opts: &'a RunOptions,
+    ) -> Self {
+        Self {
+            keep_scripts,
+            inventory,
+            templater,
+            opts,
+            groups: vars::groups_value(inventory),
+            hostvars: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Plans every play of the playbook for its hosts, in order.
     pub fn plan(
         &self,
@@ -117,6 +174,12 @@ impl Planner<'_> {
                     diff_mode: self.opts.diff,
                     playbook_dir: &playbook_dir,
                 };
+                let layers = Layers {
+                    planner: self,
+                    wide: vars::wide_magic(&scope),
+                    plain: std::sync::OnceLock::new(),
+                    with_hostvars: std::sync::OnceLock::new(),
+                };
                 // Hosts are planned independently: a round of hosts at a time, split over the
                 // cores, order kept.
                 for round in batch.chunks(threads * 32) {
@@ -126,6 +189,7 @@ impl Planner<'_> {
                             .chunks(chunk)
                             .map(|hosts| {
                                 let scope = &scope;
+                                let layers = &layers;
                                 let play_name = &play_name;
                                 let each = &each;
                                 s.spawn(move || {
@@ -134,7 +198,8 @@ impl Planner<'_> {
                                         .map(|host| {
                                             let mut out = Vec::new();
                                             self.plan_host(
-                                                scope, play, play_name, host, earlier, &mut out,
+                                                scope, layers, play, play_name, host, earlier,
+                                                &mut out,
                                             );
                                             each(out)
                                         })
@@ -155,9 +220,11 @@ impl Planner<'_> {
     }
 
     /// Every task of the play for one host.
+    #[allow(clippy::too_many_arguments)]
     fn plan_host(
         &self,
         scope: &PlayScope<'_>,
+        layers: &Layers<'_>,
         play: &Play,
         play_name: &str,
         host: &str,
@@ -165,6 +232,7 @@ impl Planner<'_> {
         out: &mut Vec<Entry>,
     ) {
         let mut walk = HostWalk {
+            layers,
             vars: HostVars {
                 inventory: Some(std::sync::Arc::new(self.inventory.vars_for(host))),
                 ..HostVars::default()
@@ -326,7 +394,7 @@ impl Planner<'_> {
                 format!("known at run time: reads `{}`", unknown.join("`, `")),
             );
         }
-        ("error", e.to_string())
+        runtime_attr(&e.message, walk).unwrap_or_else(|| ("error", e.to_string()))
     }
 
     #[allow(clippy::too_many_arguments, clippy::too_many_lines)]
@@ -345,7 +413,7 @@ impl Planner<'_> {
             return;
         };
         // What depends on the task only is decided once per task, not once per host: whether
-        // it reads inventory-sized variables or `hostvars`, and its arguments as one value.
+        // it reads `hostvars`, and its arguments as one value.
         thread_local! {
             static PER_TASK: std::cell::RefCell<std::collections::HashMap<usize, std::rc::Rc<TaskFacts>>> = std::cell::RefCell::default();
         }
@@ -355,45 +423,25 @@ impl Planner<'_> {
                 let raw = Value::Object(action.args.clone());
                 let text = super::task::task_text(t, action);
                 std::rc::Rc::new(TaskFacts {
-                    wide: vars::reads_wide(&text, action.module == Module::Template),
                     // Templates read hostvars from files the task text does not show.
                     hostvars: action.module == Module::Template || text.contains("hostvars"),
                     raw,
                 })
             }))
         });
-        let mut base = vars::for_task(
-            scope,
-            host,
-            &walk.vars,
-            t.role.as_deref(),
-            &t.vars,
-            facts.wide,
-        );
-        // Offline, every host's inventory variables are known; its facts and registered
-        // values are not.
-        if facts.hostvars {
-            let empty = HostVars::default();
-            let hv = vars::hostvars_value(
-                self.inventory,
-                self.inventory.hosts().map(|h| {
-                    (
-                        h.name.as_str(),
-                        if h.name == host { &walk.vars } else { &empty },
-                    )
-                }),
-            );
-            base.insert("hostvars".into(), hv);
-        }
+        let mut base = vars::for_task(scope, host, &walk.vars, t.role.as_deref(), &t.vars);
+        // Offline, every host's inventory variables are known; its facts and registered or
+        // `set_fact` values are not (they are run-time names in `walk.unknown`).
+        let tpl = walk.layers.templater(facts.hostvars);
         for u in &walk.unknown {
             base.remove(u);
         }
-        vars::resolve_nested(self.templater, &mut base);
+        vars::resolve_nested(tpl, &mut base);
         // Loop items.
         let items: Option<Vec<Value>> = match &t.r#loop {
             None => None,
             Some(Loop::Items(v) | Loop::Dict(v)) => {
-                match self.templater.render_value(v, &Value::Object(base.clone())) {
+                match tpl.render_value(v, &Value::Object(base.clone())) {
                     Ok(Value::Array(a)) => Some(a),
                     Ok(Value::Object(m)) if matches!(t.r#loop, Some(Loop::Dict(_))) => Some(
                         m.into_iter()
@@ -445,7 +493,7 @@ impl Planner<'_> {
             // Conditions.
             let mut decided = true;
             for w in &t.when {
-                match self.templater.eval_condition(w, &ctx) {
+                match tpl.eval_condition(w, &ctx) {
                     Ok(true) => {}
                     Ok(false) => {
                         e.status = "skipped";
@@ -465,7 +513,7 @@ impl Planner<'_> {
             }
             if decided {
                 let raw = &facts.raw;
-                match self.templater.render_value(raw, &ctx) {
+                match tpl.render_value(raw, &ctx) {
                     Ok(Value::Object(mut args)) => {
                         if action.module == Module::GetUrl {
                             // Offline: nothing is downloaded, so the bytes and the script are
@@ -503,7 +551,7 @@ impl Planner<'_> {
                             e.summary.push(describe_controller(action.module, &args));
                         } else {
                             match controller_inputs(
-                                self.templater,
+                                tpl,
                                 t,
                                 action.module,
                                 &play.dir,
@@ -511,8 +559,10 @@ impl Planner<'_> {
                                 vars,
                             ) {
                                 Err(msg) => {
-                                    e.status = "error";
-                                    e.reason = Some(msg);
+                                    let (status, reason) =
+                                        runtime_attr(&msg, walk).unwrap_or(("error", msg));
+                                    e.status = status;
+                                    e.reason = Some(reason);
                                 }
                                 Ok(module) => match modules::build(
                                     module,
@@ -522,14 +572,19 @@ impl Planner<'_> {
                                         diff: self.opts.diff,
                                     },
                                 ) {
+                                    Ok(step)
+                                        if !self.keep_scripts
+                                            && play.environment.is_empty()
+                                            && t.environment.is_empty() =>
+                                    {
+                                        // Nothing to render in front of the module's script and
+                                        // no script to show: composing it would only copy it.
+                                        e.script = Some(String::new());
+                                        e.summary = step.summary;
+                                    }
                                     Ok(step) => {
-                                        match compose_script(
-                                            self.templater,
-                                            &play.environment,
-                                            t,
-                                            &step,
-                                            vars,
-                                        ) {
+                                        match compose_script(tpl, &play.environment, t, &step, vars)
+                                        {
                                             Ok(script) => {
                                                 // The digest is for comparing with a run: only
                                                 // worth its time when the plan is printed in full.
@@ -604,6 +659,20 @@ impl Planner<'_> {
     }
 }
 
+/// A run-time value read as an attribute (`hostvars[host].registered`, often from a template
+/// file whose text the task does not show) is a run-time value, not an error.
+fn runtime_attr(message: &str, walk: &HostWalk) -> Option<(&'static str, String)> {
+    let attr = message
+        .split_once("has no attribute '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(name, _)| name)
+        .filter(|name| walk.unknown.contains(*name))?;
+    Some((
+        "runtime",
+        format!("known at run time: reads `{attr}` (set by an earlier task or gathered facts)"),
+    ))
+}
+
 /// The names a task (and the tasks inside it) registers or sets with `set_fact`/`include_vars`.
 fn set_names(t: &Task, out: &mut BTreeSet<String>) {
     if let Some(r) = &t.register {
@@ -628,7 +697,6 @@ fn set_names(t: &Task, out: &mut BTreeSet<String>) {
 
 /// What [`Planner::plan_task`] decides once per task.
 struct TaskFacts {
-    wide: bool,
     hostvars: bool,
     raw: Value,
 }

@@ -167,7 +167,6 @@ impl Engine {
         // Templates read hostvars from files the task text does not show.
         let text = task_text(t, action);
         let wants_hostvars = action.module == Module::Template || text.contains("hostvars");
-        let reads_wide = vars::reads_wide(&text, action.module == Module::Template);
         let hostvars = wants_hostvars.then(|| {
             let all: Vec<(String, HostVars)> = self
                 .inventory
@@ -184,10 +183,13 @@ impl Engine {
                 .collect();
             vars::hostvars_value(&self.inventory, all.iter().map(|(n, v)| (n.as_str(), v)))
         });
-        // One `hostvars` for all the task's hosts, under each host's own variables.
-        let shared = hostvars.map(|hv| json!({ "hostvars": hv }));
-        let templater = self.templater.with_shared(shared.as_ref());
-        drop(shared);
+        // One `hostvars`, `groups` and play host list for all the task's hosts, under each
+        // host's own variables.
+        let mut shared = vars::wide_magic(&self.scope(ctx));
+        if let Some(hv) = hostvars {
+            shared.insert("hostvars".into(), hv);
+        }
+        let templater = self.templater.with_shared(Some(&Value::Object(shared)));
         let run_hosts: Vec<String> = if t.run_once {
             active.iter().take(1).cloned().collect()
         } else {
@@ -199,14 +201,7 @@ impl Engine {
                 .iter()
                 .filter_map(|h| self.hosts.get(h).map(|st| (h, st)))
                 .map(|(h, st)| {
-                    let mut v = vars::for_task(
-                        &scope,
-                        h,
-                        &st.vars,
-                        t.role.as_deref(),
-                        &t.vars,
-                        wants_hostvars || reads_wide,
-                    );
+                    let mut v = vars::for_task(&scope, h, &st.vars, t.role.as_deref(), &t.vars);
                     vars::resolve_nested(&templater, &mut v);
                     Job {
                         host: h.clone(),

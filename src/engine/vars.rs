@@ -42,8 +42,10 @@ fn extend(into: &mut Map<String, Value>, from: impl IntoIterator<Item = (String,
     }
 }
 
-/// The variables of `host` for one task (without `hostvars`, which the caller adds when the
-/// task reads it).
+/// The variables of `host` for one task, without the magic variables whose size grows with
+/// the inventory ([`WIDE`], and `hostvars`): those are the same for every host of the task,
+/// so the caller builds them once ([`wide_magic`]) and layers them under every host's own
+/// variables (`Templater::with_shared`).
 #[must_use]
 pub fn for_task(
     scope: &PlayScope<'_>,
@@ -51,7 +53,6 @@ pub fn for_task(
     hv: &HostVars,
     role: Option<&RoleCtx>,
     task_vars: &Vars,
-    wide: bool,
 ) -> Map<String, Value> {
     let mut m = Map::new();
     extend(
@@ -81,23 +82,46 @@ pub fn for_task(
     extend(&mut m, task_vars.clone());
     extend(&mut m, hv.runtime.clone());
     extend(&mut m, scope.extra_vars.clone());
-    magic(&mut m, scope, host, wide);
+    magic(&mut m, scope, host);
     m
 }
 
-/// Whether a task may read the magic variables whose size grows with the inventory (`groups`,
-/// `play_hosts`, `ansible_play_hosts`, `ansible_play_batch`, `hostvars`). Building them for every
-/// host of every task would make a 1,000-host plan quadratic; a task that does not name them
-/// (and is not a template, whose file may) does not get them.
+/// The magic variables whose size grows with the inventory, other than `hostvars`. Copied
+/// into every host's variables, they made a task on 1,000 hosts build and convert four
+/// 1,000-name lists a thousand times.
+pub const WIDE: [&str; 4] = [
+    "groups",
+    "play_hosts",
+    "ansible_play_hosts",
+    "ansible_play_batch",
+];
+
+/// [`WIDE`]'s values, the same for every host of a play batch: built once per task (`run`) or
+/// batch (`plan`) and layered under each host's variables.
 #[must_use]
-pub fn reads_wide(text: &str, is_template: bool) -> bool {
-    is_template
-        || ["groups", "play_hosts", "ansible_play", "hostvars"]
+pub fn wide_magic(scope: &PlayScope<'_>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("groups".into(), scope.groups.clone());
+    let hosts = Value::Array(
+        scope
+            .play_hosts
             .iter()
-            .any(|w| text.contains(w))
+            .cloned()
+            .map(Value::String)
+            .collect(),
+    );
+    m.insert("play_hosts".into(), hosts.clone());
+    m.insert("ansible_play_hosts".into(), hosts.clone());
+    m.insert("ansible_play_batch".into(), hosts);
+    m
 }
 
-fn magic(m: &mut Map<String, Value>, scope: &PlayScope<'_>, host: &str, wide: bool) {
+fn magic(m: &mut Map<String, Value>, scope: &PlayScope<'_>, host: &str) {
+    // Magic variables cannot be overridden: a variable of the same name as a wide one must
+    // not shadow the shared value.
+    for name in WIDE.iter().chain(&["hostvars"]) {
+        m.remove(*name);
+    }
     m.insert("inventory_hostname".into(), Value::String(host.to_owned()));
     m.insert(
         "inventory_hostname_short".into(),
@@ -114,20 +138,6 @@ fn magic(m: &mut Map<String, Value>, scope: &PlayScope<'_>, host: &str, wide: bo
                 .collect(),
         ),
     );
-    if wide {
-        m.insert("groups".into(), scope.groups.clone());
-        let hosts = Value::Array(
-            scope
-                .play_hosts
-                .iter()
-                .cloned()
-                .map(Value::String)
-                .collect(),
-        );
-        m.insert("play_hosts".into(), hosts.clone());
-        m.insert("ansible_play_hosts".into(), hosts.clone());
-        m.insert("ansible_play_batch".into(), hosts);
-    }
     m.insert("ansible_check_mode".into(), Value::Bool(scope.check_mode));
     m.insert("ansible_diff_mode".into(), Value::Bool(scope.diff_mode));
     m.insert(

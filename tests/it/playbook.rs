@@ -789,3 +789,88 @@ fn a_failed_host_takes_no_part_in_later_plays() {
         "any_errors_fatal left hosts for the next play"
     );
 }
+
+/// `groups`, the play's host lists and `hostvars` are built once per task and shared by its
+/// hosts (a copy per host made a 1,000-host plan quadratic). They still reach a template
+/// file, a variable that reads them indirectly, and a host's own `set_fact` values through
+/// `hostvars` (a run-time value in the plan, named as such); a variable of the same name
+/// cannot shadow them; and the plan's scripts are the bytes the run sends.
+#[test]
+fn shared_magic_variables_reach_templates_and_plan_matches_run() {
+    let c = SshCluster::start(2);
+    let inv = c.write_inventory("groups=shadowed\nplay_hosts=shadowed\n");
+    let base = shared_base();
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("templates")).unwrap();
+    fs::write(
+        dir.path().join("templates/view.j2"),
+        "{{ groups['nodes'] | join(',') }} {{ play_hosts | length }} \
+         {{ hostvars[groups['nodes'][0]].ansible_port }}\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("templates/mark.j2"),
+        "{{ hostvars[inventory_hostname].mark }}\n",
+    )
+    .unwrap();
+    let pb = dir.path().join("play.yml");
+    fs::write(
+        &pb,
+        "- hosts: nodes\n  gather_facts: false\n  vars:\n    everyone: \"{{ groups['nodes'] | join('+') }}\"\n  tasks:\n    - name: Mark\n      set_fact:\n        mark: \"m-{{ inventory_hostname }}\"\n    - name: View\n      template:\n        src: view.j2\n        dest: \"{{ base }}/{{ inventory_hostname }}.view\"\n    - name: Own\n      template:\n        src: mark.j2\n        dest: \"{{ base }}/{{ inventory_hostname }}.mark\"\n    - name: Indirect\n      copy:\n        dest: \"{{ base }}/{{ inventory_hostname }}.all\"\n        content: \"{{ everyone }}\\n\"\n",
+    )
+    .unwrap();
+    let home = empty_home();
+    let plan = Kamo::new(home.path())
+        .args(["plan"])
+        .arg_path(&pb)
+        .args(["-i"])
+        .arg_path(&inv)
+        .args(["--output", "json", "-e"])
+        .arg_path(Path::new(&format!("base={}", base.path().display())))
+        .run();
+    plan.assert_code(0);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let mut planned = BTreeMap::new();
+    for e in plan["plan"].as_array().unwrap() {
+        if e["task"] == "View" || e["task"] == "Indirect" {
+            assert_eq!(e["status"], "run", "{e}");
+            planned.insert(
+                (
+                    e["host"].as_str().unwrap().to_owned(),
+                    e["task"].to_string(),
+                ),
+                e["script_sha256"].as_str().unwrap().to_owned(),
+            );
+        }
+        if e["task"] == "Own" {
+            assert_eq!(e["status"], "runtime", "{e}");
+            assert!(e["reason"].as_str().unwrap().contains("`mark`"), "{e}");
+        }
+    }
+    assert_eq!(planned.len(), 4, "{plan}");
+    let run = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    run.assert_code(0);
+    let names: Vec<&str> = c.hosts.iter().map(|h| h.name.as_str()).collect();
+    for h in &c.hosts {
+        let read = |ext: &str| fs::read_to_string(base.path().join(format!("{}.{ext}", h.name)));
+        assert_eq!(
+            read("view").unwrap(),
+            format!("{} 2 {}\n", names.join(","), c.hosts[0].port)
+        );
+        assert_eq!(read("mark").unwrap(), format!("m-{}\n", h.name));
+        assert_eq!(read("all").unwrap(), format!("{}\n", names.join("+")));
+    }
+    let mut compared = 0;
+    for e in run.json_lines() {
+        if let Some(d) = e["data"]["script_sha256"].as_str()
+            && let Some(p) = planned.get(&(
+                e["host"].as_str().unwrap_or_default().to_owned(),
+                e["task"].to_string(),
+            ))
+        {
+            assert_eq!(p, d, "plan and run differ: {e}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 4, "{run:?}");
+}
