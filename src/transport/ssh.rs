@@ -822,11 +822,7 @@ impl Session {
                     ChannelMsg::ExtendedData { data, ext: 1 } if !gate.is_open() => {
                         match gate.stderr(&data).1 {
                             Some(Write::Password) => {
-                                if let Some(pw) = &sudo.password {
-                                    let mut bytes = pw.expose().clone().into_bytes();
-                                    bytes.push(b'\n');
-                                    let _ = wr.data(&bytes[..]).await;
-                                }
+                                send_password(&wr, sudo.password.as_ref()).await;
                             }
                             Some(Write::Eof) => {
                                 let _ = wr.eof().await;
@@ -867,11 +863,7 @@ impl Session {
                     stderr.extend_from_slice(&text);
                     match action {
                         Some(Write::Password) => {
-                            if let Some(pw) = sudo.and_then(|b| b.password.as_ref()) {
-                                let mut bytes = pw.expose().clone().into_bytes();
-                                bytes.push(b'\n');
-                                let _ = wr.data(&bytes[..]).await;
-                            }
+                            send_password(&wr, sudo.and_then(|b| b.password.as_ref())).await;
                         }
                         Some(Write::Eof) => {
                             let _ = wr.eof().await;
@@ -999,13 +991,7 @@ async fn write_side(
 ) {
     while let Some(w) = rx.recv().await {
         match w {
-            Write::Password => {
-                if let Some(pw) = &password {
-                    let mut bytes = pw.expose().clone().into_bytes();
-                    bytes.push(b'\n');
-                    let _ = wr.data(&bytes[..]).await;
-                }
-            }
+            Write::Password => send_password(wr, password.as_ref()).await,
             Write::Stdin => {
                 if let Some(data) = &stdin {
                     // The command may exit without reading stdin; not an error.
@@ -1020,6 +1006,21 @@ async fn write_side(
             }
         }
     }
+}
+
+/// Answers sudo's password prompt: the password and a newline on the channel's stdin (the
+/// one way kamo gives sudo a password; never on a command line). Nothing is sent without a
+/// password; a write error is left to the reader, which sees the channel end. The copy made
+/// for the write is zeroed afterwards.
+pub(super) async fn send_password(
+    wr: &russh::ChannelWriteHalf<client::Msg>,
+    password: Option<&crate::secret::Secret<String>>,
+) {
+    let Some(pw) = password else { return };
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(pw.expose().len() + 1));
+    bytes.extend_from_slice(pw.expose().as_bytes());
+    bytes.push(b'\n');
+    let _ = wr.data(&bytes[..]).await;
 }
 
 /// What the reader asks the writer to send.
