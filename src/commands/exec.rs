@@ -7,6 +7,15 @@
 //! 2 if any failed, else 0; 99 on Ctrl-C, after the commands still running were ended on their
 //! hosts the way `--task-timeout` ends them (TERM, then KILL, to the process group): only
 //! closing the connections would leave a quiet command such as `sleep` running on the node.
+//!
+//! The command travels on stdin, never on a command line: the channel (through sudo with
+//! `--become`) starts `/bin/sh -s`, and the command follows on its input once sudo let it start
+//! (in a brace group, so that the shell reads it whole before running any of it). A node's process list (`ps`, `/proc/*/cmdline`, readable by every user
+//! there) then shows `sh -s`, not what the operator typed, which may hold a password; playbook
+//! tasks travel the same way. The shell is `/bin/sh` with and without become (it used to be
+//! the login shell without), as for Ansible's `shell` module. kamo exec never asks sshd for a
+//! terminal, so there is no user input to share stdin with; sudo's own pty (`use_pty`) passes
+//! a piped stdin through.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -405,7 +414,9 @@ async fn run_on_host(
         }
     };
     let (limit, stop) = (cutoff.limit, cutoff.stop.clone());
-    let out = conn.exec_limited(cmd, None, sudo.as_ref(), cutoff).await;
+    let out = conn
+        .exec_limited(READER, Some(on_stdin(cmd)), sudo.as_ref(), cutoff)
+        .await;
     conn.close().await;
     let out = match out {
         Ok(Some(o)) => o,
@@ -464,6 +475,20 @@ async fn run_on_host(
     }
 }
 
+/// What the channel (or sudo) starts: a shell that reads the command from its stdin.
+const READER: &str = "exec /bin/sh -s";
+
+/// The command as `/bin/sh -s` reads it on stdin (see the module docs): a brace group, which
+/// the shell parses whole before running any of it, so nothing in the command can read the
+/// rest of the script as its input; its stdin is `/dev/null`, as empty as the stdin an exec
+/// always had. `:;` keeps a command that is only a comment a valid group, and the newline
+/// before `}` one that ends in a comment. `exit` (with the group's status) ends the shell
+/// without waiting for the end of its input, which a stdin relayed through a terminal never
+/// brings.
+fn on_stdin(cmd: &str) -> Vec<u8> {
+    format!("{{ :; {cmd}\n}} </dev/null; exit\n").into_bytes()
+}
+
 fn report(r: &HostResult, format: OutputFormat) {
     let ms = u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX);
     match format {
@@ -519,5 +544,59 @@ fn push_block(text: &mut String, title: &str, bytes: &[u8]) {
     text.push_str(&ui::sanitize(bytes));
     if !text.ends_with('\n') {
         text.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script as a real `SHELL -s` runs it (then EOF, as on the channel).
+    fn run_in(shell: &str, cmd: &str) -> (i32, String, String) {
+        use std::io::Write as _;
+        let input = on_stdin(cmd);
+        #[allow(clippy::disallowed_methods)]
+        let mut child = std::process::Command::new(shell)
+            .arg("-s")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    }
+
+    /// Exit codes, output, and a command that reads stdin, in dash and in bash (`/bin/sh` on
+    /// some distributions), which reads a script from a pipe a byte at a time: without the
+    /// brace group, `cat` would read the rest of the command as its input.
+    #[test]
+    fn the_command_on_stdin_runs_whole_with_an_empty_stdin() {
+        for shell in ["/bin/sh", "/bin/bash"] {
+            assert!(
+                std::path::Path::new(shell).exists(),
+                "{shell} is needed by this test"
+            );
+            the_command_runs_whole_in(shell);
+        }
+    }
+
+    fn the_command_runs_whole_in(shell: &str) {
+        let sh = |cmd: &str| run_in(shell, cmd);
+        assert_eq!(sh("echo a; exit 3").0, 3);
+        assert_eq!(sh("false").0, 1);
+        let (rc, out, _) = sh("cat; read x || echo eof\necho two");
+        assert_eq!((rc, out.as_str()), (0, "eof\ntwo\n"));
+        assert_eq!(sh("# only a comment").0, 0);
+        assert_eq!(sh("echo x # trailing comment").1, "x\n");
+        let (rc, out, _) = sh("cat <<EOF\nhere doc\nEOF");
+        assert_eq!((rc, out.as_str()), (0, "here doc\n"));
+        let (rc, _, err) = sh("if then");
+        assert_eq!(rc, 2, "{shell}: {err}");
     }
 }
