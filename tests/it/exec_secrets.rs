@@ -118,3 +118,57 @@ fn exec_commands_travel_on_stdin_so_no_process_list_shows_them() {
         );
     }
 }
+
+/// A secret-named inventory variable's value.
+const DB_PASSWORD: &str = "abcPLANTEDxyz";
+/// A value hidden only by the operator's `--secret-vars '*_credential'`.
+const CREDENTIAL: &str = "cred-4471-value";
+
+/// Issue 10: what `kamo exec` prints hides the host's known secret values (a secret-named
+/// inventory variable, the sudo password, a `--secret-vars` variable), in text and JSON, on
+/// stdout and stderr, with and without `-b`, also when the command prints a value in two
+/// writes that reach kamo in separate SSH packets. Values under 4 bytes are not hidden (they
+/// would blank out ordinary words): `xq9` stays.
+#[test]
+fn exec_output_hides_known_secret_values_even_split_across_reads() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory(&format!(
+        "ansible_become_password={TEST_PASSWORD}\ndb_password={DB_PASSWORD}\n\
+         site_credential={CREDENTIAL}\nshort_token=xq9\n"
+    ));
+    let cmd = "printf 'abcPLAN'; sleep 0.3; printf 'TEDxyz\\n'; echo abcPLANTEDxyz >&2; \
+               printf 'kamo-Test'; sleep 0.3; printf '%s\\n' -pw-7731; \
+               printf 'cred-' >&2; sleep 0.3; printf '4471-value\\n' >&2; echo short=xq9";
+    let cases: [&[&str]; 3] = [
+        &["--output", "json"],
+        &["--output", "text"],
+        &["-b", "--output", "json"],
+    ];
+    for extra in cases {
+        let mut args = extra.to_vec();
+        args.extend(["--secret-vars", "*_credential"]);
+        let run = exec(&c, &inv, &args, cmd);
+        run.assert_code(0);
+        for s in [DB_PASSWORD, TEST_PASSWORD, CREDENTIAL] {
+            assert!(
+                !run.stdout.contains(s) && !run.stderr.contains(s),
+                "{extra:?}: {s:?} was printed: {run:?}"
+            );
+        }
+        assert!(run.stdout.contains("short=xq9"), "{extra:?}: {run:?}");
+        let (out, err) = if extra.contains(&"json") {
+            let r = run.host("node01");
+            (
+                r["stdout"].as_str().unwrap().to_owned(),
+                r["stderr"].as_str().unwrap().to_owned(),
+            )
+        } else {
+            let (out, err) = run.stdout.split_once("stderr:\n").unwrap();
+            (out.to_owned(), err.to_owned())
+        };
+        assert!(
+            out.contains("********\n********\n") && err.contains("********\n********\n"),
+            "{extra:?}: {run:?}"
+        );
+    }
+}
