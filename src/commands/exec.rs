@@ -386,6 +386,7 @@ pub fn ssh_context(
             conn.host_key_checking,
             known,
             learn_path,
+            !conn.known_hosts.is_empty(),
         )),
         keys: Arc::new(keys),
         default_identities: defaults,
