@@ -926,7 +926,8 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(4..=86_400))]
     pub keepalive: u64,
     /// `known_hosts` file to check host keys against (repeatable). Default: ~/.`ssh/known_hosts`
-    /// and /`etc/ssh/ssh_known_hosts`; `accept-new` writes to the first one.
+    /// and /`etc/ssh/ssh_known_hosts`, and a host's `UserKnownHostsFile`; `accept-new` writes
+    /// to the first `--known-hosts` file, else the host's `UserKnownHostsFile`, else ~/.ssh.
     #[arg(long = "known-hosts", value_name = "FILE")]
     pub known_hosts: Vec<PathBuf>,
     /// strict: refuse unknown and changed keys; accept-new: record unknown keys, refuse

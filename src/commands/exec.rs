@@ -7,6 +7,21 @@
 //! 2 if any failed, else 0; 99 on Ctrl-C, after the commands still running were ended on their
 //! hosts the way `--task-timeout` ends them (TERM, then KILL, to the process group): only
 //! closing the connections would leave a quiet command such as `sleep` running on the node.
+//!
+//! The command travels on stdin, never on a command line: the channel (through sudo with
+//! `--become`) starts `/bin/sh -s`, and the command follows on its input once sudo let it start
+//! (in a brace group, so that the shell reads it whole before running any of it). A node's process list (`ps`, `/proc/*/cmdline`, readable by every user
+//! there) then shows `sh -s`, not what the operator typed, which may hold a password; playbook
+//! tasks travel the same way. The shell is `/bin/sh` with and without become (it used to be
+//! the login shell without), as for Ansible's `shell` module. kamo exec never asks sshd for a
+//! terminal, so there is no user input to share stdin with; sudo's own pty (`use_pty`) passes
+//! a piped stdin through.
+//!
+//! What is printed hides the host's known secret values (its secret-named variables, its
+//! passwords, vault values), as a playbook run's output does. A host's output is printed whole
+//! when its command ends, so a value split between two SSH packets is whole again by then;
+//! only where the transport dropped the middle of a huge output can a value be cut, and both
+//! sides of that cut are hidden.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -19,7 +34,9 @@ use tokio::task::JoinSet;
 
 use crate::cli::{ConnectionArgs, ExecArgs, OutputFormat};
 use crate::error::{Error, ExitCode, Result};
+use crate::journal::redact::Redactor;
 use crate::secret::Secret;
+use crate::transport::capped::{DROPPED_NOTE, STDERR_KEEP, STDOUT_KEEP};
 use crate::transport::keys::{KeyStore, default_identity_files};
 use crate::transport::known_hosts::KnownHosts;
 use crate::transport::quote::{self, Become};
@@ -70,6 +87,10 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let (ctx, plan) = prepare(&args, &inventory, &hosts)?;
+    let redactors: std::collections::HashMap<String, Redactor> = plan
+        .iter()
+        .map(|(h, p)| (h.clone(), redactor_for(&inventory, h, p)))
+        .collect();
     // One socket per host in flight, two through a jump host.
     let jumps = plan
         .iter()
@@ -104,6 +125,10 @@ pub async fn run(args: ExecArgs) -> Result<ExitCode> {
                 let Some(joined) = next else { break };
                 let r = joined.map_err(|e| Error::Other(format!("a host task failed: {e}")))?;
                 counts.add(r.status);
+                let r = match redactors.get(&r.host) {
+                    Some(red) => hide_secrets(r, red),
+                    None => r,
+                };
                 report(&r, args.output);
             }
             () = interrupt.recv() => {
@@ -361,6 +386,7 @@ pub fn ssh_context(
             conn.host_key_checking,
             known,
             learn_path,
+            !conn.known_hosts.is_empty(),
         )),
         keys: Arc::new(keys),
         default_identities: defaults,
@@ -405,7 +431,9 @@ async fn run_on_host(
         }
     };
     let (limit, stop) = (cutoff.limit, cutoff.stop.clone());
-    let out = conn.exec_limited(cmd, None, sudo.as_ref(), cutoff).await;
+    let out = conn
+        .exec_limited(READER, Some(on_stdin(cmd)), sudo.as_ref(), cutoff)
+        .await;
     conn.close().await;
     let out = match out {
         Ok(Some(o)) => o,
@@ -464,6 +492,75 @@ async fn run_on_host(
     }
 }
 
+/// What hides a host's secrets in what `kamo exec` prints: the values of its secret-named
+/// variables (inventory, `--secret-vars`), its SSH and sudo passwords (from the inventory or
+/// asked with `-k`/`-K`), and every value decrypted from a vault.
+fn redactor_for(inventory: &crate::inventory::Inventory, host: &str, p: &Prepared) -> Redactor {
+    let mut r = Redactor::default();
+    r.add_vars(&inventory.vars_for(host));
+    if let Ok((t, _)) = p {
+        for pw in [&t.password, &t.become_password].into_iter().flatten() {
+            r.add(pw.expose());
+        }
+    }
+    r
+}
+
+/// `r` with every secret value `red` knows hidden in its output and its error.
+fn hide_secrets(mut r: HostResult, red: &Redactor) -> HostResult {
+    if red.is_empty() {
+        return r;
+    }
+    r.stdout = redact_output(red, r.stdout, STDOUT_KEEP.0);
+    r.stderr = redact_output(red, r.stderr, STDERR_KEEP.0);
+    if let Some(e) = r.error.as_deref().and_then(|e| red.redact(e)) {
+        r.error = Some(e);
+    }
+    r
+}
+
+/// A command's output as the transport kept it ([`crate::transport::capped::Capped`]):
+/// whole, or its first `head_max` bytes (less a become ready line taken out of them), a line
+/// saying how much was dropped, and its tail. A value cut in two there is hidden on both
+/// sides of the line ([`Redactor::redact_cut`]).
+fn redact_output(red: &Redactor, out: Vec<u8>, head_max: usize) -> Vec<u8> {
+    // The note starts at `head_max`, or up to a ready line's length before it.
+    let from = head_max.saturating_sub(256).min(out.len());
+    let note_start = memchr::memmem::find(&out[from..], format!("\n{DROPPED_NOTE}").as_bytes())
+        .map(|i| from + i)
+        .filter(|&i| i <= head_max);
+    let note_end = note_start.and_then(|i| {
+        let line = memchr::memchr(b'\n', &out[i + 1..])?;
+        out[i + 1..i + 1 + line]
+            .ends_with(b" bytes of output not kept here]")
+            .then_some(i + 1 + line + 1)
+    });
+    match (note_start, note_end) {
+        (Some(start), Some(end)) => {
+            let (head, tail) = red.redact_cut(&out[..start], &out[end..]);
+            let mut whole = head;
+            whole.extend_from_slice(&out[start..end]);
+            whole.extend_from_slice(&tail);
+            whole
+        }
+        _ => red.redact_bytes(&out).unwrap_or(out),
+    }
+}
+
+/// What the channel (or sudo) starts: a shell that reads the command from its stdin.
+const READER: &str = "exec /bin/sh -s";
+
+/// The command as `/bin/sh -s` reads it on stdin (see the module docs): a brace group, which
+/// the shell parses whole before running any of it, so nothing in the command can read the
+/// rest of the script as its input; its stdin is `/dev/null`, as empty as the stdin an exec
+/// always had. `:;` keeps a command that is only a comment a valid group, and the newline
+/// before `}` one that ends in a comment. `exit` (with the group's status) ends the shell
+/// without waiting for the end of its input, which a stdin relayed through a terminal never
+/// brings.
+fn on_stdin(cmd: &str) -> Vec<u8> {
+    format!("{{ :; {cmd}\n}} </dev/null; exit\n").into_bytes()
+}
+
 fn report(r: &HostResult, format: OutputFormat) {
     let ms = u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX);
     match format {
@@ -519,5 +616,80 @@ fn push_block(text: &mut String, title: &str, bytes: &[u8]) {
     text.push_str(&ui::sanitize(bytes));
     if !text.ends_with('\n') {
         text.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value that straddles the place where the transport dropped output is hidden on both
+    /// sides of it; elsewhere whole values are hidden and the rest kept.
+    #[test]
+    fn output_cut_by_the_transport_hides_a_value_split_by_the_cut() {
+        use crate::transport::capped::Capped;
+        let mut red = Redactor::default();
+        red.add("PLANTEDxyz");
+        let mut c = Capped::new((8, 16));
+        c.push(b"aaaaPLANTEDxyz-dropped-middle-");
+        c.push(b"PLANTEDxyz");
+        c.push(b"dxyz-end");
+        let out = String::from_utf8(redact_output(&red, c.into_bytes(), 8)).unwrap();
+        assert_eq!(
+            out,
+            "aaaa********\n[kamo: 24 bytes of output not kept here]\n********dxyz-end"
+        );
+        let out = redact_output(&red, b"1 PLANTEDxyz 2 PLANTEDxy".to_vec(), 8);
+        assert_eq!(out, b"1 ******** 2 PLANTEDxy");
+        assert!(!String::from_utf8_lossy(&out).contains("PLANTEDxyz"));
+    }
+
+    /// The script as a real `SHELL -s` runs it (then EOF, as on the channel).
+    fn run_in(shell: &str, cmd: &str) -> (i32, String, String) {
+        use std::io::Write as _;
+        let input = on_stdin(cmd);
+        #[allow(clippy::disallowed_methods)]
+        let mut child = std::process::Command::new(shell)
+            .arg("-s")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let o = child.wait_with_output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    }
+
+    /// Exit codes, output, and a command that reads stdin, in dash and in bash (`/bin/sh` on
+    /// some distributions), which reads a script from a pipe a byte at a time: without the
+    /// brace group, `cat` would read the rest of the command as its input.
+    #[test]
+    fn the_command_on_stdin_runs_whole_with_an_empty_stdin() {
+        for shell in ["/bin/sh", "/bin/bash"] {
+            assert!(
+                std::path::Path::new(shell).exists(),
+                "{shell} is needed by this test"
+            );
+            the_command_runs_whole_in(shell);
+        }
+    }
+
+    fn the_command_runs_whole_in(shell: &str) {
+        let sh = |cmd: &str| run_in(shell, cmd);
+        assert_eq!(sh("echo a; exit 3").0, 3);
+        assert_eq!(sh("false").0, 1);
+        let (rc, out, _) = sh("cat; read x || echo eof\necho two");
+        assert_eq!((rc, out.as_str()), (0, "eof\ntwo\n"));
+        assert_eq!(sh("# only a comment").0, 0);
+        assert_eq!(sh("echo x # trailing comment").1, "x\n");
+        let (rc, out, _) = sh("cat <<EOF\nhere doc\nEOF");
+        assert_eq!((rc, out.as_str()), (0, "here doc\n"));
+        let (rc, _, err) = sh("if then");
+        assert_eq!(rc, 2, "{shell}: {err}");
     }
 }

@@ -158,27 +158,89 @@ impl Redactor {
         self.secrets.is_empty() && crate::vault::keyring::revealed().is_empty()
     }
 
-    /// `text` with every known secret replaced; `None` when nothing was found.
-    #[must_use]
-    pub fn redact(&self, text: &str) -> Option<String> {
+    /// Every value to hide: the known secrets and the vault's decrypted values, 4 bytes or
+    /// more, longest first (so a secret that contains another is replaced whole).
+    fn values(&self) -> Vec<String> {
         let vault = crate::vault::keyring::revealed();
-        let mut all: Vec<&str> = self
+        let mut all: Vec<String> = self
             .secrets
             .iter()
             .chain(vault.iter().filter(|s| s.len() >= 4))
-            .map(String::as_str)
+            .cloned()
             .collect();
-        // Longest first, so a secret that contains another is replaced whole.
         all.sort_by_key(|s| std::cmp::Reverse(s.len()));
         all.dedup();
+        all
+    }
+
+    /// `text` with every known secret replaced; `None` when nothing was found.
+    #[must_use]
+    pub fn redact(&self, text: &str) -> Option<String> {
         let mut out: Option<String> = None;
-        for s in all {
+        for s in self.values() {
             let cur = out.as_deref().unwrap_or(text);
-            if cur.contains(s) {
-                out = Some(cur.replace(s, REDACTED));
+            if cur.contains(&s) {
+                out = Some(cur.replace(&s, REDACTED));
             }
         }
         out
+    }
+
+    /// [`Redactor::redact`] for raw output (any bytes, not only UTF-8), before it is escaped
+    /// for a terminal or decoded for JSON: escaping first could split a value that holds a
+    /// control character.
+    #[must_use]
+    pub fn redact_bytes(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        for s in self.values() {
+            let cur = out.as_deref().unwrap_or(bytes);
+            if let Some(r) = replace_all(cur, s.as_bytes(), REDACTED.as_bytes()) {
+                out = Some(r);
+            }
+        }
+        out
+    }
+
+    /// Output that was cut (its middle dropped to bound memory, see
+    /// [`crate::transport::capped`]): `head` and `tail` each redacted, and, since a value
+    /// that straddled the cut can no longer be found whole, the end of `head` that begins a
+    /// secret and the start of `tail` that ends one are replaced too (even one byte: the cut
+    /// falls anywhere, so what it hides there is a fragment of arbitrary output at worst).
+    #[must_use]
+    pub fn redact_cut(&self, head: &[u8], tail: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let values = self.values();
+        let mut head = self.redact_bytes(head).unwrap_or_else(|| head.to_vec());
+        let mut tail = self.redact_bytes(tail).unwrap_or_else(|| tail.to_vec());
+        let begins = values
+            .iter()
+            .map(|s| {
+                let s = s.as_bytes();
+                (1..s.len())
+                    .rev()
+                    .find(|&k| head.ends_with(&s[..k]))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        if begins > 0 {
+            head.truncate(head.len() - begins);
+            head.extend_from_slice(REDACTED.as_bytes());
+        }
+        let ends = values
+            .iter()
+            .map(|s| {
+                let s = s.as_bytes();
+                (1..s.len())
+                    .rev()
+                    .find(|&k| tail.starts_with(&s[s.len() - k..]))
+                    .unwrap_or(0)
+            })
+            .max()
+            .unwrap_or(0);
+        if ends > 0 {
+            tail.splice(..ends, REDACTED.bytes());
+        }
+        (head, tail)
     }
 
     /// Every string inside `v` redacted (see [`Redactor::redact`]); `None` when nothing was.
@@ -211,6 +273,24 @@ impl Redactor {
             _ => None,
         }
     }
+}
+
+/// `hay` with every occurrence of `needle` replaced by `with`; `None` when there is none.
+fn replace_all(hay: &[u8], needle: &[u8], with: &[u8]) -> Option<Vec<u8>> {
+    let mut found = memchr::memmem::find_iter(hay, needle).peekable();
+    found.peek()?;
+    let mut out = Vec::with_capacity(hay.len());
+    let mut last = 0;
+    for at in found {
+        if at < last {
+            continue;
+        }
+        out.extend_from_slice(&hay[last..at]);
+        out.extend_from_slice(with);
+        last = at + needle.len();
+    }
+    out.extend_from_slice(&hay[last..]);
+    Some(out)
 }
 
 fn collect_strings(v: &Value, out: &mut Vec<String>) {
@@ -270,5 +350,28 @@ mod tests {
             "pw=********; user kqi"
         );
         assert!(r.redact("abc kqi").is_none());
+    }
+
+    #[test]
+    fn bytes_and_a_cut_output() {
+        let mut r = Redactor::default();
+        r.add("PLANTEDxyz");
+        r.add("abc");
+        assert_eq!(
+            r.redact_bytes(b"\xff PLANTEDxyzPLANTEDxyz\x1b abc")
+                .unwrap(),
+            b"\xff ****************\x1b abc"
+        );
+        assert!(r.redact_bytes(b"PLANTED xyz").is_none());
+        // The value straddles the cut: its two halves are hidden, the rest kept.
+        let (h, t) = r.redact_cut(b"head PLAN", b"TEDxyz tail");
+        assert_eq!(
+            (&h[..], &t[..]),
+            (&b"head ********"[..], &b"******** tail"[..])
+        );
+        let (h, t) = r.redact_cut(b"head PLANTEDxyz", b"tail");
+        assert_eq!((&h[..], &t[..]), (&b"head ********"[..], &b"tail"[..]));
+        let (h, t) = r.redact_cut(b"head", b"tail");
+        assert_eq!((&h[..], &t[..]), (&b"head"[..], &b"tail"[..]));
     }
 }

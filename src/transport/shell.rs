@@ -268,11 +268,7 @@ impl TaskShell {
                             stderr.push(&text);
                             match action {
                                 Some(super::ssh::Write::Password) => {
-                                    if let Some(pw) = &password {
-                                        let mut bytes = pw.expose().clone().into_bytes();
-                                        bytes.push(b'\n');
-                                        let _ = wr.data(&bytes[..]).await;
-                                    }
+                                    super::ssh::send_password(&wr, password.as_ref()).await;
                                 }
                                 Some(_) => {
                                     let _ = wr.eof().await;

@@ -50,22 +50,51 @@ pub enum HostKeyChecking {
 pub struct HostKeyPolicy {
     pub mode: HostKeyChecking,
     known: Mutex<KnownHosts>,
-    /// Where `accept-new` writes.
+    /// Where `accept-new` writes for a host that names no file of its own.
     learn_path: std::path::PathBuf,
+    /// `--known-hosts` was given: `learn_path` is its first file, for every host.
+    explicit: bool,
 }
 
 impl HostKeyPolicy {
+    /// `explicit`: `learn_path` is the operator's `--known-hosts` file, which wins over the
+    /// files a host's inventory or ssh config names.
     #[must_use]
-    pub fn new(mode: HostKeyChecking, known: KnownHosts, learn_path: std::path::PathBuf) -> Self {
+    pub fn new(
+        mode: HostKeyChecking,
+        known: KnownHosts,
+        learn_path: std::path::PathBuf,
+        explicit: bool,
+    ) -> Self {
         Self {
             mode,
             known: Mutex::new(known),
             learn_path,
+            explicit,
         }
     }
 
-    /// Decides on a key; `Err` carries the message shown for the refused host.
-    fn verify(&self, host: &str, port: u16, key: &PublicKey) -> Result<(), String> {
+    /// The file `accept-new` records a host's new key in: the first `--known-hosts` file;
+    /// else the first `UserKnownHostsFile` the host's inventory or ssh config names (`named`),
+    /// which kamo reads for it; else `~/.ssh/known_hosts`. A host pointed at a file of its own
+    /// never has its key written to the user's file, as with OpenSSH.
+    #[must_use]
+    pub fn learn_path<'a>(&'a self, named: &'a [std::path::PathBuf]) -> &'a std::path::Path {
+        match named.first() {
+            Some(f) if !self.explicit => f,
+            _ => &self.learn_path,
+        }
+    }
+
+    /// Decides on a key; `Err` carries the message shown for the refused host. `learn` is
+    /// where `accept-new` records it ([`HostKeyPolicy::learn_path`]).
+    fn verify(
+        &self,
+        host: &str,
+        port: u16,
+        key: &PublicKey,
+        learn: &std::path::Path,
+    ) -> Result<(), String> {
         if self.mode == HostKeyChecking::Off {
             return Ok(());
         }
@@ -95,29 +124,28 @@ impl HostKeyPolicy {
                 file.display()
             )),
             Verdict::Unknown if self.mode == HostKeyChecking::AcceptNew => {
-                known
-                    .learn(&self.learn_path, host, port, key)
-                    .map_err(|e| {
-                        format!(
-                            "cannot record host key of {} in {}: {e}",
-                            host_port(host, port),
-                            self.learn_path.display()
-                        )
-                    })?;
+                known.learn(learn, host, port, key).map_err(|e| {
+                    format!(
+                        "cannot record host key of {} in {}: {e}",
+                        host_port(host, port),
+                        learn.display()
+                    )
+                })?;
                 tracing::warn!(
                     "added {} key {} of {} to {}",
                     key.algorithm(),
                     fingerprint(key),
                     host_port(host, port),
-                    self.learn_path.display()
+                    learn.display()
                 );
                 Ok(())
             }
             Verdict::Unknown => Err(format!(
-                "host key of {} is not known ({} {}); add it to known_hosts (e.g. ssh-keyscan -p {port} {host} >> ~/.ssh/known_hosts after checking the fingerprint) or use --host-key-checking accept-new",
+                "host key of {} is not known ({} {}); add it to known_hosts (e.g. ssh-keyscan -p {port} {host} >> {} after checking the fingerprint) or use --host-key-checking accept-new",
                 host_port(host, port),
                 key.algorithm(),
-                fingerprint(key)
+                fingerprint(key),
+                learn.display()
             )),
         }
     }
@@ -238,6 +266,8 @@ struct Client {
     host: String,
     port: u16,
     policy: Arc<HostKeyPolicy>,
+    /// Where `accept-new` records this host's key ([`HostKeyPolicy::learn_path`]).
+    learn: std::path::PathBuf,
     refusal: Arc<Mutex<Option<String>>>,
     /// The key the host showed and that was accepted, in OpenSSH's format.
     accepted: Arc<Mutex<Option<String>>>,
@@ -263,7 +293,10 @@ impl client::Handler for Client {
                 Some("host certificates are not supported; the host offered a certificate".into());
             return Ok(false);
         }
-        match self.policy.verify(&self.host, self.port, &key.public_key()) {
+        match self
+            .policy
+            .verify(&self.host, self.port, &key.public_key(), &self.learn)
+        {
             Ok(()) => {
                 *self
                     .accepted
@@ -424,7 +457,8 @@ impl Session {
                     become_password: None,
                     jump: None,
                     local: false,
-                    known_hosts_files: Vec::new(),
+                    // The host's own known_hosts file serves its jump host too.
+                    known_hosts_files: target.known_hosts_files.clone(),
                 };
                 let (handle, _, _) =
                     Box::pin(Self::handshake(&jt, ctx, None))
@@ -461,6 +495,10 @@ impl Session {
             host: target.address.clone(),
             port: target.port,
             policy: ctx.host_keys.clone(),
+            learn: ctx
+                .host_keys
+                .learn_path(&target.known_hosts_files)
+                .to_path_buf(),
             refusal: refusal.clone(),
             accepted: accepted.clone(),
             lost: lost.clone(),
@@ -822,11 +860,7 @@ impl Session {
                     ChannelMsg::ExtendedData { data, ext: 1 } if !gate.is_open() => {
                         match gate.stderr(&data).1 {
                             Some(Write::Password) => {
-                                if let Some(pw) = &sudo.password {
-                                    let mut bytes = pw.expose().clone().into_bytes();
-                                    bytes.push(b'\n');
-                                    let _ = wr.data(&bytes[..]).await;
-                                }
+                                send_password(&wr, sudo.password.as_ref()).await;
                             }
                             Some(Write::Eof) => {
                                 let _ = wr.eof().await;
@@ -867,11 +901,7 @@ impl Session {
                     stderr.extend_from_slice(&text);
                     match action {
                         Some(Write::Password) => {
-                            if let Some(pw) = sudo.and_then(|b| b.password.as_ref()) {
-                                let mut bytes = pw.expose().clone().into_bytes();
-                                bytes.push(b'\n');
-                                let _ = wr.data(&bytes[..]).await;
-                            }
+                            send_password(&wr, sudo.and_then(|b| b.password.as_ref())).await;
                         }
                         Some(Write::Eof) => {
                             let _ = wr.eof().await;
@@ -999,13 +1029,7 @@ async fn write_side(
 ) {
     while let Some(w) = rx.recv().await {
         match w {
-            Write::Password => {
-                if let Some(pw) = &password {
-                    let mut bytes = pw.expose().clone().into_bytes();
-                    bytes.push(b'\n');
-                    let _ = wr.data(&bytes[..]).await;
-                }
-            }
+            Write::Password => send_password(wr, password.as_ref()).await,
             Write::Stdin => {
                 if let Some(data) = &stdin {
                     // The command may exit without reading stdin; not an error.
@@ -1020,6 +1044,21 @@ async fn write_side(
             }
         }
     }
+}
+
+/// Answers sudo's password prompt: the password and a newline on the channel's stdin (the
+/// one way kamo gives sudo a password; never on a command line). Nothing is sent without a
+/// password; a write error is left to the reader, which sees the channel end. The copy made
+/// for the write is zeroed afterwards.
+pub(super) async fn send_password(
+    wr: &russh::ChannelWriteHalf<client::Msg>,
+    password: Option<&crate::secret::Secret<String>>,
+) {
+    let Some(pw) = password else { return };
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(pw.expose().len() + 1));
+    bytes.extend_from_slice(pw.expose().as_bytes());
+    bytes.push(b'\n');
+    let _ = wr.data(&bytes[..]).await;
 }
 
 /// What the reader asks the writer to send.

@@ -185,6 +185,22 @@ impl Target {
             .map_err(err)?
             .unwrap_or_else(|| name.to_owned());
         let params = ssh_config.query(&host);
+        if known_hosts_files.is_empty() {
+            // The ssh config's `UserKnownHostsFile` (the inventory's `-o` wins, as on
+            // OpenSSH's command line); a path with `%` tokens is not expanded and not used.
+            let files = params
+                .as_ref()
+                .and_then(|p| p.unsupported_fields.get("userknownhostsfile"));
+            for f in files.into_iter().flatten() {
+                if f.contains('%') {
+                    tracing::warn!(
+                        "{name}: ssh config UserKnownHostsFile {f}: % tokens are not supported; not read"
+                    );
+                } else {
+                    known_hosts_files.push(expand_tilde(f));
+                }
+            }
+        }
         let address = params
             .as_ref()
             .and_then(|p| p.host_name.clone())
@@ -376,6 +392,30 @@ mod tests {
         let p = dir.path().join("config");
         std::fs::write(&p, text).unwrap();
         SshConfigFile::load(Some(&p)).unwrap()
+    }
+
+    /// `UserKnownHostsFile` of the ssh config names the host's file when the inventory
+    /// names none; the inventory's `-o` wins; `%` tokens are not expanded, so not used.
+    #[test]
+    fn user_known_hosts_file_comes_from_the_ssh_config_unless_the_inventory_names_one() {
+        let cfg = config(
+            "Host n1\n  UserKnownHostsFile /lab/cfg_kh /lab/second\nHost n2\n  UserKnownHostsFile /x/%h\n",
+        );
+        let t = Target::resolve("n1", &vars(json!({})), &Defaults::default(), &cfg).unwrap();
+        assert_eq!(
+            t.known_hosts_files,
+            [PathBuf::from("/lab/cfg_kh"), PathBuf::from("/lab/second")]
+        );
+        let t = Target::resolve(
+            "n1",
+            &vars(json!({"ansible_ssh_common_args": "-o UserKnownHostsFile=/lab/kh"})),
+            &Defaults::default(),
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(t.known_hosts_files, [PathBuf::from("/lab/kh")]);
+        let t = Target::resolve("n2", &vars(json!({})), &Defaults::default(), &cfg).unwrap();
+        assert!(t.known_hosts_files.is_empty());
     }
 
     #[test]

@@ -167,3 +167,105 @@ fn off_accepts_anything_with_a_warning() {
     );
     assert!(!kh.exists(), "off must not write known_hosts");
 }
+
+/// `accept-new` records a new key in the file kamo reads for that host, never in the user's
+/// `~/.ssh/known_hosts` when another file was named (issue 10): the inventory's
+/// `-o UserKnownHostsFile` (created 0600, with its directory, when missing), the first
+/// `--known-hosts` file over it, the ssh config's `UserKnownHostsFile`; only a host that
+/// names none gets `~/.ssh/known_hosts`. Against a `kamo lab` node, each case in an empty
+/// `HOME`.
+#[test]
+fn accept_new_writes_the_known_hosts_file_named_for_the_host_not_the_users() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = crate::support::lab::Lab::up(1, &[]);
+    let lab_kh = lab.dir.join("known_hosts");
+    let lab_keys = fs::read_to_string(&lab_kh).unwrap();
+    let inventory = fs::read_to_string(lab.inventory()).unwrap();
+    assert!(inventory.contains(&format!("UserKnownHostsFile={}", lab_kh.display())));
+    let scratch = tempfile::tempdir().unwrap();
+    let inventory_naming = |file: &Path| {
+        let p = scratch.path().join(format!(
+            "inv-{}.ini",
+            fs::read_dir(scratch.path()).unwrap().count()
+        ));
+        let text = match file.to_str() {
+            Some("") => inventory
+                .lines()
+                .filter(|l| !l.starts_with("ansible_ssh_common_args"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => inventory.replace(&lab_kh.display().to_string(), &file.display().to_string()),
+        };
+        fs::write(&p, text).unwrap();
+        p
+    };
+    let accept_new = |home: &Path, inv: &Path, mode: &str, extra: &[&str]| {
+        Kamo::new(home)
+            .args(["exec", "all", "-i"])
+            .arg_path(inv)
+            .args(["--host-key-checking", mode, "--output", "json"])
+            .args(extra)
+            .args(["--", "true"])
+            .run()
+    };
+    // One line, the node's key (the lab recorded it too), in a private file.
+    let learned = |file: &Path| {
+        let text = fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("{} was not written: {e}", file.display()));
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let key: Vec<&str> = text.split_whitespace().skip(1).take(2).collect();
+        assert!(lab_keys.contains(&key.join(" ")), "{text} vs {lab_keys}");
+        let mode = fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    };
+    let users = |home: &Path| home.join(".ssh/known_hosts");
+
+    // The inventory's file, missing with its directory.
+    let home = empty_home();
+    let named = scratch.path().join("new-dir/inventory_known_hosts");
+    let inv = inventory_naming(&named);
+    accept_new(home.path(), &inv, "accept-new", &[]).assert_code(0);
+    learned(&named);
+    assert!(
+        !users(home.path()).exists(),
+        "~/.ssh/known_hosts was written"
+    );
+    // ... and it is what kamo reads for the host.
+    accept_new(home.path(), &inv, "strict", &[]).assert_code(0);
+
+    // --known-hosts wins over the inventory's file.
+    let home = empty_home();
+    let given = scratch.path().join("given_known_hosts");
+    let unused = scratch.path().join("unused_known_hosts");
+    let inv = inventory_naming(&unused);
+    accept_new(
+        home.path(),
+        &inv,
+        "accept-new",
+        &["--known-hosts", given.to_str().unwrap()],
+    )
+    .assert_code(0);
+    learned(&given);
+    assert!(!unused.exists() && !users(home.path()).exists());
+
+    // The ssh config's UserKnownHostsFile, for an inventory that names none.
+    let home = empty_home();
+    fs::create_dir(home.path().join(".ssh")).unwrap();
+    fs::write(
+        home.path().join(".ssh/config"),
+        "Host *\n  UserKnownHostsFile ~/config_known_hosts\n",
+    )
+    .unwrap();
+    let bare = inventory_naming(Path::new(""));
+    accept_new(home.path(), &bare, "accept-new", &[]).assert_code(0);
+    learned(&home.path().join("config_known_hosts"));
+    assert!(
+        !users(home.path()).exists(),
+        "~/.ssh/known_hosts was written"
+    );
+
+    // Nothing named: the user's file, as before.
+    let home = empty_home();
+    accept_new(home.path(), &bare, "accept-new", &[]).assert_code(0);
+    learned(&users(home.path()));
+}

@@ -531,16 +531,26 @@ fn a_become_command_that_ignores_term_ends_at_its_limit_on_a_lab_node() {
 
     // sudo on a terminal (as from an interactive login; newer sudo does it without one):
     // with `use_pty` it runs the command on a pty of its own, in a session of its own. A
-    // `sudo` of the node's own (its /usr/local/bin, first on the PATH) gives it one.
+    // `sudo` of the node's own (its /usr/local/bin, first on the PATH) gives it one: a
+    // controlling terminal and stdout/stderr on a pty, stdin the channel's pipe as it is for
+    // kamo (which asks sshd for no terminal; sudo passes a piped stdin through as a pipe,
+    // and kamo exec sends its command there).
     let install = lab.exec(
         "all",
         &["-b"],
         "printf '%s\\n' '#!/usr/bin/python3' 'import os, pty, sys' \
-         'sys.exit(os.waitstatus_to_exitcode(pty.spawn([\"/usr/bin/sudo\"] + sys.argv[1:])))' \
+         'os.dup2(0, 3)' 'pid, fd = pty.fork()' \
+         'if pid == 0:' '    os.dup2(3, 0); os.close(3)' \
+         '    os.execv(\"/usr/bin/sudo\", [\"sudo\"] + sys.argv[1:])' \
+         'os.close(3)' 'while True:' \
+         '    try: data = os.read(fd, 65536)' '    except OSError: break' \
+         '    if not data: break' \
+         '    sys.stdout.buffer.write(data); sys.stdout.buffer.flush()' \
+         'sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))' \
          > /usr/local/bin/sudo && chmod 755 /usr/local/bin/sudo",
     );
     install.assert_code(0);
-    let tty = lab.exec("all", &["-b"], "tty");
+    let tty = lab.exec("all", &["-b"], "tty <&2");
     tty.assert_code(0);
     assert!(
         tty.host("node01")["stdout"]

@@ -11,6 +11,7 @@ mod auth;
 mod copy;
 mod db;
 mod exec;
+mod exec_secrets;
 mod faults;
 mod harness;
 mod host_keys;

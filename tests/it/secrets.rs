@@ -49,7 +49,7 @@ fn planted() -> [&'static str; 4] {
 }
 
 /// Every process's arguments.
-fn command_lines() -> Vec<Vec<String>> {
+pub(crate) fn command_lines() -> Vec<Vec<String>> {
     let mut all = Vec::new();
     let Ok(dir) = fs::read_dir("/proc") else {
         return all;
