@@ -413,7 +413,7 @@ pub async fn execute(args: RunArgs, verbose: u8, resuming: Option<Resuming>) -> 
             break;
         }
     }
-    drop(engine);
+    engine.close_connections().await;
     watcher.abort();
     recording.log.close().await;
     finish(&mut journal, run_id, outcome, &args, &log_path).await

@@ -34,6 +34,9 @@ use crate::transport::{Connection, Target, TransportError};
 use report::{Event, HostStats, Reporter};
 use vars::{HostVars, PlayScope};
 
+/// How long the connections may take to close at the end of a run.
+const CLOSE_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the command line decided for the whole run (its flags mirror ansible-playbook's).
 #[derive(Debug, Clone, Default)]
 #[allow(clippy::struct_excessive_bools)]
@@ -125,6 +128,23 @@ impl Engine {
         let failed = stats.values().filter(|s| s.failed > 0).count();
         let unreachable = stats.values().filter(|s| s.unreachable > 0).count();
         Ok(ExitCode::for_hosts(failed, unreachable))
+    }
+
+    /// Ends every host's connection politely, all at once and within two seconds: idle
+    /// task shells get an EOF and exit, then the connection is disconnected. Dropped at exit
+    /// instead, each would end as a reset, with its idle shells left to notice their input
+    /// gone.
+    pub async fn close_connections(mut self) {
+        let conns: Vec<Connection> = self
+            .hosts
+            .values_mut()
+            .filter_map(|h| h.conn.take())
+            .filter_map(|c| Arc::try_unwrap(c).ok())
+            .collect();
+        let closes = futures::future::join_all(conns.into_iter().map(Connection::close));
+        if tokio::time::timeout(CLOSE_LIMIT, closes).await.is_err() {
+            tracing::debug!("closing the connections took too long; the rest are dropped");
+        }
     }
 
     fn select_hosts(&self, play: &Play) -> Result<Vec<String>, Error> {

@@ -127,7 +127,7 @@ impl Become {
 }
 
 /// 64 random bits as hex, from the OS's hasher seed (no extra dependency for a marker).
-fn random_tag() -> String {
+pub(super) fn random_tag() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

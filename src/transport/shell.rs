@@ -56,6 +56,9 @@ pub type Key = Option<Option<String>>;
 /// the channels of file transfers running at the same time.
 pub const IDLE_MAX: usize = 3;
 
+/// At most this many messages pending on an idle shell are looked at when it is taken.
+const LEFTOVER_MSGS: usize = 4096;
+
 /// How long the driver's trap waits between TERM and KILL to the task's process group, plus
 /// a margin: kamo waits this long for the driver to finish before ending it itself.
 const END_WAIT: Duration = Duration::from_secs(3);
@@ -210,7 +213,7 @@ impl TaskShell {
         cutoff: Cutoff,
     ) -> Result<Started, TransportError> {
         let (mut rd, wr) = session.start("exec /bin/sh -s", sudo).await?;
-        let tag = random_tag();
+        let tag = super::quote::random_tag();
         let ready = format!("KAMO-SHELL-{tag} ");
         let password = sudo.and_then(|b| b.password.clone());
         let work = async {
@@ -417,11 +420,28 @@ impl TaskShell {
         let _ = self.wr.close().await;
     }
 
-    /// Whether the idle shell is still there (nothing may arrive on an idle shell's channel:
-    /// anything that did, an exit or a close, means it ended).
+    /// Whether the idle shell is still there. Output that arrived while it was idle is a
+    /// leftover of an earlier task (a background process it started, still writing to the
+    /// driver's output): it is dropped, and does not end the shell, or a task that leaves
+    /// such a process behind would cost a new shell, and an unclosed channel, at every task.
+    /// An exit status, an EOF or a close means the driver ended.
     pub fn idle_alive(&mut self) -> bool {
         use futures::FutureExt;
-        self.rd.wait().now_or_never().is_none()
+        // Bounded: what is pending was received already; the rest waits for the next look.
+        for _ in 0..LEFTOVER_MSGS {
+            match self.rd.wait().now_or_never() {
+                None => return true,
+                Some(Some(ChannelMsg::Data { data } | ChannelMsg::ExtendedData { data, .. })) => {
+                    tracing::debug!(
+                        bytes = data.len(),
+                        "late output of an earlier task on an idle task shell, dropped"
+                    );
+                }
+                Some(Some(ChannelMsg::WindowAdjusted { .. })) => {}
+                Some(_) => return false,
+            }
+        }
+        true
     }
 
     /// Lets the driver end (EOF on its input) and closes the channel.
@@ -429,18 +449,6 @@ impl TaskShell {
         let _ = self.wr.eof().await;
         let _ = self.wr.close().await;
     }
-}
-
-/// 64 random bits as hex (see `quote::random_tag`).
-fn random_tag() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    format!("{:016x}", h.finish())
 }
 
 #[cfg(test)]

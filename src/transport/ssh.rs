@@ -762,7 +762,7 @@ impl Session {
                 .await;
         }
         let key: shell::Key = sudo.map(|b| b.user.clone());
-        let mut sh = match self.take_idle(&key) {
+        let mut sh = match self.take_idle(&key).await {
             Some(s) => s,
             None => match TaskShell::start(self, sudo, cutoff.clone()).await? {
                 Started::Ready(s) => s,
@@ -790,19 +790,29 @@ impl Session {
         r
     }
 
-    /// An idle task shell for `key` that is still running.
-    fn take_idle(&self, key: &shell::Key) -> Option<TaskShell> {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while let Some(i) = idle.iter().position(|s| &s.key == key) {
-            let mut s = idle.swap_remove(i);
-            if s.idle_alive() {
-                return Some(s);
+    /// An idle task shell for `key` that is still running; those found ended are closed.
+    async fn take_idle(&self, key: &shell::Key) -> Option<TaskShell> {
+        let mut ended = Vec::new();
+        let found = {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut found = None;
+            while let Some(i) = idle.iter().position(|s| &s.key == key) {
+                let mut s = idle.swap_remove(i);
+                if s.idle_alive() {
+                    found = Some(s);
+                    break;
+                }
+                ended.push(s);
             }
+            found
+        };
+        for s in ended {
+            s.retire().await;
         }
-        None
+        found
     }
 
     /// Keeps a shell for the next task; the oldest is let go past [`shell::IDLE_MAX`].

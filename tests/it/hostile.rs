@@ -443,6 +443,47 @@ fn the_task_shell_keeps_tasks_apart_and_a_timeout_ends_only_its_task() {
     survivors(&format!("sleep {n}"));
 }
 
+/// A task can leave a background process that writes to the task shell's output after the
+/// task ended. That late output, arriving while the shell is idle, is a leftover, not the
+/// shell's end: the next task still runs in the same shell, and the leftover is not taken for
+/// its output.
+#[test]
+fn late_output_of_an_earlier_task_does_not_end_the_idle_task_shell() {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let home = empty_home();
+    let n = unique_secs();
+    let pb = home.path().join("site.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n\
+             \x20   - name: p1\n      shell: echo $PPID; (sleep 1; echo LATE-{n}; echo LATE-ERR-{n} >&2) &\n\
+             \x20   - name: wait\n      pause:\n        seconds: 3\n\
+             \x20   - name: p2\n      shell: echo $PPID\n"
+        ),
+    )
+    .unwrap();
+    let r = Kamo::new(home.path())
+        .run_playbook(&pb, &inv, &c.known_hosts)
+        .args(["--output", "json"])
+        .run();
+    r.assert_code(0);
+    let outs: Vec<String> = r
+        .json_lines()
+        .iter()
+        .filter(|e| e["event"] == "host_result" && e["task"].as_str().unwrap().starts_with('p'))
+        .map(|e| e["stdout"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outs.len(), 2, "{r:?}");
+    assert_eq!(
+        outs[0].lines().next(),
+        outs[1].lines().next(),
+        "the late output ended the idle shell; p2 ran in a new one: {r:?}"
+    );
+    assert!(!outs[1].contains("LATE"), "{r:?}");
+}
+
 /// Runs `kamo exec all -b --task-timeout 2 ... -- CMD` and checks the verdict.
 fn become_exec_times_out(k: Kamo, inv: &Path, extra: &[&str], cmd: &str) {
     let start = Instant::now();

@@ -874,3 +874,33 @@ fn shared_magic_variables_reach_templates_and_plan_matches_run() {
     }
     assert_eq!(compared, 4, "{run:?}");
 }
+
+/// At the end of a run every connection is closed politely (idle task shells get EOF, then an
+/// SSH disconnect), not dropped when kamo exits: sshd logs a disconnect, not a closed or reset
+/// connection.
+#[test]
+fn a_run_ends_its_connections_with_a_disconnect() {
+    let c = SshCluster::start_with(2, "LogLevel INFO");
+    let inv = nodes_inventory(&c);
+    let (_d, pb) = playbook(
+        "- hosts: nodes\n  gather_facts: false\n  tasks:\n    - command: 'true'\n    - command: 'true'\n",
+    );
+    let base = shared_base();
+    let run = kamo_run(&c, &inv, &pb, base.path(), &[]);
+    run.assert_code(0);
+    // sshd writes its log as the session ends, a moment after kamo exits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut logs = c.sshd_logs();
+    while logs.matches("Received disconnect").count() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        logs = c.sshd_logs();
+    }
+    assert_eq!(logs.matches("Received disconnect").count(), 2, "{logs}");
+    // The cluster's readiness probes close their connections before any login: only what
+    // follows the first login is kamo's.
+    let sessions = &logs[logs.find("Accepted publickey").expect("a login")..];
+    assert!(
+        !sessions.contains("Connection closed by") && !sessions.contains("Connection reset by"),
+        "{logs}"
+    );
+}
