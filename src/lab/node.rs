@@ -49,6 +49,9 @@ pub const AUTHORIZED_KEYS: &str = "/etc/ssh/kamo-lab-authorized_keys";
 /// The login user of every node, as on cloud Ubuntu images.
 pub const USER: &str = "ubuntu";
 
+/// When a new node's package lists were last updated: 2023-01-01, a stale image's.
+const STALE_LISTS: std::time::Duration = std::time::Duration::from_secs(1_672_531_200);
+
 /// One node of a lab.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NodeSpec {
@@ -301,6 +304,10 @@ pub fn prepare(lab: &Path, spec: &NodeSpec, base: &Base) -> Result<(), Error> {
             whiteout(&upper(&format!("/etc/apt/sources.list.d/{name}")))?;
         }
     }
+    // Its package lists are a fresh image's: old, whenever this machine last ran `apt-get
+    // update` (else an `apt` task's `cache_valid_time` would see this machine's fresh lists
+    // and skip the update that makes the node's third-party sources known).
+    stale_package_lists(&upper(standin::packages::UPDATE_STAMP))?;
     // Programs that packages bring (kubectl, helm, ...) exist only once installed, even where
     // this machine has its own.
     for tool in standin::TOOLS.iter().filter(|t| !BASE_TOOLS.contains(t)) {
@@ -456,6 +463,19 @@ fn whiteout(path: &Path) -> Result<(), Error> {
         nix::sys::stat::makedev(0, 0),
     )
     .map_err(|e| Error::Other(format!("cannot hide {}: {e}", path.display())))
+}
+
+/// Creates apt's update stamp `stamp`, dated [`STALE_LISTS`], unless the node has one.
+fn stale_package_lists(stamp: &Path) -> Result<(), Error> {
+    if stamp.exists() {
+        return Ok(());
+    }
+    write(stamp, "", 0o644)?;
+    std::fs::File::options()
+        .write(true)
+        .open(stamp)
+        .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + STALE_LISTS))
+        .map_err(|e| io("cannot date", stamp, e))
 }
 
 fn ensure_nl(s: &str) -> String {
