@@ -1,10 +1,13 @@
 //! `copy` and `template`: write known bytes to a file on the host, atomically.
 //!
 //! The content is `content:` or `_content_b64` (the engine reads `src:` on the controller, or
-//! renders the template, and passes the bytes base64-encoded). It travels in the script,
-//! is decoded into a temp file next to the destination, compared with `cmp`, given its
+//! renders the template, and passes the bytes base64-encoded). It travels in the script;
+//! an existing destination of the same size is compared with it through a pipe (`cmp`), and
+//! only new content is written into a temp file next to the destination, given its
 //! mode/owner/group and moved over the destination with `mv -f`; a failure leaves the
-//! destination untouched and the trap removes the temp file.
+//! destination untouched and the trap removes the temp file. The digest and size in the
+//! result are worked out on the controller: the node runs 2 to 5 programs per task (see
+//! `forks.rs`).
 //!
 //! Supported: `dest`, `content`, `_content_b64`, `_src_name` (a `dest` that is a directory
 //! gets the source's base name), `mode` (octal or symbolic), `owner`, `group`, `backup`,
@@ -17,7 +20,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::fsutil::{
-    Attrs, Install, install_into, lib, new_tmp, parse_validate, push_fail, sha256_hex,
+    Attrs, Install, install_into, lib, new_tmp, parse_validate, probe_into, push_fail, sha256_hex,
 };
 use super::sh::{arg_bool, arg_str, known_args, prelude, push_q};
 use super::{ArgError, Flags, RemoteStep};
@@ -116,8 +119,8 @@ pub fn build(
         s.push_str("; fi\n");
     }
     // The destination as used (a directory gets the source name): a string made on the
-    // host, so it goes through the JSON encoder.
-    s.push_str("kamo_j=\"{\\\"dest\\\":$(kamo_jstr \"$d\")\"\n");
+    // host, so it goes through the JSON encoder (a plain path needs no process for that).
+    s.push_str("kamo_jsv \"$d\"; kamo_j=\"{\\\"dest\\\":$kamo_js\"\n");
     if follow {
         s.push_str("if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\n");
     }
@@ -128,41 +131,63 @@ pub fn build(
         &format!("the directory of {shown_dest} does not exist"),
     );
     s.push('\n');
-    s.push_str(&new_tmp(module, flags));
-    // Text goes in as a quoted printf argument (a shell builtin: no process); only bytes a
-    // shell word cannot hold (NUL) or that are not text go through base64.
-    match std::str::from_utf8(&bytes) {
+    let install = Install {
+        module,
+        attrs: &attrs,
+        backup,
+        keep_existing: !force,
+        shown_dest: &shown_dest,
+        validate: parse_validate(module, args)?,
+        flags,
+    };
+    probe_into(&mut s, &install);
+    // The content is known here, so the host needs no temp file to find it unchanged: a
+    // destination of another size differs, one of the same size is compared through a pipe
+    // (`cmp`), and the digest and size of the result are the controller's.
+    // The content is held once, in a shell variable (an assignment: no process); text is
+    // written with printf (a builtin), only bytes a shell word cannot hold (NUL) or that are
+    // not text go through base64.
+    s.push_str("kamo_c=");
+    let emit = match std::str::from_utf8(&bytes) {
         Ok(text) if !text.contains('\0') => {
-            s.push_str("printf '%s' ");
             push_q(&mut s, text);
-            s.push_str(" > \"$kamo_tmp\" || ");
+            "printf '%s' \"$kamo_c\""
         }
         _ => {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-            s.push_str("printf '%s' ");
-            push_q(&mut s, &b64);
-            s.push_str(" | base64 -d > \"$kamo_tmp\" || ");
+            push_q(
+                &mut s,
+                &base64::engine::general_purpose::STANDARD.encode(&bytes),
+            );
+            "printf '%s' \"$kamo_c\" | base64 -d"
         }
-    }
-    push_fail(&mut s, module, "cannot write the temporary file");
+    };
     s.push('\n');
-    install_into(
-        &mut s,
-        &Install {
-            module,
-            attrs: &attrs,
-            backup,
-            keep_existing: !force,
-            shown_dest: &shown_dest,
-            validate: parse_validate(module, args)?,
-            flags,
-        },
-    );
+    let size = bytes.len();
+    let digest = sha256_hex(&bytes);
+    s.push_str("content_changed=1\nif [ \"$exists\" = 1 ]; then\n");
+    if force {
+        s.push_str(&format!(
+            "if [ \"$kamo_fsize\" = {size} ] && {emit} | cmp -s -- - \"$d\"; then content_changed=0; fi\n"
+        ));
+    } else {
+        s.push_str("content_changed=0\n");
+    }
+    s.push_str("fi\nif [ \"$content_changed\" = 1 ]; then\n");
+    s.push_str(&new_tmp(module, flags));
+    s.push_str(emit);
+    s.push_str(" > \"$kamo_tmp\" || ");
+    push_fail(&mut s, module, "cannot write the temporary file");
+    s.push_str(&format!("\nkamo_sum={digest}; kamo_size={size}\nfi\n"));
+    if force {
+        // Unchanged content is the same bytes: the same digest.
+        s.push_str(&format!("kamo_sum={digest}\n"));
+    }
+    install_into(&mut s, &install);
 
     let mut summary = vec![format!(
         "write {shown_dest}: {} bytes, sha256 {}{}{}",
         bytes.len(),
-        sha256_hex(&bytes),
+        digest,
         attrs.shown(),
         if force { "" } else { " (only if absent)" }
     )];

@@ -28,6 +28,8 @@ pub fn lib() -> &'static str {
 static LIB: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let mut s = MODE_FNS.to_owned();
     s.push_str(r#"kamo_tmp=''
+kamo_nl='
+'
 kamo_cleanup() { if [ -n "$kamo_tmp" ]; then rm -rf -- "$kamo_tmp"; fi; }
 trap kamo_cleanup EXIT
 trap 'exit 129' HUP INT TERM
@@ -43,7 +45,44 @@ kamo_dirof() {
   *) kamo_dn=. ;;
   esac
 }
-kamo_newmode() { printf '%04o' $(( $1 & ~0$(umask) )); }
+kamo_procinfo() {
+  [ -z "${kamo_um:-}" ] || return 0
+  kamo_euid=''; kamo_egid=''
+  if [ -r /proc/self/status ]; then
+    while read -r kamo_k kamo_v kamo_w kamo_r; do
+      case $kamo_k in
+      Umask:) kamo_um=$kamo_v ;;
+      Uid:) kamo_euid=$kamo_w ;;
+      Gid:) kamo_egid=$kamo_w; break ;;
+      esac
+    done < /proc/self/status
+  fi
+  [ -n "${kamo_um:-}" ] || kamo_um=$(umask)
+}
+kamo_oct() { kamo_o=$(( $1 >> 9 & 7 ))$(( $1 >> 6 & 7 ))$(( $1 >> 3 & 7 ))$(( $1 & 7 )); }
+kamo_newmode() { kamo_procinfo; kamo_oct $(( $1 & ~0$kamo_um )); kamo_nm=$kamo_o; }
+kamo_mktmp() {
+  kamo_procinfo
+  kamo_w=$(( 0$2 ))
+  umask "0$(( 7 - (kamo_w >> 6 & 7) ))$(( 7 - (kamo_w >> 3 & 7) ))$(( 7 - (kamo_w & 7) ))"
+  kamo_n=0; kamo_r=1
+  while [ "$kamo_n" -lt 100 ]; do
+    kamo_f="$1/.kamo.$$.$kamo_n"
+    if [ ! -e "$kamo_f" ] && [ ! -L "$kamo_f" ]; then
+      set -C
+      if { true > "$kamo_f"; } 2>/dev/null; then kamo_r=0; fi
+      set +C
+      if [ "$kamo_r" = 0 ]; then
+        if [ -f "$kamo_f" ] && [ ! -L "$kamo_f" ]; then kamo_tmp=$kamo_f; else kamo_r=1; fi
+        break
+      fi
+      [ -e "$kamo_f" ] || [ -L "$kamo_f" ] || break
+    fi
+    kamo_n=$((kamo_n + 1))
+  done
+  umask "$kamo_um"
+  return "$kamo_r"
+}
 kamo_owner_is() { [ "$(stat -c %U -- "$1")" = "$2" ] || [ "$(stat -c %u -- "$1")" = "$2" ]; }
 kamo_group_is() { [ "$(stat -c %G -- "$1")" = "$2" ] || [ "$(stat -c %g -- "$1")" = "$2" ]; }
 kamo_jesc() {
@@ -58,6 +97,9 @@ kamo_jesc() {
   NR > 1 { printf "%s\\n", e(p) }
   { p = $0 }
   END { if (NR > 0) { if (t == 1) printf "[... truncated at 64 KiB]"; else { printf "%s", e(p); if (nl == 1) printf "\\n" } } printf "\"" }'
+}
+kamo_jsv() {
+  case $1 in *[!A-Za-z0-9/._,:@%+=-]*) kamo_js=$(kamo_jstr "$1") ;; *) kamo_js="\"$1\"" ;; esac
 }
 kamo_jstr() {
   case $1 in *[!A-Za-z0-9/._,:@%+=-]*) ;; *) printf '"%s"' "$1"; return 0 ;; esac
@@ -319,8 +361,11 @@ pub struct Install<'a> {
     pub flags: Flags,
 }
 
-/// sh that creates `kamo_tmp` for the new content: next to `$d` (so `mv` is atomic), or in
-/// `$TMPDIR` in check mode (nothing is created next to the destination).
+/// sh that creates `kamo_tmp` for the new content, empty: next to `$d` (so `mv` is atomic),
+/// or in `$TMPDIR` in check mode (nothing is created next to the destination). Runs after
+/// [`probe_into`]: next to `$d` the file is made by the shell itself (`kamo_mktmp`, no
+/// `mktemp` process), under a umask that gives it at most the permissions of `want_mode`,
+/// so the new content is never readable by more users than the final file is.
 #[must_use]
 pub fn new_tmp(module: Module, flags: Flags) -> String {
     if flags.check {
@@ -330,7 +375,7 @@ pub fn new_tmp(module: Module, flags: Flags) -> String {
         )
     } else {
         format!(
-            "kamo_dirof \"$d\"; kamo_tmp=$(mktemp -- \"$kamo_dn/.kamo.XXXXXX\") || {}\n",
+            "kamo_dirof \"$d\"; kamo_mktmp \"$kamo_dn\" \"$want_mode\" || {}\n",
             fail(
                 module,
                 "cannot create a temporary file in the destination directory"
@@ -339,21 +384,16 @@ pub fn new_tmp(module: Module, flags: Flags) -> String {
     }
 }
 
-/// The install step: `$d` is the destination, `$kamo_tmp` holds the new content and
-/// `kamo_j` the open result object. Compares content (`cmp`), mode, owner and group, then,
-/// unless in check mode, sets attributes on the temp file, keeps a backup and moves it over
-/// `$d`, or only fixes attributes. Appends `changed`, `checksum_sha256`, `size`, `mode`,
-/// `backup_file` and `diff` to `kamo_j` and prints the result.
-#[must_use]
-pub fn install(o: &Install<'_>) -> String {
-    let mut s = String::with_capacity(2048);
-    install_into(&mut s, o);
-    s
-}
-
-/// Appends [`install`]`(o)` to `s`.
-pub fn install_into(s: &mut String, o: &Install<'_>) {
+/// The first half of the install step, before any temp file exists: `$d` is the
+/// destination. Sets `exists`; refuses a destination that is not a regular file; reads the
+/// destination's mode, owner ids, size (and owner names when `owner`/`group` are set) with
+/// one `stat`; sets `kamo_base` (its mode, or the default mode of a new file), `want_mode`,
+/// `attr_changed`, `kamo_fsize`, and clears `kamo_sum`/`kamo_size` (a caller that knows the
+/// new content's digest and size sets them; [`install_into`] works them out otherwise).
+pub fn probe_into(s: &mut String, o: &Install<'_>) {
     let m = o.module;
+    let names = o.attrs.owner.is_some() || o.attrs.group.is_some();
+    s.push_str("kamo_sum=''; kamo_size=''; kamo_fsize=''; content_changed=''\n");
     s.push_str("exists=0; if [ -e \"$d\" ]; then exists=1; fi\n");
     s.push_str("if [ \"$exists\" = 1 ] && [ ! -f \"$d\" ]; then ");
     push_fail(
@@ -362,40 +402,83 @@ pub fn install_into(s: &mut String, o: &Install<'_>) {
         &format!("{} exists and is not a regular file", o.shown_dest),
     );
     s.push_str("; fi\n");
-    s.push_str(
-        "content_changed=1; if [ \"$exists\" = 1 ] && cmp -s -- \"$d\" \"$kamo_tmp\"; then content_changed=0; fi\n",
-    );
-    if o.keep_existing {
-        s.push_str("if [ \"$exists\" = 1 ]; then content_changed=0; fi\n");
+    // One `stat` of the destination gives its mode, owner ids and size (and names); the
+    // default mode of a new file is worked out from the umask only when no octal mode
+    // replaces it.
+    s.push_str("if [ \"$exists\" = 1 ]; then kamo_st=$(stat -c '%a %u:%g %s");
+    if names {
+        s.push_str(" %U:%G");
     }
-    // One `stat` of the destination gives its mode, owner ids and size; the default mode of
-    // a new file (a umask subshell) is worked out only when no octal mode replaces it.
-    s.push_str("if [ \"$exists\" = 1 ]; then kamo_st=$(stat -c '%a %u:%g %s' -- \"$d\") || ");
+    s.push_str("' -- \"$d\") || ");
     push_fail(
         s,
         m,
         &format!("cannot read the attributes of {}", o.shown_dest),
     );
-    s.push_str("\nkamo_pad \"${kamo_st%% *}\"; kamo_base=$kamo_pm; kamo_ids=${kamo_st#* }; kamo_ids=${kamo_ids%% *}\n");
+    s.push_str("\nkamo_pad \"${kamo_st%% *}\"; kamo_base=$kamo_pm; kamo_ids=${kamo_st#* }; kamo_fsize=${kamo_ids#* }; kamo_ids=${kamo_ids%% *}\n");
+    if names {
+        s.push_str("kamo_names=${kamo_fsize#* }; kamo_fsize=${kamo_fsize%% *}\n");
+    }
     if matches!(o.attrs.mode, Some(Mode::Octal(_))) {
         s.push_str("else kamo_base=''; fi\n");
     } else {
-        s.push_str("else kamo_base=$(kamo_newmode 0666); fi\n");
+        s.push_str("else kamo_newmode 0666; kamo_base=$kamo_nm; fi\n");
     }
     s.push_str("want_mode=$kamo_base\n");
     if let Some(mode) = &o.attrs.mode {
         s.push_str(&mode.want_sh(m, "f"));
     }
     s.push_str("attr_changed=0\nif [ \"$exists\" = 1 ]; then\n[ \"$want_mode\" = \"$kamo_base\" ] || attr_changed=1\n");
-    s.push_str(&o.attrs.owner_group_differ_sh("d"));
+    // Owner and group compared with the names and ids the one `stat` gave: a name or a
+    // numeric id matches, as `kamo_owner_is`/`kamo_group_is` do with a `stat` each.
+    if let Some(o) = &o.attrs.owner {
+        let o = q(o);
+        s.push_str(&format!(
+            "case $kamo_names in {o}:*) ;; *) [ \"${{kamo_ids%%:*}}\" = {o} ] || attr_changed=1 ;; esac\n"
+        ));
+    }
+    if let Some(g) = &o.attrs.group {
+        let g = q(g);
+        s.push_str(&format!(
+            "[ \"${{kamo_names#*:}}\" = {g} ] || [ \"${{kamo_ids#*:}}\" = {g} ] || attr_changed=1\n"
+        ));
+    }
+    s.push_str("fi\n");
+}
+
+/// The second half of the install step, after [`probe_into`]: `$kamo_tmp` holds the new
+/// content (or, when `content_changed` is already set, it may be absent: the caller
+/// compared without a temp file) and `kamo_j` the open result object. Compares content
+/// (`cmp`) unless the caller did, then, unless in check mode, sets attributes on the temp
+/// file, keeps a backup and moves it over `$d`, or only fixes attributes. Appends `changed`,
+/// `checksum_sha256`, `size`, `mode`, `backup_file` and `diff` to `kamo_j` and prints the
+/// result.
+pub fn install_into(s: &mut String, o: &Install<'_>) {
+    let m = o.module;
+    s.push_str("if [ -z \"${content_changed:-}\" ]; then\n");
+    s.push_str(
+        "content_changed=1; if [ \"$exists\" = 1 ] && cmp -s -- \"$d\" \"$kamo_tmp\"; then content_changed=0; fi\n",
+    );
+    if o.keep_existing {
+        s.push_str("if [ \"$exists\" = 1 ]; then content_changed=0; fi\n");
+    }
     s.push_str("fi\n");
     s.push_str("changed=0; if [ \"$content_changed\" = 1 ] || [ \"$attr_changed\" = 1 ]; then changed=1; fi\n");
     s.push_str("if [ \"$content_changed\" = 1 ]; then kamo_new=$kamo_tmp; else kamo_new=$d; fi\n");
-    s.push_str("kamo_sum=$(sha256sum < \"$kamo_new\") || ");
+    s.push_str("if [ -z \"$kamo_sum\" ]; then kamo_sum=$(sha256sum < \"$kamo_new\") || ");
     push_fail(s, m, "cannot read the new content");
-    s.push_str("\nif [ \"$content_changed\" = 1 ]; then kamo_size=$(stat -c %s -- \"$kamo_tmp\"); else kamo_size=${kamo_st##* }; fi\n");
+    s.push_str("\nkamo_sum=${kamo_sum%% *}; fi\n");
+    if o.flags.check {
+        s.push_str("if [ \"$content_changed\" = 0 ]; then kamo_size=$kamo_fsize; elif [ -z \"$kamo_size\" ]; then kamo_size=$(stat -c %s -- \"$kamo_tmp\"); fi\n");
+    } else {
+        // One `stat` of the new content gives its size (when not known) and the mode and
+        // owner it was made with, so that only what differs is set on it below.
+        s.push_str("if [ \"$content_changed\" = 0 ]; then kamo_size=$kamo_fsize; else kamo_tst=$(stat -c '%a %u:%g %s' -- \"$kamo_tmp\") || ");
+        push_fail(s, m, "cannot read the attributes of the temporary file");
+        s.push_str("\n[ -n \"$kamo_size\" ] || kamo_size=${kamo_tst##* }; kamo_pad \"${kamo_tst%% *}\"; kamo_tmode=$kamo_pm; kamo_tids=${kamo_tst#* }; kamo_tids=${kamo_tids%% *}; fi\n");
+    }
     s.push_str(
-        "kamo_tf \"$changed\"; kamo_j=\"$kamo_j,\\\"changed\\\":$kamo_tfv,\\\"checksum_sha256\\\":\\\"${kamo_sum%% *}\\\",\\\"size\\\":$kamo_size,\\\"mode\\\":\\\"$want_mode\\\"\"\n",
+        "kamo_tf \"$changed\"; kamo_j=\"$kamo_j,\\\"changed\\\":$kamo_tfv,\\\"checksum_sha256\\\":\\\"$kamo_sum\\\",\\\"size\\\":$kamo_size,\\\"mode\\\":\\\"$want_mode\\\"\"\n",
     );
     if o.flags.diff {
         let head = q(&format!(
@@ -408,11 +491,12 @@ pub fn install_into(s: &mut String, o: &Install<'_>) {
     }
     if !o.flags.check {
         s.push_str("if [ \"$changed\" = 1 ]; then\nif [ \"$content_changed\" = 1 ]; then\n");
-        s.push_str("if [ \"$exists\" = 1 ]; then chown -- \"$kamo_ids\" \"$kamo_tmp\" 2>/dev/null || :; fi\n");
+        s.push_str("if [ \"$exists\" = 1 ] && [ \"$kamo_tids\" != \"$kamo_ids\" ]; then chown -- \"$kamo_ids\" \"$kamo_tmp\" 2>/dev/null || :; fi\n");
         s.push_str(&o.attrs.chown_sh(m, "kamo_tmp", ""));
-        s.push_str("chmod -- \"$want_mode\" \"$kamo_tmp\" || ");
+        // The temp file has no set-id bits (see `new_tmp`), so a chown above left its mode.
+        s.push_str("if [ \"$want_mode\" != \"$kamo_tmode\" ]; then chmod -- \"$want_mode\" \"$kamo_tmp\" || ");
         push_fail(s, m, "cannot set the mode");
-        s.push('\n');
+        s.push_str("; fi\n");
         if let Some(v) = &o.validate {
             s.push_str(v);
             s.push_str(" </dev/null >&2 || ");
@@ -432,9 +516,12 @@ pub fn install_into(s: &mut String, o: &Install<'_>) {
         push_fail(s, m, &format!("cannot replace {}", o.shown_dest));
         s.push_str("\nkamo_tmp=''\nelse\n");
         s.push_str(&o.attrs.chown_sh(m, "d", ""));
-        s.push_str("chmod -- \"$want_mode\" \"$d\" || ");
+        // Only what differs is set: an owner-only change runs no chmod.
+        s.push_str(
+            "if [ \"$want_mode\" != \"$kamo_base\" ]; then chmod -- \"$want_mode\" \"$d\" || ",
+        );
         push_fail(s, m, "cannot set the mode");
-        s.push_str("\nfi\nfi\n");
+        s.push_str("; fi\nfi\nfi\n");
     }
     s.push_str("kamo_result \"$kamo_j}\"\n");
 }
@@ -721,6 +808,56 @@ mod tests {
             );
             let r = testing::run_script(&script);
             assert_eq!(r.data["v"], v, "{r:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tmp_tests {
+    use super::*;
+
+    fn sh(body: &str) -> String {
+        let script = format!("{}{}{body}", super::super::sh::prelude(), lib());
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `kamo_mktmp` makes a new file that is never more open than the wanted mode, skips
+    /// names that exist (a planted link is neither followed nor reused), and leaves the
+    /// umask as it found it.
+    #[test]
+    fn the_shells_own_temp_file_is_new_private_and_leaves_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = q(&dir.path().display().to_string());
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let out = sh(&format!(
+            "umask 022\nln -s {v} {d}/.kamo.$$.0\n: > {d}/.kamo.$$.1\n\
+             kamo_mktmp {d} 0640 || exit 9\nprintf '%s %s %s\\n' \"${{kamo_tmp##*.}}\" \"$(stat -c %a -- \"$kamo_tmp\")\" \"$(umask)\"\n\
+             kamo_tmp=''; kamo_mktmp {d} 0755 || exit 9\nprintf '%s %s\\n' \"${{kamo_tmp##*.}}\" \"$(stat -c %a -- \"$kamo_tmp\")\"\n\
+             kamo_tmp=''; kamo_mktmp {d} 0600 || exit 9\nprintf '%s\\n' \"$(stat -c %a -- \"$kamo_tmp\")\"\nkamo_tmp=''\n",
+            v = q(&victim.display().to_string()),
+        ));
+        assert_eq!(out, "2 640 0022\n3 644\n600\n", "{out}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        // A directory it cannot write to: a failure, not a loop.
+        let out = sh("kamo_mktmp /proc 0644 && echo made || echo refused\n");
+        assert_eq!(out, "refused\n");
+    }
+
+    /// The default mode of a new file, worked out without a subshell, is `printf`'s.
+    #[test]
+    fn the_default_mode_follows_the_umask() {
+        for um in ["022", "077", "002", "027", "000"] {
+            let out = sh(&format!(
+                "umask {um}\nkamo_newmode 0666; printf '%s|%04o\\n' \"$kamo_nm\" $(( 0666 & ~0{um} ))\n"
+            ));
+            let (a, b) = out.trim().split_once('|').unwrap();
+            assert_eq!(a, b, "umask {um}");
         }
     }
 }

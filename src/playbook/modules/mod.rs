@@ -26,6 +26,7 @@ pub mod command;
 pub mod copy;
 pub mod edit;
 pub mod file;
+mod forks;
 pub mod fsutil;
 #[cfg(test)]
 mod injection;
