@@ -5,7 +5,7 @@
 //! file, then the shared install step compares (`cmp`), applies mode/owner/group, keeps a
 //! backup, runs `validate` on the temp file and renames it over the file. A symlinked path is edited through the link.
 //! A file that `lineinfile` creates holds only the line: it is written with no search and
-//! no edit, and a regular expression made of ordinary characters only ([`plain_ere`]) is
+//! no edit, and a regular expression made of ordinary characters only (`plain_ere`) is
 //! not sent to `grep` for a validity check, so creating a file runs 2 programs on the node.
 //!
 //! Regular expressions are written in Python syntax in playbooks; they are translated to GNU
