@@ -20,9 +20,10 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::fsutil::{
-    Attrs, Install, install_into, lib, new_tmp, parse_validate, probe_into, push_fail, sha256_hex,
+    Attrs, Install, Source, install_into, js, lib, new_tmp, parse_validate, probe_into, push_fail,
+    sha256_hex,
 };
-use super::sh::{arg_bool, arg_str, known_args, prelude, push_q};
+use super::sh::{arg_bool, arg_str, known_args, prelude, push_q, q};
 use super::{ArgError, Flags, RemoteStep};
 use crate::playbook::model::Module;
 
@@ -105,9 +106,16 @@ pub fn build(
     s.push_str("d=");
     push_q(&mut s, &shown_dest);
     s.push('\n');
+    // The destination as used (a directory gets the source name) is one of two paths known
+    // here, so its JSON string is made here too.
+    let jdest = |p: &str| format!("kamo_j={}", q(&format!("{{\"dest\":{}", js(p))));
     if let Some(n) = &src_name {
         s.push_str("if [ -d \"$d\" ]; then d=\"$d\"/");
         push_q(&mut s, n);
+        s.push_str("; ");
+        s.push_str(&jdest(&format!("{shown_dest}/{n}")));
+        s.push_str("; else ");
+        s.push_str(&jdest(&shown_dest));
         s.push_str("; fi\n");
     } else {
         s.push_str("if [ -d \"$d\" ]; then ");
@@ -117,10 +125,9 @@ pub fn build(
             &format!("dest {shown_dest} is a directory and no source file name is known"),
         );
         s.push_str("; fi\n");
+        s.push_str(&jdest(&shown_dest));
+        s.push('\n');
     }
-    // The destination as used (a directory gets the source name): a string made on the
-    // host, so it goes through the JSON encoder (a plain path needs no process for that).
-    s.push_str("kamo_jsv \"$d\"; kamo_j=\"{\\\"dest\\\":$kamo_js\"\n");
     if follow {
         s.push_str("if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\n");
     }
@@ -135,10 +142,14 @@ pub fn build(
         module,
         attrs: &attrs,
         backup,
-        keep_existing: !force,
         shown_dest: &shown_dest,
         validate: parse_validate(module, args)?,
         flags,
+        source: if force {
+            Source::Controller
+        } else {
+            Source::ControllerKeep
+        },
     };
     probe_into(&mut s, &install);
     // The content is known here, so the host needs no temp file to find it unchanged: a
@@ -173,14 +184,16 @@ pub fn build(
         s.push_str("content_changed=0\n");
     }
     s.push_str("fi\nif [ \"$content_changed\" = 1 ]; then\n");
-    s.push_str(&new_tmp(module, flags));
+    // `kamo_dn` is the directory of `$d` (above).
+    s.push_str(&new_tmp(module, flags).replacen("kamo_dirof \"$d\"; ", "", 1));
     s.push_str(emit);
     s.push_str(" > \"$kamo_tmp\" || ");
     push_fail(&mut s, module, "cannot write the temporary file");
-    s.push_str(&format!("\nkamo_sum={digest}; kamo_size={size}\nfi\n"));
     if force {
         // Unchanged content is the same bytes: the same digest.
-        s.push_str(&format!("kamo_sum={digest}\n"));
+        s.push_str(&format!("\nkamo_size={size}\nfi\nkamo_sum={digest}\n"));
+    } else {
+        s.push_str(&format!("\nkamo_sum={digest}; kamo_size={size}\nfi\n"));
     }
     install_into(&mut s, &install);
 

@@ -26,7 +26,7 @@
 use serde_json::{Map, Value, json};
 
 use super::fsutil::{
-    Attrs, Install, fail, install_into, lib, new_tmp, open_json, parse_validate, path_arg,
+    Attrs, Install, Source, fail, install_into, lib, new_tmp, open_json, parse_validate, path_arg,
     probe_into, sha256_hex,
 };
 use super::sh::{arg_bool, arg_str, known_args, prelude, q, result_static};
@@ -284,7 +284,7 @@ fn common(m: Module, args: &Map<String, Value>) -> Result<Common, ArgError> {
 fn start(m: Module, c: &Common, create: bool, flags: Flags, regexes: &[&str]) -> String {
     let mut s = prelude();
     s.push_str(lib());
-    s.push_str(&format!("d={}\n", q(&c.path)));
+    s.push_str(&format!("d={}\nkamo_lf='\n'\n", q(&c.path)));
     let mut fields = Map::new();
     fields.insert("path".into(), Value::from(c.path.clone()));
     s.push_str(&open_json(&fields));
@@ -339,10 +339,10 @@ fn install_opts(m: Module, c: &Common, flags: Flags) -> Install<'_> {
         module: m,
         attrs: &c.attrs,
         backup: c.backup,
-        keep_existing: false,
         shown_dest: &c.path,
         validate: c.validate.clone(),
         flags,
+        source: Source::Host,
     }
 }
 
@@ -391,7 +391,7 @@ fn find_line(var: &str, grep_opts: &str, pat: &str, first: bool) -> String {
         // The last line of grep's output is cut out in the shell (no `tail`): grep's lines
         // hold no newline.
         format!(
-            "{var}=$(grep -na{grep_opts} -e {} -- \"$kamo_src\"); {var}=${{{var}##*\"$kamo_nl\"}}; {var}=${{{var}%%:*}}\n",
+            "{var}=$(grep -na{grep_opts} -e {} -- \"$kamo_src\"); {var}=${{{var}##*\"$kamo_lf\"}}; {var}=${{{var}%%:*}}\n",
             q(pat)
         )
     }
