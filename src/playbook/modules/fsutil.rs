@@ -59,7 +59,7 @@ kamo_n=0; kamo_r=1
 while [ "$kamo_n" -lt 100 ]; do
 kamo_f="$1/.kamo.$$.$kamo_n"
 if [ ! -e "$kamo_f" ] && [ ! -L "$kamo_f" ]; then
-set -C; if { true > "$kamo_f"; } 2>/dev/null; then kamo_r=0; fi; set +C
+set -C; if true > "$kamo_f"; then kamo_r=0; fi; set +C
 if [ "$kamo_r" = 0 ]; then [ -f "$kamo_f" ] && [ ! -L "$kamo_f" ] && kamo_tmp=$kamo_f || kamo_r=1; break; fi
 [ -e "$kamo_f" ] || [ -L "$kamo_f" ] || break
 fi
