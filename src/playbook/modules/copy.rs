@@ -1,10 +1,13 @@
 //! `copy` and `template`: write known bytes to a file on the host, atomically.
 //!
 //! The content is `content:` or `_content_b64` (the engine reads `src:` on the controller, or
-//! renders the template, and passes the bytes base64-encoded). It travels in the script,
-//! is decoded into a temp file next to the destination, compared with `cmp`, given its
+//! renders the template, and passes the bytes base64-encoded). It travels in the script;
+//! an existing destination of the same size is compared with it through a pipe (`cmp`), and
+//! only new content is written into a temp file next to the destination, given its
 //! mode/owner/group and moved over the destination with `mv -f`; a failure leaves the
-//! destination untouched and the trap removes the temp file.
+//! destination untouched and the trap removes the temp file. The digest and size in the
+//! result are worked out on the controller: the node runs 2 to 5 programs per task (see
+//! `forks.rs`).
 //!
 //! Supported: `dest`, `content`, `_content_b64`, `_src_name` (a `dest` that is a directory
 //! gets the source's base name), `mode` (octal or symbolic), `owner`, `group`, `backup`,
@@ -17,9 +20,10 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::fsutil::{
-    Attrs, Install, install_into, lib, new_tmp, parse_validate, push_fail, sha256_hex,
+    Attrs, Install, Source, install_into, js, lib, new_tmp, parse_validate, probe_into, push_fail,
+    sha256_hex,
 };
-use super::sh::{arg_bool, arg_str, known_args, prelude, push_q};
+use super::sh::{arg_bool, arg_str, known_args, prelude, push_q, q};
 use super::{ArgError, Flags, RemoteStep};
 use crate::playbook::model::Module;
 
@@ -102,9 +106,16 @@ pub fn build(
     s.push_str("d=");
     push_q(&mut s, &shown_dest);
     s.push('\n');
+    // The destination as used (a directory gets the source name) is one of two paths known
+    // here, so its JSON string is made here too.
+    let jdest = |p: &str| format!("kamo_j={}", q(&format!("{{\"dest\":{}", js(p))));
     if let Some(n) = &src_name {
         s.push_str("if [ -d \"$d\" ]; then d=\"$d\"/");
         push_q(&mut s, n);
+        s.push_str("; ");
+        s.push_str(&jdest(&format!("{shown_dest}/{n}")));
+        s.push_str("; else ");
+        s.push_str(&jdest(&shown_dest));
         s.push_str("; fi\n");
     } else {
         s.push_str("if [ -d \"$d\" ]; then ");
@@ -114,10 +125,9 @@ pub fn build(
             &format!("dest {shown_dest} is a directory and no source file name is known"),
         );
         s.push_str("; fi\n");
+        s.push_str(&jdest(&shown_dest));
+        s.push('\n');
     }
-    // The destination as used (a directory gets the source name): a string made on the
-    // host, so it goes through the JSON encoder.
-    s.push_str("kamo_j=\"{\\\"dest\\\":$(kamo_jstr \"$d\")\"\n");
     if follow {
         s.push_str("if [ -L \"$d\" ]; then d=$(readlink -f -- \"$d\"); fi\n");
     }
@@ -128,41 +138,69 @@ pub fn build(
         &format!("the directory of {shown_dest} does not exist"),
     );
     s.push('\n');
-    s.push_str(&new_tmp(module, flags));
-    // Text goes in as a quoted printf argument (a shell builtin: no process); only bytes a
-    // shell word cannot hold (NUL) or that are not text go through base64.
-    match std::str::from_utf8(&bytes) {
+    let install = Install {
+        module,
+        attrs: &attrs,
+        backup,
+        shown_dest: &shown_dest,
+        validate: parse_validate(module, args)?,
+        flags,
+        source: if force {
+            Source::Controller
+        } else {
+            Source::ControllerKeep
+        },
+    };
+    probe_into(&mut s, &install);
+    // The content is known here, so the host needs no temp file to find it unchanged: a
+    // destination of another size differs, one of the same size is compared through a pipe
+    // (`cmp`), and the digest and size of the result are the controller's.
+    // The content is held once, in a shell variable (an assignment: no process); text is
+    // written with printf (a builtin), only bytes a shell word cannot hold (NUL) or that are
+    // not text go through base64.
+    s.push_str("kamo_c=");
+    let emit = match std::str::from_utf8(&bytes) {
         Ok(text) if !text.contains('\0') => {
-            s.push_str("printf '%s' ");
             push_q(&mut s, text);
-            s.push_str(" > \"$kamo_tmp\" || ");
+            "printf '%s' \"$kamo_c\""
         }
         _ => {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
-            s.push_str("printf '%s' ");
-            push_q(&mut s, &b64);
-            s.push_str(" | base64 -d > \"$kamo_tmp\" || ");
+            push_q(
+                &mut s,
+                &base64::engine::general_purpose::STANDARD.encode(&bytes),
+            );
+            "printf '%s' \"$kamo_c\" | base64 -d"
         }
-    }
-    push_fail(&mut s, module, "cannot write the temporary file");
+    };
     s.push('\n');
-    install_into(
-        &mut s,
-        &Install {
-            module,
-            attrs: &attrs,
-            backup,
-            keep_existing: !force,
-            shown_dest: &shown_dest,
-            validate: parse_validate(module, args)?,
-            flags,
-        },
-    );
+    let size = bytes.len();
+    let digest = sha256_hex(&bytes);
+    s.push_str("content_changed=1\nif [ \"$exists\" = 1 ]; then\n");
+    if force {
+        s.push_str(&format!(
+            "if [ \"$kamo_fsize\" = {size} ] && {emit} | cmp -s -- - \"$d\"; then content_changed=0; fi\n"
+        ));
+    } else {
+        s.push_str("content_changed=0\n");
+    }
+    s.push_str("fi\nif [ \"$content_changed\" = 1 ]; then\n");
+    // `kamo_dn` is the directory of `$d` (above).
+    s.push_str(&new_tmp(module, flags).replacen("kamo_dirof \"$d\"; ", "", 1));
+    s.push_str(emit);
+    s.push_str(" > \"$kamo_tmp\" || ");
+    push_fail(&mut s, module, "cannot write the temporary file");
+    if force {
+        // Unchanged content is the same bytes: the same digest.
+        s.push_str(&format!("\nkamo_size={size}\nfi\nkamo_sum={digest}\n"));
+    } else {
+        s.push_str(&format!("\nkamo_sum={digest}; kamo_size={size}\nfi\n"));
+    }
+    install_into(&mut s, &install);
 
     let mut summary = vec![format!(
         "write {shown_dest}: {} bytes, sha256 {}{}{}",
         bytes.len(),
-        sha256_hex(&bytes),
+        digest,
         attrs.shown(),
         if force { "" } else { " (only if absent)" }
     )];

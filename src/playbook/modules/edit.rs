@@ -4,6 +4,9 @@
 //! number with `awk` (or `sed -E` for `replace` and `backrefs`) into a temp file next to the
 //! file, then the shared install step compares (`cmp`), applies mode/owner/group, keeps a
 //! backup, runs `validate` on the temp file and renames it over the file. A symlinked path is edited through the link.
+//! A file that `lineinfile` creates holds only the line: it is written with no search and
+//! no edit, and a regular expression made of ordinary characters only (`plain_ere`) is
+//! not sent to `grep` for a validity check, so creating a file runs 2 programs on the node.
 //!
 //! Regular expressions are written in Python syntax in playbooks; they are translated to GNU
 //! ERE on the controller ([`py_to_ere`]): `\d`/`\D` become `[0-9]`/`[^0-9]`, `\w \W \s \S \b
@@ -23,7 +26,8 @@
 use serde_json::{Map, Value, json};
 
 use super::fsutil::{
-    Attrs, Install, fail, install, lib, new_tmp, open_json, parse_validate, path_arg,
+    Attrs, Install, Source, fail, install_into, lib, new_tmp, open_json, parse_validate, path_arg,
+    probe_into, sha256_hex,
 };
 use super::sh::{arg_bool, arg_str, known_args, prelude, q, result_static};
 use super::{ArgError, Flags, RemoteStep};
@@ -280,11 +284,11 @@ fn common(m: Module, args: &Map<String, Value>) -> Result<Common, ArgError> {
 fn start(m: Module, c: &Common, create: bool, flags: Flags, regexes: &[&str]) -> String {
     let mut s = prelude();
     s.push_str(lib());
-    s.push_str(&format!("d={}\n", q(&c.path)));
+    s.push_str(&format!("d={}\nkamo_lf='\n'\n", q(&c.path)));
     let mut fields = Map::new();
     fields.insert("path".into(), Value::from(c.path.clone()));
     s.push_str(&open_json(&fields));
-    for re in regexes {
+    for re in regexes.iter().filter(|re| !plain_ere(re)) {
         s.push_str(&format!(
             "grep -E -e {} </dev/null >/dev/null 2>&1; [ $? -le 1 ] || {}\n",
             q(re),
@@ -309,7 +313,7 @@ fn start(m: Module, c: &Common, create: bool, flags: Flags, regexes: &[&str]) ->
         let mut t = "kamo_src=/dev/null".to_owned();
         if !flags.check {
             t.push_str(&format!(
-                "; kamo_dirof \"$d\"; mkdir -p -- \"$kamo_dn\" || {}",
+                "; kamo_dirof \"$d\"; [ -d \"$kamo_dn\" ] || mkdir -p -- \"$kamo_dn\" || {}",
                 fail(m, &format!("cannot create the directory of {}", c.path))
             ));
         }
@@ -325,21 +329,53 @@ fn start(m: Module, c: &Common, create: bool, flags: Flags, regexes: &[&str]) ->
         "if [ -e \"$d\" ] && [ ! -f \"$d\" ]; then {}; fi\n",
         fail(m, &format!("{} is not a regular file", c.path))
     ));
+    probe_into(&mut s, &install_opts(m, c, flags));
     s.push_str(&new_tmp(m, flags));
     s
 }
 
-fn finish(m: Module, c: &Common, flags: Flags, mut s: String) -> String {
-    s.push_str(&install(&Install {
+fn install_opts(m: Module, c: &Common, flags: Flags) -> Install<'_> {
+    Install {
         module: m,
         attrs: &c.attrs,
         backup: c.backup,
-        keep_existing: false,
         shown_dest: &c.path,
         validate: c.validate.clone(),
         flags,
-    }));
+        source: Source::Host,
+    }
+}
+
+fn finish(m: Module, c: &Common, flags: Flags, mut s: String) -> String {
+    install_into(&mut s, &install_opts(m, c, flags));
     s
+}
+
+/// Whether `re` is certainly a valid ERE, so the host need not run `grep` to find out:
+/// ASCII ordinary characters, `.`, escaped punctuation, `^` first, `$` last, and `*`, `+`,
+/// `?` right after one of those. Anything else (brackets, groups, braces, alternation,
+/// `\b`-like escapes) is checked by the host's `grep`, as before.
+fn plain_ere(re: &str) -> bool {
+    let b = re.as_bytes();
+    let mut i = 0;
+    let mut atom = false;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'^' if i == 0 => atom = false,
+            b'$' if i + 1 == b.len() => atom = false,
+            b'*' | b'+' | b'?' if atom => atom = false,
+            b'\\' if i + 1 < b.len() && b".[]()*+?{}|^$\\".contains(&b[i + 1]) => {
+                i += 1;
+                atom = true;
+            }
+            b'.' => atom = true,
+            c if c.is_ascii_alphanumeric() || b" _=:/,-@%#!~<>\"'&;".contains(&c) => atom = true,
+            _ => return false,
+        }
+        i += 1;
+    }
+    true
 }
 
 /// sh setting `var` to the number of the last (or first) line matching, or empty.
@@ -352,8 +388,10 @@ fn find_line(var: &str, grep_opts: &str, pat: &str, first: bool) -> String {
             q(pat)
         )
     } else {
+        // The last line of grep's output is cut out in the shell (no `tail`): grep's lines
+        // hold no newline.
         format!(
-            "{var}=$(grep -na{grep_opts} -e {} -- \"$kamo_src\" | tail -n 1); {var}=${{{var}%%:*}}\n",
+            "{var}=$(grep -na{grep_opts} -e {} -- \"$kamo_src\"); {var}=${{{var}##*\"$kamo_lf\"}}; {var}=${{{var}%%:*}}\n",
             q(pat)
         )
     }
@@ -448,6 +486,24 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
         }
         summary = format!("ensure line `{line}` in {}{how}", c.path);
         s.push_str(&format!("kamo_line={}\n", q(&line)));
+        // A file that is created holds just the line (or nothing, with backrefs): no
+        // search, no edit, and the controller knows its digest and size.
+        let created = if backrefs {
+            String::new()
+        } else {
+            format!("{line}\n")
+        };
+        s.push_str("if [ \"$kamo_src\" = /dev/null ]; then\n");
+        if !backrefs {
+            s.push_str(&format!(
+                "printf '%s\\n' \"$kamo_line\" > \"$kamo_tmp\" || {WRITE_FAILED}\n"
+            ));
+        }
+        s.push_str(&format!(
+            "kamo_sum={}; kamo_size={}\nelse\n",
+            sha256_hex(created.as_bytes()),
+            created.len()
+        ));
         s.push_str(&find_line("kamo_e", "xF", &line, true));
         match (&regexp, &search) {
             (Some((_, e)), _) => s.push_str(&find_line("kamo_m", "E", e, false)),
@@ -469,14 +525,11 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
             ));
         }
         s.push_str(&awk_edit("\"$kamo_line\"", "$kamo_m", "$kamo_m", "$kamo_m"));
+        // Nothing to edit in an existing file: it is unchanged (no copy to compare).
         if backrefs {
-            s.push_str(&format!(
-                "else cat -- \"$kamo_src\" > \"$kamo_tmp\" || {WRITE_FAILED}\n"
-            ));
+            s.push_str("else content_changed=0\n");
         } else {
-            s.push_str(&format!(
-                "elif [ -n \"$kamo_e\" ]; then cat -- \"$kamo_src\" > \"$kamo_tmp\" || {WRITE_FAILED}\nelse\n",
-            ));
+            s.push_str("elif [ -n \"$kamo_e\" ]; then content_changed=0\nelse\n");
             s.push_str(&insert_position(
                 ia.as_deref(),
                 ib.as_deref(),
@@ -486,7 +539,7 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
             ));
             s.push_str(&awk_edit("\"$kamo_line\"", "0", "0", "$kamo_i"));
         }
-        s.push_str("fi\n");
+        s.push_str("fi\nfi\n");
     } else {
         let (opts, pat, what) = match (&regexp, &search, &line) {
             (Some((r, e)), _, _) => ("E", e.clone(), format!("lines matching `{r}`")),
@@ -905,5 +958,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("after"));
+    }
+}
+
+#[cfg(test)]
+mod plain_ere_tests {
+    use super::plain_ere;
+
+    /// What `plain_ere` lets through unchecked, GNU grep accepts; what it sends to the host
+    /// includes what grep refuses.
+    #[test]
+    fn plain_eres_are_ones_grep_accepts() {
+        let plain = [
+            "^port=",
+            "^port=.*$",
+            "a+b?c*",
+            "",
+            "^$",
+            "x\\.y\\[z\\]",
+            "^#?PermitRootLogin ",
+            "listen 80;",
+            "\\\\",
+        ];
+        let host = [
+            "a[",
+            "(x",
+            "a{1",
+            "*a",
+            "^*",
+            "x\\b",
+            "a|b",
+            "[[:space:]]",
+            "é",
+            "a**",
+        ];
+        for re in plain {
+            assert!(plain_ere(re), "{re:?}");
+        }
+        for re in host {
+            assert!(!plain_ere(re), "{re:?}");
+        }
+        for re in plain {
+            let st = std::process::Command::new("grep")
+                .args(["-E", "-e", re])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap()
+                .status;
+            assert!(st.code().is_some_and(|c| c <= 1), "grep refuses {re:?}");
+        }
     }
 }

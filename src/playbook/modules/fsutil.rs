@@ -32,18 +32,41 @@ kamo_cleanup() { if [ -n "$kamo_tmp" ]; then rm -rf -- "$kamo_tmp"; fi; }
 trap kamo_cleanup EXIT
 trap 'exit 129' HUP INT TERM
 kamo_fail() { kamo_result "$1"; exit 0; }
+kamo_err() { kamo_fail "{\"failed\":true,\"msg\":\"$1\"}"; }
 kamo_tf() { if [ "$1" = 1 ]; then kamo_tfv=true; else kamo_tfv=false; fi; }
 kamo_pad() { case ${#1} in 1) kamo_pm=000$1 ;; 2) kamo_pm=00$1 ;; 3) kamo_pm=0$1 ;; *) kamo_pm=$1 ;; esac; }
 kamo_dirof() {
-  if [ -z "$1" ]; then kamo_dn=.; return 0; fi
-  kamo_dn=${1%"${1##*[!/]}"}
-  case $kamo_dn in
-  '') kamo_dn=/ ;;
-  */*) kamo_dn=${kamo_dn%/*}; kamo_dn=${kamo_dn%"${kamo_dn##*[!/]}"}; [ -n "$kamo_dn" ] || kamo_dn=/ ;;
-  *) kamo_dn=. ;;
-  esac
+if [ -z "$1" ]; then kamo_dn=.; return 0; fi
+kamo_dn=${1%"${1##*[!/]}"}
+case $kamo_dn in
+'') kamo_dn=/ ;;
+*/*) kamo_dn=${kamo_dn%/*}; kamo_dn=${kamo_dn%"${kamo_dn##*[!/]}"}; [ -n "$kamo_dn" ] || kamo_dn=/ ;;
+*) kamo_dn=. ;;
+esac
 }
-kamo_newmode() { printf '%04o' $(( $1 & ~0$(umask) )); }
+kamo_procinfo() {
+[ -z "${kamo_um:-}" ] || return 0
+if [ -r /proc/self/status ]; then while read -r kamo_k kamo_v kamo_r; do
+case $kamo_k in Umask:) kamo_um=$kamo_v; break ;; esac
+done < /proc/self/status; fi
+[ -n "${kamo_um:-}" ] || kamo_um=$(umask)
+}
+kamo_oct() { kamo_o=$(($1>>9&7))$(($1>>6&7))$(($1>>3&7))$(($1&7)); }
+kamo_newmode() { kamo_procinfo; kamo_oct $(($1 & ~0$kamo_um)); kamo_nm=$kamo_o; }
+kamo_mktmp() {
+kamo_procinfo; kamo_w=$((0$2)); umask "0$((7-(kamo_w>>6&7)))$((7-(kamo_w>>3&7)))$((7-(kamo_w&7)))"
+kamo_n=0; kamo_r=1
+while [ "$kamo_n" -lt 100 ]; do
+kamo_f="$1/.kamo.$$.$kamo_n"
+if [ ! -e "$kamo_f" ] && [ ! -L "$kamo_f" ]; then
+set -C; if true > "$kamo_f"; then kamo_r=0; fi; set +C
+if [ "$kamo_r" = 0 ]; then [ -f "$kamo_f" ] && [ ! -L "$kamo_f" ] && kamo_tmp=$kamo_f || kamo_r=1; break; fi
+[ -e "$kamo_f" ] || [ -L "$kamo_f" ] || break
+fi
+kamo_n=$((kamo_n+1))
+done
+umask "$kamo_um"; return "$kamo_r"
+}
 kamo_owner_is() { [ "$(stat -c %U -- "$1")" = "$2" ] || [ "$(stat -c %u -- "$1")" = "$2" ]; }
 kamo_group_is() { [ "$(stat -c %G -- "$1")" = "$2" ] || [ "$(stat -c %g -- "$1")" = "$2" ]; }
 kamo_jesc() {
@@ -58,6 +81,9 @@ kamo_jesc() {
   NR > 1 { printf "%s\\n", e(p) }
   { p = $0 }
   END { if (NR > 0) { if (t == 1) printf "[... truncated at 64 KiB]"; else { printf "%s", e(p); if (nl == 1) printf "\\n" } } printf "\"" }'
+}
+kamo_jsv() {
+  case $1 in *[!A-Za-z0-9/._,:@%+=-]*) kamo_js=$(kamo_jstr "$1") ;; *) kamo_js="\"$1\"" ;; esac
 }
 kamo_jstr() {
   case $1 in *[!A-Za-z0-9/._,:@%+=-]*) ;; *) printf '"%s"' "$1"; return 0 ;; esac
@@ -79,9 +105,137 @@ kamo_jtext() {
     s
 });
 
-/// `kamo_mode PATH` (4-digit octal) and `kamo_symmode BASE f|d SYMBOLIC` (the octal mode a
+/// The library cut to what a script uses: its statements, and the functions the script's
+/// body (after the library) names, with the functions those name. Why: a script of more
+/// than 4 KiB costs the node one more process per task (dash writes a longer
+/// here-document, as the task shell feeds scripts, from a forked child), and most scripts
+/// use a few of the library's functions. A script without the library is returned as is.
+#[must_use]
+pub fn shake(script: String) -> String {
+    let lib = lib();
+    let Some(at) = script.find(lib) else {
+        return script;
+    };
+    let parts = &*LIB_PARTS;
+    let body = &script[at + lib.len()..];
+    let mut want: Vec<&str> = Vec::new();
+    let add = |names: &mut dyn Iterator<Item = &'static str>, want: &mut Vec<&str>| {
+        for n in names {
+            if !want.contains(&n) {
+                want.push(n);
+            }
+        }
+    };
+    for p in parts.iter().filter(|p| p.name.is_none()) {
+        add(&mut p.uses.iter().copied(), &mut want);
+    }
+    let mut names = kamo_words(body).filter_map(|w| {
+        parts
+            .iter()
+            .find(|p| p.name == Some(w))
+            .and_then(|p| p.name)
+    });
+    add(&mut names, &mut want);
+    // Close over what the wanted functions name (the library has no deep chains).
+    let mut i = 0;
+    while i < want.len() {
+        if let Some(p) = parts.iter().find(|p| p.name == Some(want[i])) {
+            add(&mut p.uses.iter().copied(), &mut want);
+        }
+        i += 1;
+    }
+    let mut out = String::with_capacity(script.len());
+    out.push_str(&script[..at]);
+    for p in parts {
+        if p.name.is_none_or(|n| want.contains(&n)) {
+            out.push_str(p.text);
+        }
+    }
+    out.push_str(body);
+    out
+}
+
+/// One top-level piece of the library: a function (`name`) or statements (`None`), and the
+/// library functions it names.
+struct LibPart {
+    name: Option<&'static str>,
+    text: &'static str,
+    uses: Vec<&'static str>,
+}
+
+/// The library split into its pieces, once: a function starts at a line `kamo_X() {` and
+/// ends on that line when the line ends with `}`, else at the next line that is `}`.
+static LIB_PARTS: std::sync::LazyLock<Vec<LibPart>> = std::sync::LazyLock::new(|| {
+    let text: &'static str = lib();
+    let mut parts: Vec<(Option<&'static str>, &'static str)> = Vec::new();
+    let mut pos = 0;
+    let mut stmt_start: Option<usize> = None;
+    while pos < text.len() {
+        let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i + 1);
+        let line = &text[pos..end];
+        let fname = line
+            .strip_prefix("kamo_")
+            .and_then(|r| r.find("() {").map(|i| &text[pos..pos + 5 + i]));
+        if let Some(name) = fname {
+            if let Some(st) = stmt_start.take() {
+                parts.push((None, &text[st..pos]));
+            }
+            let mut fend = end;
+            if !line.trim_end().ends_with('}') {
+                while fend < text.len() {
+                    let e = text[fend..].find('\n').map_or(text.len(), |i| fend + i + 1);
+                    let l = &text[fend..e];
+                    fend = e;
+                    if l.trim_end() == "}" {
+                        break;
+                    }
+                }
+            }
+            parts.push((Some(name), &text[pos..fend]));
+            pos = fend;
+        } else {
+            stmt_start.get_or_insert(pos);
+            pos = end;
+        }
+    }
+    if let Some(st) = stmt_start {
+        parts.push((None, &text[st..]));
+    }
+    let names: Vec<&'static str> = parts.iter().filter_map(|p| p.0).collect();
+    parts
+        .into_iter()
+        .map(|(name, text)| LibPart {
+            name,
+            text,
+            uses: kamo_words(text)
+                .filter(|w| Some(*w) != name)
+                .filter_map(|w| names.iter().find(|n| **n == w).copied())
+                .collect(),
+        })
+        .collect()
+});
+
+/// The `kamo_…` words of a text (identifiers starting with `kamo_`).
+fn kamo_words(text: &str) -> impl Iterator<Item = &str> {
+    let b = text.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    text.match_indices("kamo_").filter_map(move |(i, _)| {
+        if i > 0 && ident(b[i - 1]) {
+            return None;
+        }
+        let len = b[i..].iter().take_while(|c| ident(**c)).count();
+        Some(&text[i..i + len])
+    })
+}
+
+/// `kamo_mode PATH` (4-digit octal; `kamo_modev PATH` sets `kamo_md` to it, one process
+/// fewer) and `kamo_symmode BASE f|d SYMBOLIC` (the octal mode a
 /// symbolic chmod gives, tried on a scratch file); also used inside `find -exec sh -c`.
 pub const MODE_FNS: &str = r#"kamo_mode() { printf '%04o' "0$(stat -c %a -- "$1")"; }
+kamo_modev() {
+  kamo_md=$(stat -c %a -- "$1") || { kamo_md=0000; return 1; }
+  case ${#kamo_md} in 1) kamo_md=000$kamo_md ;; 2) kamo_md=00$kamo_md ;; 3) kamo_md=0$kamo_md ;; esac
+}
 kamo_symmode() {
   if [ "$2" = d ]; then kamo_s=$(mktemp -d) || return 1; else kamo_s=$(mktemp) || return 1; fi
   if chmod -- "$1" "$kamo_s" 2>/dev/null && chmod -- "$3" "$kamo_s" 2>/dev/null; then kamo_mode "$kamo_s"; kamo_r=$?; else kamo_r=1; fi
@@ -89,7 +243,8 @@ kamo_symmode() {
 }
 "#;
 
-/// `kamo_fail` with a message known on the controller.
+/// `kamo_err` (`kamo_fail` with a failed result whose `msg` is the argument, already
+/// JSON-escaped) with a message known on the controller.
 #[must_use]
 pub fn fail(module: Module, msg: &str) -> String {
     let mut s = String::with_capacity(msg.len() + 64);
@@ -100,27 +255,24 @@ pub fn fail(module: Module, msg: &str) -> String {
 /// Appends [`fail`]`(module, msg)` to `s`.
 pub fn push_fail(s: &mut String, module: Module, msg: &str) {
     // Built as text, not through a `json!` map: scripts hold many of these, and a 1,000-host
-    // plan builds 50,000 scripts.
+    // plan builds 50,000 scripts. Only the message travels (the JSON around it is
+    // `kamo_err`'s): scripts stay short, see `shake`.
     // Most messages need no JSON escape and no shell quoting beyond single quotes: then the
     // text is pasted as is (the same bytes `serde_json` and `q` would give).
     if !msg
         .bytes()
         .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | b'\'' | b'^'))
     {
-        s.push_str("kamo_fail '{\"failed\":true,\"msg\":\"");
+        s.push_str("kamo_err '");
         s.push_str(module.name());
         s.push_str(": ");
         s.push_str(msg);
-        s.push_str("\"}'");
+        s.push('\'');
         return;
     }
-    let mut json = String::with_capacity(msg.len() + 48);
-    json.push_str("{\"failed\":true,\"msg\":");
-    let text = format!("{}: {msg}", module.name());
-    json.push_str(&serde_json::to_string(&text).unwrap_or_default());
-    json.push('}');
-    s.push_str("kamo_fail ");
-    push_q(s, &json);
+    let text = serde_json::to_string(&format!("{}: {msg}", module.name())).unwrap_or_default();
+    s.push_str("kamo_err ");
+    push_q(s, &text[1..text.len() - 1]);
 }
 
 /// Sets `kamo_j` to the JSON object `fields` without its closing brace; `fields` must not be
@@ -309,18 +461,32 @@ pub struct Install<'a> {
     pub module: Module,
     pub attrs: &'a Attrs,
     pub backup: bool,
-    /// `force: no`: an existing destination keeps its content.
-    pub keep_existing: bool,
     /// The destination as the playbook names it (diff headers).
     pub shown_dest: &'a str,
     /// `validate`: the command line (words already quoted, `%s` as `"$kamo_tmp"`) run
     /// on the new content before it replaces the destination.
     pub validate: Option<String>,
     pub flags: Flags,
+    pub source: Source,
 }
 
-/// sh that creates `kamo_tmp` for the new content: next to `$d` (so `mv` is atomic), or in
-/// `$TMPDIR` in check mode (nothing is created next to the destination).
+/// Where the new content comes from: what the install step has to work out on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Made on the host into `$kamo_tmp`: compared with `cmp`, its digest read there.
+    Host,
+    /// Known on the controller: the caller sets `content_changed` and `kamo_sum`.
+    Controller,
+    /// Known on the controller, but an existing destination keeps its content (`force:
+    /// no`): the caller sets `content_changed`; a kept file's digest is read on the host.
+    ControllerKeep,
+}
+
+/// sh that creates `kamo_tmp` for the new content, empty: next to `$d` (so `mv` is atomic),
+/// or in `$TMPDIR` in check mode (nothing is created next to the destination). Runs after
+/// [`probe_into`]: next to `$d` the file is made by the shell itself (`kamo_mktmp`, no
+/// `mktemp` process), under a umask that gives it at most the permissions of `want_mode`,
+/// so the new content is never readable by more users than the final file is.
 #[must_use]
 pub fn new_tmp(module: Module, flags: Flags) -> String {
     if flags.check {
@@ -330,7 +496,7 @@ pub fn new_tmp(module: Module, flags: Flags) -> String {
         )
     } else {
         format!(
-            "kamo_dirof \"$d\"; kamo_tmp=$(mktemp -- \"$kamo_dn/.kamo.XXXXXX\") || {}\n",
+            "kamo_dirof \"$d\"; kamo_mktmp \"$kamo_dn\" \"$want_mode\" || {}\n",
             fail(
                 module,
                 "cannot create a temporary file in the destination directory"
@@ -339,63 +505,102 @@ pub fn new_tmp(module: Module, flags: Flags) -> String {
     }
 }
 
-/// The install step: `$d` is the destination, `$kamo_tmp` holds the new content and
-/// `kamo_j` the open result object. Compares content (`cmp`), mode, owner and group, then,
-/// unless in check mode, sets attributes on the temp file, keeps a backup and moves it over
-/// `$d`, or only fixes attributes. Appends `changed`, `checksum_sha256`, `size`, `mode`,
-/// `backup_file` and `diff` to `kamo_j` and prints the result.
-#[must_use]
-pub fn install(o: &Install<'_>) -> String {
-    let mut s = String::with_capacity(2048);
-    install_into(&mut s, o);
-    s
-}
-
-/// Appends [`install`]`(o)` to `s`.
-pub fn install_into(s: &mut String, o: &Install<'_>) {
+/// The first half of the install step, before any temp file exists: `$d` is the
+/// destination. Sets `exists`; refuses a destination that is not a regular file; reads the
+/// destination's mode, owner ids, size (and owner names when `owner`/`group` are set) with
+/// one `stat`; sets `kamo_base` (its mode, or the default mode of a new file), `want_mode`,
+/// `attr_changed`, `kamo_fsize`, and clears `kamo_sum`/`kamo_size` (a caller that knows the
+/// new content's digest and size sets them; [`install_into`] works them out otherwise).
+pub fn probe_into(s: &mut String, o: &Install<'_>) {
     let m = o.module;
-    s.push_str("exists=0; if [ -e \"$d\" ]; then exists=1; fi\n");
-    s.push_str("if [ \"$exists\" = 1 ] && [ ! -f \"$d\" ]; then ");
+    let names = o.attrs.owner.is_some() || o.attrs.group.is_some();
+    s.push_str("kamo_sum=''; kamo_size=''; kamo_fsize=''; content_changed=''\n");
+    s.push_str("exists=0; if [ -e \"$d\" ]; then exists=1; [ -f \"$d\" ] || ");
     push_fail(
         s,
         m,
         &format!("{} exists and is not a regular file", o.shown_dest),
     );
-    s.push_str("; fi\n");
-    s.push_str(
-        "content_changed=1; if [ \"$exists\" = 1 ] && cmp -s -- \"$d\" \"$kamo_tmp\"; then content_changed=0; fi\n",
-    );
-    if o.keep_existing {
-        s.push_str("if [ \"$exists\" = 1 ]; then content_changed=0; fi\n");
+    // One `stat` of the destination gives its mode, owner ids and size (and names); the
+    // default mode of a new file is worked out from the umask only when no octal mode
+    // replaces it.
+    s.push_str("\nkamo_st=$(stat -c '%a %u:%g %s");
+    if names {
+        s.push_str(" %U:%G");
     }
-    // One `stat` of the destination gives its mode, owner ids and size; the default mode of
-    // a new file (a umask subshell) is worked out only when no octal mode replaces it.
-    s.push_str("if [ \"$exists\" = 1 ]; then kamo_st=$(stat -c '%a %u:%g %s' -- \"$d\") || ");
+    s.push_str("' -- \"$d\") || ");
     push_fail(
         s,
         m,
         &format!("cannot read the attributes of {}", o.shown_dest),
     );
-    s.push_str("\nkamo_pad \"${kamo_st%% *}\"; kamo_base=$kamo_pm; kamo_ids=${kamo_st#* }; kamo_ids=${kamo_ids%% *}\n");
+    s.push_str("\nkamo_pad \"${kamo_st%% *}\"; kamo_base=$kamo_pm; kamo_ids=${kamo_st#* }; kamo_fsize=${kamo_ids#* }; kamo_ids=${kamo_ids%% *}\n");
+    if names {
+        s.push_str("kamo_names=${kamo_fsize#* }; kamo_fsize=${kamo_fsize%% *}\n");
+    }
     if matches!(o.attrs.mode, Some(Mode::Octal(_))) {
         s.push_str("else kamo_base=''; fi\n");
     } else {
-        s.push_str("else kamo_base=$(kamo_newmode 0666); fi\n");
+        s.push_str("else kamo_newmode 0666; kamo_base=$kamo_nm; fi\n");
     }
-    s.push_str("want_mode=$kamo_base\n");
-    if let Some(mode) = &o.attrs.mode {
-        s.push_str(&mode.want_sh(m, "f"));
+    match &o.attrs.mode {
+        Some(mode) => s.push_str(&mode.want_sh(m, "f")),
+        None => s.push_str("want_mode=$kamo_base\n"),
     }
     s.push_str("attr_changed=0\nif [ \"$exists\" = 1 ]; then\n[ \"$want_mode\" = \"$kamo_base\" ] || attr_changed=1\n");
-    s.push_str(&o.attrs.owner_group_differ_sh("d"));
+    // Owner and group compared with the names and ids the one `stat` gave: a name or a
+    // numeric id matches, as `kamo_owner_is`/`kamo_group_is` do with a `stat` each.
+    if let Some(o) = &o.attrs.owner {
+        let o = q(o);
+        s.push_str(&format!(
+            "case $kamo_names in {o}:*) ;; *) [ \"${{kamo_ids%%:*}}\" = {o} ] || attr_changed=1 ;; esac\n"
+        ));
+    }
+    if let Some(g) = &o.attrs.group {
+        let g = q(g);
+        s.push_str(&format!(
+            "[ \"${{kamo_names#*:}}\" = {g} ] || [ \"${{kamo_ids#*:}}\" = {g} ] || attr_changed=1\n"
+        ));
+    }
     s.push_str("fi\n");
+}
+
+/// The second half of the install step, after [`probe_into`]: `$kamo_tmp` holds the new
+/// content (or, when `content_changed` is already set, it may be absent: the caller
+/// compared without a temp file) and `kamo_j` the open result object. Compares content
+/// (`cmp`) unless the caller did, then, unless in check mode, sets attributes on the temp
+/// file, keeps a backup and moves it over `$d`, or only fixes attributes. Appends `changed`,
+/// `checksum_sha256`, `size`, `mode`, `backup_file` and `diff` to `kamo_j` and prints the
+/// result.
+pub fn install_into(s: &mut String, o: &Install<'_>) {
+    let m = o.module;
+    if o.source == Source::Host {
+        s.push_str("if [ -z \"${content_changed:-}\" ]; then\n");
+        s.push_str(
+            "content_changed=1; if [ \"$exists\" = 1 ] && cmp -s -- \"$d\" \"$kamo_tmp\"; then content_changed=0; fi\n",
+        );
+        s.push_str("fi\n");
+    }
     s.push_str("changed=0; if [ \"$content_changed\" = 1 ] || [ \"$attr_changed\" = 1 ]; then changed=1; fi\n");
-    s.push_str("if [ \"$content_changed\" = 1 ]; then kamo_new=$kamo_tmp; else kamo_new=$d; fi\n");
-    s.push_str("kamo_sum=$(sha256sum < \"$kamo_new\") || ");
-    push_fail(s, m, "cannot read the new content");
-    s.push_str("\nif [ \"$content_changed\" = 1 ]; then kamo_size=$(stat -c %s -- \"$kamo_tmp\"); else kamo_size=${kamo_st##* }; fi\n");
+    if o.source != Source::Controller {
+        s.push_str(
+            "if [ \"$content_changed\" = 1 ]; then kamo_new=$kamo_tmp; else kamo_new=$d; fi\n",
+        );
+        s.push_str("if [ -z \"$kamo_sum\" ]; then kamo_sum=$(sha256sum < \"$kamo_new\") || ");
+        push_fail(s, m, "cannot read the new content");
+        s.push_str("\nkamo_sum=${kamo_sum%% *}; fi\n");
+    }
+    if o.flags.check {
+        s.push_str("if [ \"$content_changed\" = 0 ]; then kamo_size=$kamo_fsize; elif [ -z \"$kamo_size\" ]; then kamo_size=$(stat -c %s -- \"$kamo_tmp\"); fi\n");
+    } else {
+        // One `stat` of the new content gives its size (when not known) and the mode and
+        // owner it was made with, so that only what differs is set on it below.
+        s.push_str("if [ \"$content_changed\" = 0 ]; then kamo_size=$kamo_fsize; else kamo_tst=$(stat -c '%a %u:%g %s' -- \"$kamo_tmp\") || ");
+        push_fail(s, m, "cannot read the attributes of the temporary file");
+        s.push_str("\n[ -n \"$kamo_size\" ] || kamo_size=${kamo_tst##* }; kamo_pad \"${kamo_tst%% *}\"; kamo_tmode=$kamo_pm; kamo_tids=${kamo_tst#* }; kamo_tids=${kamo_tids%% *}; fi\n");
+    }
     s.push_str(
-        "kamo_tf \"$changed\"; kamo_j=\"$kamo_j,\\\"changed\\\":$kamo_tfv,\\\"checksum_sha256\\\":\\\"${kamo_sum%% *}\\\",\\\"size\\\":$kamo_size,\\\"mode\\\":\\\"$want_mode\\\"\"\n",
+        "kamo_tf \"$changed\"; kamo_j=\"$kamo_j,\\\"changed\\\":$kamo_tfv,\\\"checksum_sha256\\\":\\\"$kamo_sum\\\",\\\"size\\\":$kamo_size,\\\"mode\\\":\\\"$want_mode\\\"\"\n",
     );
     if o.flags.diff {
         let head = q(&format!(
@@ -408,11 +613,12 @@ pub fn install_into(s: &mut String, o: &Install<'_>) {
     }
     if !o.flags.check {
         s.push_str("if [ \"$changed\" = 1 ]; then\nif [ \"$content_changed\" = 1 ]; then\n");
-        s.push_str("if [ \"$exists\" = 1 ]; then chown -- \"$kamo_ids\" \"$kamo_tmp\" 2>/dev/null || :; fi\n");
+        s.push_str("if [ \"$exists\" = 1 ] && [ \"$kamo_tids\" != \"$kamo_ids\" ]; then chown -- \"$kamo_ids\" \"$kamo_tmp\" 2>/dev/null || :; fi\n");
         s.push_str(&o.attrs.chown_sh(m, "kamo_tmp", ""));
-        s.push_str("chmod -- \"$want_mode\" \"$kamo_tmp\" || ");
+        // The temp file has no set-id bits (see `new_tmp`), so a chown above left its mode.
+        s.push_str("if [ \"$want_mode\" != \"$kamo_tmode\" ]; then chmod -- \"$want_mode\" \"$kamo_tmp\" || ");
         push_fail(s, m, "cannot set the mode");
-        s.push('\n');
+        s.push_str("; fi\n");
         if let Some(v) = &o.validate {
             s.push_str(v);
             s.push_str(" </dev/null >&2 || ");
@@ -432,9 +638,12 @@ pub fn install_into(s: &mut String, o: &Install<'_>) {
         push_fail(s, m, &format!("cannot replace {}", o.shown_dest));
         s.push_str("\nkamo_tmp=''\nelse\n");
         s.push_str(&o.attrs.chown_sh(m, "d", ""));
-        s.push_str("chmod -- \"$want_mode\" \"$d\" || ");
+        // Only what differs is set: an owner-only change runs no chmod.
+        s.push_str(
+            "if [ \"$want_mode\" != \"$kamo_base\" ]; then chmod -- \"$want_mode\" \"$d\" || ",
+        );
         push_fail(s, m, "cannot set the mode");
-        s.push_str("\nfi\nfi\n");
+        s.push_str("; fi\nfi\nfi\n");
     }
     s.push_str("kamo_result \"$kamo_j}\"\n");
 }
@@ -634,11 +843,18 @@ mod tests {
             "",
         ] {
             let text = serde_json::to_string(&format!("copy: {msg}")).unwrap();
-            let want = format!(
-                "kamo_fail {}",
-                q(&format!("{{\"failed\":true,\"msg\":{text}}}"))
-            );
+            let want = format!("kamo_err {}", q(&text[1..text.len() - 1]));
             assert_eq!(fail(Module::Copy, msg), want, "{msg:?}");
+            // And the host prints it as the failed result with that message.
+            let script = format!(
+                "{}{}{}\n",
+                super::super::sh::prelude(),
+                lib(),
+                fail(Module::Copy, msg)
+            );
+            let r = testing::run_script(&script);
+            assert!(r.failed, "{msg:?}: {r:?}");
+            assert_eq!(r.msg.as_deref(), Some(format!("copy: {msg}").as_str()));
         }
     }
 
@@ -722,5 +938,96 @@ mod tests {
             let r = testing::run_script(&script);
             assert_eq!(r.data["v"], v, "{r:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tmp_tests {
+    use super::*;
+
+    fn sh(body: &str) -> String {
+        let script = format!("{}{}{body}", super::super::sh::prelude(), lib());
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `kamo_mktmp` makes a new file that is never more open than the wanted mode, skips
+    /// names that exist (a planted link is neither followed nor reused), and leaves the
+    /// umask as it found it.
+    #[test]
+    fn the_shells_own_temp_file_is_new_private_and_leaves_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = q(&dir.path().display().to_string());
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let out = sh(&format!(
+            "umask 022\nln -s {v} {d}/.kamo.$$.0\n: > {d}/.kamo.$$.1\n\
+             kamo_mktmp {d} 0640 || exit 9\nprintf '%s %s %s\\n' \"${{kamo_tmp##*.}}\" \"$(stat -c %a -- \"$kamo_tmp\")\" \"$(umask)\"\n\
+             kamo_tmp=''; kamo_mktmp {d} 0755 || exit 9\nprintf '%s %s\\n' \"${{kamo_tmp##*.}}\" \"$(stat -c %a -- \"$kamo_tmp\")\"\n\
+             kamo_tmp=''; kamo_mktmp {d} 0600 || exit 9\nprintf '%s\\n' \"$(stat -c %a -- \"$kamo_tmp\")\"\nkamo_tmp=''\n",
+            v = q(&victim.display().to_string()),
+        ));
+        assert_eq!(out, "2 640 0022\n3 644\n600\n", "{out}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        // A directory it cannot write to: a failure, not a loop.
+        let out = sh("kamo_mktmp /proc 0644 && echo made || echo refused\n");
+        assert_eq!(out, "refused\n");
+    }
+
+    /// The default mode of a new file, worked out without a subshell, is `printf`'s.
+    #[test]
+    fn the_default_mode_follows_the_umask() {
+        for um in ["022", "077", "002", "027", "000"] {
+            let out = sh(&format!(
+                "umask {um}\nkamo_newmode 0666; printf '%s|%04o\\n' \"$kamo_nm\" $(( 0666 & ~0{um} ))\n"
+            ));
+            let (a, b) = out.trim().split_once('|').unwrap();
+            assert_eq!(a, b, "umask {um}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod shake_tests {
+    use super::*;
+
+    /// Every function of the library is found as one piece, and a script naming it keeps
+    /// it and what it calls: a script that runs a function it lost would fail on the host.
+    #[test]
+    fn shaking_keeps_each_named_function_and_its_callees() {
+        let defined: Vec<&str> = lib()
+            .lines()
+            .filter_map(|l| l.strip_prefix("kamo_").and_then(|r| r.split_once("() {")))
+            .map(|(n, _)| n)
+            .collect();
+        let parts: Vec<&str> = LIB_PARTS
+            .iter()
+            .filter_map(|p| p.name)
+            .map(|n| &n[5..])
+            .collect();
+        assert_eq!(parts, defined);
+        let head = format!("{}{}", super::super::sh::prelude(), lib());
+        for p in LIB_PARTS.iter() {
+            let Some(name) = p.name else { continue };
+            let shaken = shake(format!("{head}{name} x\n"));
+            assert!(shaken.len() < head.len(), "{name}: nothing left out");
+            for n in std::iter::once(name).chain(p.uses.iter().copied()) {
+                assert!(
+                    shaken.contains(&format!("\n{n}() {{")),
+                    "{name} needs {n}: {shaken}"
+                );
+            }
+        }
+        // kamo_mktmp calls kamo_procinfo; kamo_err calls kamo_fail; the EXIT trap's
+        // function is always there.
+        let s = shake(format!("{head}kamo_mktmp . 0644\n"));
+        assert!(s.contains("\nkamo_procinfo() {") && s.contains("\nkamo_cleanup() {"));
+        assert!(!s.contains("kamo_jesc"));
+        // A script without the library is left alone.
+        assert_eq!(shake("echo kamo_mktmp\n".to_owned()), "echo kamo_mktmp\n");
     }
 }

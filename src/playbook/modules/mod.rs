@@ -26,6 +26,7 @@ pub mod command;
 pub mod copy;
 pub mod edit;
 pub mod file;
+mod forks;
 pub mod fsutil;
 #[cfg(test)]
 mod injection;
@@ -132,7 +133,7 @@ pub fn build(
     args: &Map<String, Value>,
     flags: Flags,
 ) -> Result<RemoteStep, ArgError> {
-    match module {
+    let step = match module {
         Module::Command | Module::Shell | Module::Raw => command::build(module, args, flags),
         Module::Copy | Module::Template => copy::build(module, args, flags),
         Module::File => file::build(module, args, flags),
@@ -151,7 +152,11 @@ pub fn build(
         Module::WaitFor => wait_for::build(module, args, flags),
         Module::AptKey | Module::AptRepository => apt_sources::build(module, args, flags),
         other => Err(ArgError::new(other, "is not implemented yet")),
-    }
+    }?;
+    Ok(RemoteStep {
+        script: fsutil::shake(step.script),
+        ..step
+    })
 }
 
 /// Reads a finished script's output into the module's result.

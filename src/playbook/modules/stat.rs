@@ -125,10 +125,12 @@ fn stat(args: &Map<String, Value>) -> Result<RemoteStep, ArgError> {
         ("readable", t("readable", "-r", "")),
         ("writeable", t("writeable", "-w", "")),
         ("executable", t("executable", "-x", "")),
-        ("pw_name", "$(kamo_jstr \"${11}\")".to_owned()),
-        ("gr_name", "$(kamo_jstr \"${12}\")".to_owned()),
+        ("pw_name", "$kamo_pw".to_owned()),
+        ("gr_name", "$kamo_gr".to_owned()),
     ];
     s.push_str(&tests);
+    // Names as JSON strings in variables: a plain name needs no subshell.
+    s.push_str("kamo_jsv \"${11}\"; kamo_pw=$kamo_js; kamo_jsv \"${12}\"; kamo_gr=$kamo_js\n");
     for (k, v) in fields {
         s.push_str(&format!("kamo_j=\"$kamo_j,\\\"{k}\\\":{v}\"\n"));
     }
