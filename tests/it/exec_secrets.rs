@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::secrets::command_lines;
 use crate::support::kamo::{Kamo, Run, empty_home};
+use crate::support::planted::command_lines;
 use crate::support::sshd::{SshCluster, TEST_PASSWORD};
 
 /// `kamo exec all --output json` (or text) with the cluster's known_hosts.

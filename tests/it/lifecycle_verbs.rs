@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::support::kamo::Run;
 use crate::support::lab::Lab;
 use crate::support::pg_pod::Postgres;
+use crate::support::planted::{Planted, journal_views};
 use crate::support::walk;
 
 fn playbooks() -> PathBuf {
@@ -32,6 +33,11 @@ fn verb(lab: &Lab, pb: &Path, args: &[&str]) -> Run {
 }
 
 fn check(lab: &Lab, pb: &Path) -> Value {
+    check_run(lab, pb).0
+}
+
+/// [`check`], also returning what `kamo check` printed.
+fn check_run(lab: &Lab, pb: &Path) -> (Value, Run) {
     let r = lab
         .kamo()
         .args(["check", "--output", "json", "--timeout", "5", "-i"])
@@ -48,7 +54,26 @@ fn check(lab: &Lab, pb: &Path) -> Value {
         .collect();
     assert!(failed.is_empty(), "check failed: {failed:#?}");
     r.assert_code(0);
-    v
+    (v, r)
+}
+
+/// `r`, kept in `outputs` as `what`.
+fn kept(outputs: &mut Vec<(String, Run)>, what: &str, r: Run) -> Run {
+    outputs.push((what.to_owned(), r.clone()));
+    r
+}
+
+/// The rows of `kamo credentials show`: KEY -> VALUE.
+fn credentials(shown: &Run) -> BTreeMap<String, String> {
+    shown
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_owned(), w.next()?.to_owned()))
+        })
+        .collect()
 }
 
 /// A plan entry's or run event's key: (host, task, loop item).
@@ -101,25 +126,43 @@ fn assert_plan_equals_run(
     assert!(compared > min, "only {compared} tasks compared");
 }
 
+/// Also plants secrets (issue 10): the passwords the first deploy generates (which
+/// `credentials show` prints, by design, to the operator who asks: that command's stdout is
+/// the one place they may appear), the DB password the app's database had before and the new
+/// one given to `credentials db --password-stdin`. None is in anything else any command of the
+/// test printed, in the state directory, in `history`/`show`/`log` of every run, or on a
+/// process's command line from the first `credentials show` to the end.
 #[test]
 fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
     let lab = Lab::up(5, &["--gpu-nodes", "1"]);
     let pb = playbooks();
+    let state = lab.home.path().join("state");
+    // What every command printed, searched for the planted values at the end.
+    let mut outputs: Vec<(String, Run)> = Vec::new();
     // The per-node dry run, offline: nothing connects, so it works before anything exists.
-    let plan = verb(
-        &lab,
-        &pb,
-        &["deploy", "all", "--plan", "--yes", "--output", "json"],
+    let plan = kept(
+        &mut outputs,
+        "deploy all --plan",
+        verb(
+            &lab,
+            &pb,
+            &["deploy", "all", "--plan", "--yes", "--output", "json"],
+        ),
     );
     plan.assert_code(0);
     let planned = planned(&plan.stdout);
     assert!(planned.len() > 20, "a real plan: {}", planned.len());
 
-    let run = verb(&lab, &pb, &["deploy", "all", "--yes", "--output", "json"]);
+    let run = kept(
+        &mut outputs,
+        "deploy all",
+        verb(&lab, &pb, &["deploy", "all", "--yes", "--output", "json"]),
+    );
     run.assert_code(0);
     assert_plan_equals_run(&planned, &sent(&run), 20);
 
-    let v = check(&lab, &pb);
+    let (v, r) = check_run(&lab, &pb);
+    kept(&mut outputs, "check", r);
     assert_eq!(v["app_version"], "2.1.0");
     let rows = v["checks"].as_array().unwrap();
     for n in ["node01", "node02", "node03", "node04", "node05"] {
@@ -134,20 +177,65 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
             .any(|c| c["name"] == "app release" && c["status"] == "ok")
     );
 
-    // The generated passwords, for the operator who asks.
+    // The generated passwords, for the operator who asks: the planted values from here on.
     let shown = verb(&lab, &pb, &["credentials", "show"]);
     shown.assert_code(0);
+    let generated = credentials(&shown);
     for k in ["admin-password", "db-password", "storage-password"] {
-        assert!(shown.stdout.contains(k), "{}", shown.stdout);
+        assert!(
+            generated.get(k).is_some_and(|v| v.len() >= 16),
+            "{k}: {}",
+            shown.stdout
+        );
     }
+    // The database pod's own password before the change, and the new one.
+    let (old_db, new_db) = ("plant-old-db-pw-6143", "Fresh-DB-pass-4242");
+    let mut planted = Planted::new(generated.values().cloned());
+    planted.add(old_db);
+    planted.add(new_db);
+    // Only the stdout of `credentials show` is exempt.
+    outputs.push((
+        "credentials show (stderr)".into(),
+        Run {
+            stdout: String::new(),
+            ..shown
+        },
+    ));
+    // The database pod's server, whose user gets the old password on psql's command line:
+    // before the watch, which is of kamo's command lines, not the test's.
+    let pg = Postgres::start();
+    pg.superuser(&format!("CREATE USER platypus PASSWORD '{old_db}'"));
+    pg.superuser("CREATE DATABASE platypusdb OWNER platypus");
+    let watch = planted.watch(false);
 
     // App-only upgrade (here: to another deployable version) and back.
-    verb(&lab, &pb, &["update", "app", "--version", "2.0.0"]).assert_code(0);
-    assert_eq!(check(&lab, &pb)["app_version"], "2.0.0");
-    verb(&lab, &pb, &["update", "app", "--version", "2.1.0"]).assert_code(0);
-    verb(&lab, &pb, &["update", "kube-certs"]).assert_code(0);
+    kept(
+        &mut outputs,
+        "update app 2.0.0",
+        verb(&lab, &pb, &["update", "app", "--version", "2.0.0"]),
+    )
+    .assert_code(0);
+    let (v, r) = check_run(&lab, &pb);
+    kept(&mut outputs, "check, at 2.0.0", r);
+    assert_eq!(v["app_version"], "2.0.0");
+    kept(
+        &mut outputs,
+        "update app 2.1.0",
+        verb(&lab, &pb, &["update", "app", "--version", "2.1.0"]),
+    )
+    .assert_code(0);
+    kept(
+        &mut outputs,
+        "update kube-certs",
+        verb(&lab, &pb, &["update", "kube-certs"]),
+    )
+    .assert_code(0);
     // The nodes' configuration applied again: nothing left to change on a healthy cluster.
-    let r = verb(&lab, &pb, &["update", "node-conf", "--output", "json"]);
+    let r = kept(
+        &mut outputs,
+        "update node-conf",
+        verb(&lab, &pb, &["update", "node-conf", "--output", "json"]),
+    );
     r.assert_code(0);
     let changed: Vec<(String, String)> = r
         .json_lines()
@@ -158,92 +246,75 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
     assert!(changed.is_empty(), "update node-conf changed {changed:?}");
 
     // A new DB password through stdin reaches PostgreSQL (a real server standing in for the
-    // app's database pod, whose psql `kubectl exec` runs on the master in a lab); it is not in
-    // the output, the journal or the logs.
-    let pg = Postgres::start();
-    pg.superuser("CREATE USER platypus PASSWORD 'old-password'");
-    pg.superuser("CREATE DATABASE platypusdb OWNER platypus");
-    let secret = "Fresh-DB-pass-4242";
+    // app's database pod, whose psql `kubectl exec` runs on the master in a lab) and the
+    // cluster's secret. Every process's command line is watched while it travels.
     let vars = lab.home.path().join("pod.json");
     std::fs::write(
         &vars,
         serde_json::json!({"kqi_db_host": pg.socket(), "kqi_db_port": pg.port}).to_string(),
     )
     .unwrap();
-    // Every process's command line is watched while the password travels.
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let done = std::sync::Arc::new(AtomicUsize::new(0));
-    let watcher = {
-        let (stop, done) = (stop.clone(), done.clone());
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            let mut scans = 0;
-            while !stop.load(Ordering::Relaxed) && scans < 100_000 {
-                for e in std::fs::read_dir("/proc").unwrap().flatten() {
-                    if let Ok(c) = std::fs::read(e.path().join("cmdline"))
-                        && c.windows(secret.len()).any(|w| w == secret.as_bytes())
-                    {
-                        seen.push(String::from_utf8_lossy(&c).into_owned());
-                    }
-                }
-                scans += 1;
-                done.store(scans, Ordering::Relaxed);
-            }
-            (seen, scans)
-        })
-    };
-    // The watcher is running before the password travels (bounded: 30 s on a loaded machine).
-    let waited = std::time::Instant::now();
-    while done.load(Ordering::Relaxed) == 0 && waited.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let before = done.load(Ordering::Relaxed);
-    assert!(before > 0, "the process-list watcher did not start");
-    let r = lab
-        .kamo()
-        .args(["credentials", "db", "--password-stdin", "-i"])
-        .arg_path(&lab.inventory())
-        .args(["--playbooks"])
-        .arg_path(&pb)
-        .args(["--state-dir"])
-        .arg_path(&lab.home.path().join("state"))
-        .args(["-e", &format!("@{}", vars.display())])
-        .run_with_stdin(&format!("{secret}\n"));
-    let during = done.load(Ordering::Relaxed) - before;
-    stop.store(true, Ordering::Relaxed);
-    let (seen, scans) = watcher.join().unwrap();
-    assert!(
-        seen.is_empty(),
-        "the password was on a command line: {seen:?}"
-    );
-    // Whole scans made while kamo ran: how many depends on the machine's load, not zero.
-    assert!(
-        during > 0,
-        "the process list was not watched during the run ({scans} scans)"
+    let r = kept(
+        &mut outputs,
+        "credentials db --password-stdin",
+        lab.kamo()
+            .args(["credentials", "db", "--password-stdin", "-i"])
+            .arg_path(&lab.inventory())
+            .args(["--playbooks"])
+            .arg_path(&pb)
+            .args(["--state-dir"])
+            .arg_path(&state)
+            .args(["-e", &format!("@{}", vars.display())])
+            .run_with_stdin(&format!("{new_db}\n")),
     );
     r.assert_code(0);
-    assert!(pg.login_works("platypus", "platypusdb", secret));
-    assert!(!pg.login_works("platypus", "platypusdb", "old-password"));
-    assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret));
-    for f in walk(&lab.home.path().join("state")) {
-        let bytes = std::fs::read(&f).unwrap();
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains(secret),
-            "the password is in {}",
-            f.display()
-        );
-    }
+    assert!(pg.login_works("platypus", "platypusdb", new_db));
+    assert!(!pg.login_works("platypus", "platypusdb", old_db));
+    // The secret holds the new DB password, the others unchanged.
+    let again = verb(&lab, &pb, &["credentials", "show"]);
+    again.assert_code(0);
+    let mut want = generated.clone();
+    want.insert("db-password".into(), new_db.into());
+    assert_eq!(credentials(&again), want, "{}", again.stdout);
+    outputs.push((
+        "credentials show, after (stderr)".into(),
+        Run {
+            stdout: String::new(),
+            ..again
+        },
+    ));
 
     // clean app: the release goes, Kubernetes stays.
-    verb(&lab, &pb, &["clean", "app", "--yes"]).assert_code(0);
+    kept(
+        &mut outputs,
+        "clean app",
+        verb(&lab, &pb, &["clean", "app", "--yes"]),
+    )
+    .assert_code(0);
     let st = lab.status();
     assert!(
         !st.to_string().contains("\"kamonohashi\""),
         "release still listed: {st}"
     );
-    verb(&lab, &pb, &["deploy", "app", "--yes"]).assert_code(0);
-    assert_eq!(check(&lab, &pb)["app_version"], "2.1.0");
+    kept(
+        &mut outputs,
+        "deploy app",
+        verb(&lab, &pb, &["deploy", "app", "--yes"]),
+    )
+    .assert_code(0);
+    let (v, r) = check_run(&lab, &pb);
+    kept(&mut outputs, "check, after", r);
+    assert_eq!(v["app_version"], "2.1.0");
+    watch.assert_clean();
+
+    // Nothing kamo printed, recorded or showed of its journal holds a planted value.
+    outputs.extend(journal_views(&|| lab.kamo(), Some(&state)));
+    assert!(
+        outputs.iter().any(|(w, _)| w.starts_with("log ")),
+        "no run logged"
+    );
+    planted.assert_runs_clean(&outputs);
+    planted.assert_files_clean(&state);
 }
 
 /// A copy of the shipped playbooks whose v2.0.0 row points at its own directory, a copy
@@ -441,37 +512,58 @@ fn nix_kill(pid: u32) {
 /// Issue 7's full mode on a `kamo lab --with-db` cluster: KAMONOHASHI 2.1.0 deployed, then
 /// `kamo rollback --to-version 2.0.0` stops the app, backs the database up, reverts it to
 /// 2.0.0's migration in one transaction and deploys 2.0.0; the postflight check is green.
+///
+/// Also plants secrets (issue 10): the database's password (the settings' `db_password_file`)
+/// and the nodes' sudo password (`ansible_become_password`) are in nothing any command
+/// printed, no file of the state directory (the backup included), no view of the journal and
+/// no process's command line during the run.
 #[test]
 fn rollback_full_mode_on_a_lab_with_its_database() {
-    let lab = Lab::up(5, &["--gpu-nodes", "1", "--with-db"]);
+    const SUDO_PASSWORD: &str = "plant-sudo-2291-rollback";
+    let lab = Lab::up_with_sudo_password(5, &["--gpu-nodes", "1", "--with-db"], SUDO_PASSWORD);
     let pb = playbooks();
-    verb(&lab, &pb, &["deploy", "all", "--yes", "--version", "2.1.0"]).assert_code(0);
-    assert_eq!(check(&lab, &pb)["app_version"], "2.1.0");
-    let status = || {
-        let r = lab
-            .kamo()
-            .args(["db", "status", "--output", "json", "-i"])
-            .arg_path(&lab.inventory())
-            .args(["--playbooks"])
-            .arg_path(&pb)
-            .run();
+    let state = lab.home.path().join("state");
+    let password = std::fs::read_to_string(lab.dir.join("db-password")).unwrap();
+    let planted = Planted::new([password.trim(), SUDO_PASSWORD]);
+    let mut outputs: Vec<(String, Run)> = Vec::new();
+    let watch = planted.watch(false);
+    kept(
+        &mut outputs,
+        "deploy all",
+        verb(&lab, &pb, &["deploy", "all", "--yes", "--version", "2.1.0"]),
+    )
+    .assert_code(0);
+    let (v, r) = check_run(&lab, &pb);
+    kept(&mut outputs, "check", r);
+    assert_eq!(v["app_version"], "2.1.0");
+    let status = |outputs: &mut Vec<(String, Run)>, what: &str| {
+        let r = kept(
+            outputs,
+            what,
+            lab.kamo()
+                .args(["db", "status", "--output", "json", "-i"])
+                .arg_path(&lab.inventory())
+                .args(["--playbooks"])
+                .arg_path(&pb)
+                .run(),
+        );
         r.assert_code(0);
         serde_json::from_str::<Value>(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r:?}"))
     };
-    let before = status();
+    let before = status(&mut outputs, "db status");
     assert!(
         before.to_string().contains("20200615001935_v2.1.0"),
         "{before}"
     );
 
-    let r = verb(&lab, &pb, &["rollback", "--to-version", "2.0.0", "--yes"]);
-    r.assert_code(0);
-    let password = std::fs::read_to_string(lab.dir.join("db-password")).unwrap();
-    let password = password.trim();
-    assert!(!password.is_empty());
-    assert!(!r.stdout.contains(password) && !r.stderr.contains(password));
+    kept(
+        &mut outputs,
+        "rollback",
+        verb(&lab, &pb, &["rollback", "--to-version", "2.0.0", "--yes"]),
+    )
+    .assert_code(0);
 
-    let after = status();
+    let after = status(&mut outputs, "db status, after");
     assert!(
         !after
             .to_string()
@@ -481,13 +573,26 @@ fn rollback_full_mode_on_a_lab_with_its_database() {
     let text = after.to_string();
     assert!(text.contains("20200319064613_v2.0.0"), "{text}");
     // The app runs 2.0.0 again, on a cluster that passes its postflight check.
-    assert_eq!(check(&lab, &pb)["app_version"], "2.0.0");
+    let (v, r) = check_run(&lab, &pb);
+    kept(&mut outputs, "check, after", r);
+    assert_eq!(v["app_version"], "2.0.0");
+    watch.assert_clean();
     // The backup is kept in the state directory.
-    let backups: Vec<PathBuf> = walk(&lab.home.path().join("state"))
+    let backups: Vec<PathBuf> = walk(&state)
         .into_iter()
         .filter(|p| {
             p.to_string_lossy().contains("backup") || p.extension().is_some_and(|e| e == "dump")
         })
         .collect();
     assert!(!backups.is_empty(), "no backup in the state directory");
+
+    // Nothing kamo printed, recorded (the backup too) or showed of its journal holds a planted
+    // value.
+    outputs.extend(journal_views(&|| lab.kamo(), Some(&state)));
+    assert!(
+        outputs.iter().any(|(w, _)| w.starts_with("log ")),
+        "no run logged"
+    );
+    planted.assert_runs_clean(&outputs);
+    planted.assert_files_clean(&state);
 }

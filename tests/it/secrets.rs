@@ -8,10 +8,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::support::kamo::{Kamo, Run, empty_home};
+use crate::support::planted::{Planted, files_under, holds, journal_views};
 use crate::support::sshd::{SshCluster, TEST_PASSWORD, TEST_USER};
 
 const DB_PASSWORD: &str = "plant-db-5529-secret";
@@ -44,116 +43,8 @@ const PLAYBOOK: &str = r#"
         state: absent
 "#;
 
-fn planted() -> [&'static str; 4] {
-    [TEST_PASSWORD, DB_PASSWORD, PASSPHRASE, NO_LOG_OUTPUT]
-}
-
-/// Every process's arguments.
-pub(crate) fn command_lines() -> Vec<Vec<String>> {
-    let mut all = Vec::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return all;
-    };
-    for e in dir.flatten() {
-        if let Ok(b) = fs::read(e.path().join("cmdline")) {
-            let args: Vec<String> = String::from_utf8_lossy(&b)
-                .split_terminator('\0')
-                .map(str::to_owned)
-                .collect();
-            if !args.is_empty() {
-                all.push(args);
-            }
-        }
-    }
-    all
-}
-
-/// The operator's own `kamo ... --db postgres://USER:PASSWORD@...`: a password the operator
-/// chose to type into kamo's command line (kamo warns about it), not one kamo put on a
-/// command line. Any other argument holding the needle is not excused.
-fn operators_own_db_url(args: &[String], needle: &str) -> bool {
-    args.first().map(String::as_str) == Some(env!("CARGO_BIN_EXE_kamo"))
-        && args
-            .iter()
-            .enumerate()
-            .all(|(i, a)| !a.contains(needle) || (i > 0 && args[i - 1] == "--db"))
-}
-
-/// Samples every process's command line while commands run (the workstation's and the
-/// nodes': the lab's and the test sshds' processes are in this machine's `/proc`), keeping
-/// those that hold one of the needles.
-struct Watch {
-    stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<(Vec<String>, usize, usize)>,
-}
-
-impl Watch {
-    /// `operator_urls`: whether `--db` URLs the test gave kamo itself are excused.
-    fn start(needles: &[&str], operator_urls: bool) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let needles: Vec<String> = needles.iter().map(|s| (*s).to_owned()).collect();
-        let s = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let (mut seen, mut scans, mut excused) = (Vec::new(), 0, 0);
-            // Bounded by the test, which stops it; at most 10 minutes in any case.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
-            while !s.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                for args in command_lines() {
-                    for n in &needles {
-                        if !args.iter().any(|a| a.contains(n.as_str())) {
-                            continue;
-                        }
-                        if operator_urls && operators_own_db_url(&args, n) {
-                            excused += 1;
-                        } else {
-                            seen.push(args.join(" "));
-                        }
-                    }
-                }
-                scans += 1;
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            (seen, scans, excused)
-        });
-        Self { stop, handle }
-    }
-
-    /// Stops the sampling; no command line held a needle, and at least one whole scan ran.
-    /// Returns how many sightings of the operator's own `--db` URL were excused.
-    fn assert_clean(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        let (seen, scans, excused) = self.handle.join().unwrap();
-        assert!(scans > 0, "the process list was never scanned");
-        assert!(
-            seen.is_empty(),
-            "a process had a secret on its command line: {seen:?}"
-        );
-        excused
-    }
-}
-
-/// Every file under `dir`, read whole (the journal is SQLite: its bytes are searched).
-fn files_under(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else if let Ok(b) = fs::read(&p) {
-            out.push((p.display().to_string(), b));
-        }
-    }
-}
-
-fn assert_clean(what: &str, text: &[u8]) {
-    for s in planted() {
-        let found = text.windows(s.len()).any(|w| w == s.as_bytes());
-        assert!(
-            !found,
-            "{what} holds the secret {s:?}:\n{}",
-            String::from_utf8_lossy(text)
-        );
-    }
+fn planted() -> Planted {
+    Planted::new([TEST_PASSWORD, DB_PASSWORD, PASSPHRASE, NO_LOG_OUTPUT])
 }
 
 #[test]
@@ -190,7 +81,7 @@ fn planted_secrets_appear_nowhere_kamo_prints_records_or_runs() {
     let run = |extra: &[&str]| kamo().run_playbook(&pb, &inv, &c.known_hosts).args(extra);
 
     // The process list is sampled while the commands run.
-    let watch = Watch::start(&planted(), false);
+    let watch = planted().watch(false);
     let mut outputs: Vec<(String, Run)> = Vec::new();
     let text = run(&[]).run();
     text.assert_code(0);
@@ -238,20 +129,8 @@ fn planted_secrets_appear_nowhere_kamo_prints_records_or_runs() {
         "{}",
         shown("log 1 node01 read it back")
     );
-    for (what, r) in &outputs {
-        assert_clean(&format!("{what} stdout"), r.stdout.as_bytes());
-        assert_clean(&format!("{what} stderr"), r.stderr.as_bytes());
-    }
-    let mut files = Vec::new();
-    files_under(&state, &mut files);
-    assert!(
-        !files.is_empty(),
-        "no state was written in {}",
-        state.display()
-    );
-    for (path, bytes) in &files {
-        assert_clean(path, bytes);
-    }
+    planted().assert_runs_clean(&outputs);
+    planted().assert_files_clean(&state);
 }
 
 const CREDENTIAL: &str = "plant-cred-6620";
@@ -333,10 +212,6 @@ impl CredentialRun {
         assert!(!files.is_empty(), "nothing in {}", self.state.display());
         files
     }
-}
-
-fn holds(text: &[u8], s: &str) -> bool {
-    text.windows(s.len()).any(|w| w == s.as_bytes())
 }
 
 #[test]
@@ -617,7 +492,7 @@ fn planted_db_password_appears_nowhere_the_database_commands_print_record_or_run
         outputs.push((what.to_owned(), r));
     };
 
-    let watch = Watch::start(&[DB_PLANTED], true);
+    let watch = Planted::new([DB_PLANTED]).watch(true);
     step(
         "db status -i (db_password_file)",
         0,
@@ -862,47 +737,25 @@ fn planted_db_password_appears_nowhere_the_database_commands_print_record_or_run
         out("migrate --check (db_password_file)")
     );
 
-    // What kamo recorded, in every view.
-    let runs: serde_json::Value =
-        serde_json::from_str(&kamo().args(["history", "--output", "json"]).run().stdout).unwrap();
-    let ids: Vec<String> = runs
-        .as_array()
-        .unwrap()
+    // What kamo recorded, in every view (`log` of every host a run names: here `db`).
+    let views = journal_views(&kamo, None);
+    let runs = views
         .iter()
-        .map(|r| r["id"].to_string())
-        .collect();
-    assert!(ids.len() >= 4, "{runs}");
-    let mut views = vec![
-        vec!["history".to_owned()],
-        vec!["history".into(), "--output".into(), "json".into()],
-    ];
-    for id in &ids {
-        views.push(vec!["show".into(), id.clone()]);
-        views.push(vec![
-            "show".into(),
-            id.clone(),
-            "--output".into(),
-            "json".into(),
-        ]);
-        views.push(vec!["log".into(), id.clone(), "db".into()]);
-    }
-    for v in views {
-        let r = kamo().args(v.clone()).run();
-        assert_eq!(r.code, 0, "{v:?}: {r:?}");
-        outputs.push((v.join(" "), r));
-    }
-    for (what, r) in &outputs {
-        for (stream, text) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
-            assert!(
-                !text.contains(DB_PLANTED),
-                "{what} {stream} shows the password:\n{text}"
-            );
-        }
-    }
-    let mut files = Vec::new();
-    files_under(&state, &mut files);
-    assert!(files.len() > 2, "{}", state.display());
-    for (path, bytes) in &files {
-        assert!(!holds(bytes, DB_PLANTED), "{path} holds the password");
-    }
+        .filter(|(w, _)| w.starts_with("show ") && w.ends_with(" json"))
+        .count();
+    assert!(runs >= 4, "{runs} runs in the journal");
+    assert!(
+        views
+            .iter()
+            .any(|(w, _)| w.starts_with("log ") && w.ends_with(" db")),
+        "no log of the database steps"
+    );
+    outputs.extend(views);
+    let planted = Planted::new([DB_PLANTED]);
+    planted.assert_runs_clean(&outputs);
+    assert!(
+        planted.assert_files_clean(&state) > 2,
+        "{}",
+        state.display()
+    );
 }

@@ -19,8 +19,25 @@ impl Lab {
         Self::start(nodes, extra).0
     }
 
+    /// Like [`Lab::up`], the nodes' sudo asking for `password` (`kamo lab up --sudo-password`),
+    /// which the lab's settings give as `ansible_become_password`.
+    pub fn up_with_sudo_password(nodes: usize, extra: &[&str], password: &str) -> Lab {
+        let mut extra = extra.to_vec();
+        extra.push("--sudo-password");
+        let lab = Self::start_env(nodes, &extra, &[("KAMO_LAB_SUDO_PASSWORD", password)]).0;
+        let settings = lab.dir.join("group_vars/all/settings.yml");
+        let mut text = std::fs::read_to_string(&settings).unwrap();
+        text.push_str(&format!("ansible_become_password: \"{password}\"\n"));
+        std::fs::write(&settings, text).unwrap();
+        lab
+    }
+
     /// Like [`Lab::up`], also returning what `kamo lab up` printed.
     pub fn start(nodes: usize, extra: &[&str]) -> (Lab, Run) {
+        Self::start_env(nodes, extra, &[])
+    }
+
+    fn start_env(nodes: usize, extra: &[&str], env: &[(&str, &str)]) -> (Lab, Run) {
         let home = empty_home();
         if extra.contains(&"--with-db") {
             // The database server runs as `postgres`, which must pass through the home
@@ -30,8 +47,11 @@ impl Lab {
         }
         let dir = home.path().join("lab");
         let lab = Lab { home, dir };
-        let r = lab
-            .kamo()
+        let mut k = lab.kamo();
+        for (name, value) in env {
+            k = k.env(name, value);
+        }
+        let r = k
             .args(["lab", "up", "--nodes", &nodes.to_string(), "--dir"])
             .arg_path(&lab.dir)
             .args(extra)

@@ -5,6 +5,7 @@ pub mod kamo;
 pub mod lab;
 pub mod pg;
 pub mod pg_pod;
+pub mod planted;
 pub mod sshd;
 
 use std::io::Read;
