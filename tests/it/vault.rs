@@ -2,7 +2,8 @@
 //! `-e @FILE` (format 1.2, labelled) and an inline `!vault` value in the playbook are decrypted with `--vault-password-file` (a file, a script,
 //! `$ANSIBLE_VAULT_PASSWORD_FILE`) and reach the nodes, while the decrypted values appear
 //! nowhere in what kamo prints (text, `-v --diff`, `--output json`, plan, inventory listing)
-//! or records (the journal's bytes, the run logs, `show`, `log`, `history`). A wrong or
+//! or records (the journal's bytes, the run logs, `show`, `log`, `history`), nor on any
+//! process's command line on the workstation or the nodes while kamo runs. A wrong or
 //! missing password stops kamo before any host is touched.
 //!
 //! The vaults are the test vectors under tests/fixtures/vault (made by the real
@@ -13,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::support::kamo::{Kamo, Run, empty_home};
+use crate::support::planted::Planted;
 use crate::support::sshd::SshCluster;
 
 const PASSWORD: &str = "kamo-vault-test";
@@ -143,6 +145,8 @@ fn vaulted_values_reach_the_nodes_and_nothing_kamo_prints_or_records() {
     fs::write(&extra, fixture("vars-1.2.yml")).unwrap();
     let extra = format!("@{}", extra.display());
 
+    // Every process's command line, the nodes' included, is watched during both runs.
+    let watch = Planted::new(SECRETS.iter().copied().chain([PASSWORD])).watch(false);
     let text = s.run(
         &c,
         &["--vault-password-file", &pw, "-v", "--diff", "-e", &extra],
@@ -179,6 +183,7 @@ fn vaulted_values_reach_the_nodes_and_nothing_kamo_prints_or_records() {
         ],
     );
     json.assert_code(0);
+    watch.assert_clean();
     assert_no_secret("--output json", json.stdout.as_bytes());
     assert_no_secret("stderr (json)", json.stderr.as_bytes());
     assert!(json.stdout.contains("********"), "{}", json.stdout);
@@ -384,7 +389,9 @@ fn ask_vault_pass_reads_the_terminal() {
         .env("HOME", s.home.path())
         .arg("-c")
         .arg(format!(
-            "(sleep 1; printf '%s\\n' '{PASSWORD}') | script -qec '{kamo_line}' /dev/null"
+            "(sleep 1; cat '{}') | script -qec '{kamo_line}' /dev/null",
+            // Typed from the password file: on no command line (the vault test watches them).
+            s.password_file.display()
         ));
     let out = crate::support::run_bounded(&mut cmd, std::time::Duration::from_secs(60));
     let stdout = String::from_utf8_lossy(&out.stdout);
