@@ -152,9 +152,15 @@ fn signal(child: &Child, sig: i32) {
     assert_eq!(rc, 0, "kill({}, {sig})", child.id());
 }
 
-/// Waits (bounded) for a spawned kamo and collects what it printed. Its pipes are read while
-/// it runs: a run on many hosts prints more than a pipe holds, and would block on it.
-fn finish(mut child: Child, timeout: Duration) -> Run {
+/// A spawned kamo whose output is read from its start: a run on many hosts (or a resume
+/// that shows what ran before) prints more than a pipe holds, and would block on it.
+struct Spawned {
+    child: Child,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+fn spawned(mut child: Child) -> Spawned {
     fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
         std::thread::spawn(move || {
             let mut s = String::new();
@@ -164,6 +170,16 @@ fn finish(mut child: Child, timeout: Duration) -> Run {
     }
     let out = drain(child.stdout.take().unwrap());
     let err = drain(child.stderr.take().unwrap());
+    Spawned { child, out, err }
+}
+
+/// Waits (bounded) for a spawned kamo and collects what it printed.
+fn finish(spawned: Spawned, timeout: Duration) -> Run {
+    let Spawned {
+        mut child,
+        out,
+        err,
+    } = spawned;
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -228,13 +244,13 @@ fn sigkill_at_several_points_then_resume_runs_every_task_once() {
     // Kill when node01 has finished 1, 3 and 5 tasks: before, in and after the register.
     for kill_after in [1usize, 3, 5] {
         let s = setup(PLAYBOOK);
-        let child = s.run(&c, &inv, &[]).spawn();
+        let child = spawned(s.run(&c, &inv, &[]).spawn());
         wait_until(
             &format!("node01 to finish {kill_after} tasks"),
             Duration::from_secs(60),
             || s.host_log("node01").len() >= kill_after,
         );
-        signal(&child, libc::SIGKILL);
+        signal(&child.child, libc::SIGKILL);
         let killed = finish(child, Duration::from_secs(10));
         assert_eq!(killed.code, -1, "SIGKILL ends kamo without an exit code");
         let h = s.history();
@@ -271,11 +287,11 @@ fn sigint_lets_tasks_in_flight_finish_and_resume_carries_on() {
     let inv = c.write_inventory("");
     for stop_after in [1usize, 4] {
         let s = setup(PLAYBOOK);
-        let child = s.run(&c, &inv, &[]).spawn();
+        let child = spawned(s.run(&c, &inv, &[]).spawn());
         wait_until("tasks to run", Duration::from_secs(60), || {
             s.host_log("node01").len() >= stop_after
         });
-        signal(&child, libc::SIGINT);
+        signal(&child.child, libc::SIGINT);
         let r = finish(child, Duration::from_secs(60));
         r.assert_code(99);
         assert!(
@@ -301,14 +317,14 @@ fn a_second_sigint_abandons_the_task_in_flight_which_runs_again_on_resume() {
     let inv = c.write_inventory("");
     let s = setup(PLAYBOOK);
     // t3 sleeps 6 s: the second signal finds it in flight.
-    let child = s.run(&c, &inv, &["-e", "nap=6"]).spawn();
+    let child = spawned(s.run(&c, &inv, &["-e", "nap=6"]).spawn());
     wait_until("t2 to finish", Duration::from_secs(60), || {
         s.host_log("node01").len() >= 2 && s.host_log("node02").len() >= 2
     });
     std::thread::sleep(Duration::from_millis(300));
-    signal(&child, libc::SIGINT);
+    signal(&child.child, libc::SIGINT);
     std::thread::sleep(Duration::from_millis(300));
-    signal(&child, libc::SIGINT);
+    signal(&child.child, libc::SIGINT);
     let r = finish(child, Duration::from_secs(60));
     r.assert_code(99);
     // kamo did not wait for t3 (which would have written its line after 6 s).
@@ -463,8 +479,8 @@ fn concurrent_runs_on_the_same_host_are_refused() {
     let c = SshCluster::start(2);
     let inv = c.write_inventory("");
     let s = setup(PLAYBOOK);
-    let first = s.run(&c, &inv, &["-l", "node01", "-e", "nap=5"]).spawn();
-    let pid = first.id();
+    let first = spawned(s.run(&c, &inv, &["-l", "node01", "-e", "nap=5"]).spawn());
+    let pid = first.child.id();
     wait_until("the first run to start", Duration::from_secs(60), || {
         !s.host_log("node01").is_empty()
     });
@@ -708,7 +724,7 @@ fn twenty_kills_of_a_fifty_host_run_then_resume_run_every_task_once() {
     let s = setup(&long_playbook());
     let hosts: Vec<String> = c.hosts.iter().map(|h| h.name.clone()).collect();
     let counts = |s: &Setup| -> Vec<usize> { hosts.iter().map(|h| s.host_log(h).len()).collect() };
-    let mut child = s.run(&c, &inv, &["-f", "50"]).spawn();
+    let mut child = spawned(s.run(&c, &inv, &["-f", "50"]).spawn());
     let mut sigkills = 0;
     for kill in 0..20 {
         let before = counts(&s);
@@ -718,7 +734,10 @@ fn twenty_kills_of_a_fifty_host_run_then_resume_run_every_task_once() {
             || counts(&s).iter().zip(&before).all(|(now, was)| now > was),
         );
         let hard = kill % 2 == 0;
-        signal(&child, if hard { libc::SIGKILL } else { libc::SIGINT });
+        signal(
+            &child.child,
+            if hard { libc::SIGKILL } else { libc::SIGINT },
+        );
         let stopped = finish(child, Duration::from_secs(60));
         if hard {
             sigkills += 1;
@@ -726,11 +745,12 @@ fn twenty_kills_of_a_fifty_host_run_then_resume_run_every_task_once() {
         } else {
             assert_eq!(stopped.code, 99, "kill {kill}: {stopped:?}");
         }
-        child = s
-            .kamo()
-            .args(["resume", "--state-dir"])
-            .arg_path(&s.state)
-            .spawn();
+        child = spawned(
+            s.kamo()
+                .args(["resume", "--state-dir"])
+                .arg_path(&s.state)
+                .spawn(),
+        );
     }
     let last = finish(child, Duration::from_secs(300));
     last.assert_code(0);
