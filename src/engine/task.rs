@@ -1133,11 +1133,17 @@ impl Runner<'_> {
             .timeout
             .map(Duration::from_secs)
             .or(self.ssh.task_timeout);
+        let apart = if modules::own_tools_only(module, &args) {
+            crate::transport::shell::Apart::Subshell
+        } else {
+            crate::transport::shell::Apart::Session
+        };
         let output = conn
             .run_script(
                 script.into_bytes(),
                 sudo.as_ref(),
                 crate::transport::Cutoff::after(limit),
+                apart,
             )
             .await;
         let output = match output {

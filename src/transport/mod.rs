@@ -172,15 +172,17 @@ impl Connection {
     }
 
     /// Runs a task script with `/bin/sh -s` (the script on its stdin), bounded like
-    /// [`Connection::exec_limited`]; over SSH in a long-lived task shell ([`shell`]).
+    /// [`Connection::exec_limited`]; over SSH in a long-lived task shell ([`shell`]), kept
+    /// apart from it as `apart` says.
     pub async fn run_script(
         &self,
         script: Vec<u8>,
         sudo: Option<&quote::Become>,
         cutoff: Cutoff,
+        apart: shell::Apart,
     ) -> Result<Option<Output>, TransportError> {
         match self {
-            Self::Ssh(s) => s.run_script(script, sudo, cutoff).await,
+            Self::Ssh(s) => s.run_script(script, sudo, cutoff, apart).await,
             Self::Local => local::exec_limited("/bin/sh -s", Some(script), sudo, cutoff).await,
         }
     }

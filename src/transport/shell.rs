@@ -33,6 +33,17 @@
 //! used again. That also reaches a become task that ignores TERM, and works on a root login,
 //! where sshd refuses SSH's own `signal` request.
 //!
+//! kamo's own file modules (`copy`, `template`, `file`, `lineinfile`, ... without a
+//! `validate:` command: see `modules::own_tools_only`) run their script in a subshell of the
+//! driver instead, `( . /dev/stdin ) <<'KAMO_SCRIPT_<tag>' &`: a fork and no `exec` (0.2 ms of
+//! CPU where `setsid /bin/sh -s` costs 1.7 ms), since such a script starts only short-lived
+//! tools and nothing that outlives it, and needs no process group of its own. Its own `exit`,
+//! a syntax error and its traps still end or touch only that subshell; at a time limit the
+//! driver's trap ends its own process group (which sshd made for the driver: the subshell and
+//! everything it started are in it, earlier tasks' leftovers are not), sparing itself. The
+//! driver checks once that the host can (`/dev/stdin` readable, `pgrep` there) and says so in
+//! its ready line; else these scripts run in `setsid` too.
+//!
 //! Not used (kamo falls back to a channel per task) when the host has no `setsid`
 //! (util-linux), when a script holds the terminator line (it cannot, short of guessing 64
 //! random bits), or with `KAMO_TASK_SHELL=0`. A task killed by a signal is reported by its
@@ -69,6 +80,17 @@ pub fn enabled() -> bool {
     std::env::var("KAMO_TASK_SHELL").map_or(true, |v| v != "0")
 }
 
+/// How a task's script is kept apart from the driver that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Apart {
+    /// `setsid /bin/sh -s`: a shell, session and process group of its own, which a time limit
+    /// ends whole. For any script that runs the playbook's own commands.
+    Session,
+    /// A subshell of the driver (a fork, no `exec`): only for kamo's own module scripts,
+    /// which start nothing that outlives them.
+    Subshell,
+}
+
 /// A running driver shell on one channel.
 pub struct TaskShell {
     pub key: Key,
@@ -80,6 +102,8 @@ pub struct TaskShell {
     pid: u32,
     /// The become settings it was started with (the signal is sent as the same user).
     sudo: Option<Become>,
+    /// Whether the driver can run a script in a subshell ([`Apart::Subshell`]).
+    subshell: bool,
 }
 
 /// How starting a shell went.
@@ -94,20 +118,36 @@ pub enum Started {
     Cut,
 }
 
-/// The driver's prelude: checks `setsid`, sets the trap that ends a task, says it is ready.
+/// The driver's prelude: checks `setsid`, sets the trap that ends a task, finds whether a
+/// subshell can read a script from `/dev/stdin` (and `pgrep` can end what it started), says
+/// it is ready (its pid, and 1 or 0 for the subshell).
+///
+/// The trap ignores further TERMs, then ends what `kamo_k` names: the task's process group
+/// (`-PID`, a `setsid` task), or the driver's own group (`0`, a subshell task: the driver,
+/// which sshd made a session leader, the task and what it started; earlier `setsid` tasks'
+/// leftovers are in sessions of their own). TERM first, KILL a second later, sparing the
+/// driver and its parent (sudo) in its own group; then it exits.
 fn prelude(tag: &str) -> String {
     format!(
         "command -v setsid >/dev/null 2>&1 || exit 97\n\
-         kamo_p=\n\
-         trap '[ -n \"$kamo_p\" ] && kill -TERM \"-$kamo_p\" 2>/dev/null; sleep 1; \
-         [ -n \"$kamo_p\" ] && kill -KILL \"-$kamo_p\" 2>/dev/null; exit 143' TERM\n\
-         printf '%s %s\\n' 'KAMO-SHELL-{tag}' \"$$\"\n"
+         kamo_p=; kamo_k=\n\
+         trap 'trap \"\" TERM; [ -n \"$kamo_p\" ] && kill -TERM \"$kamo_k\" 2>/dev/null; sleep 1; \
+         if [ -z \"$kamo_p\" ]; then :; elif [ \"$kamo_k\" = 0 ]; then \
+         for kamo_q in $(pgrep -g 0 2>/dev/null); do [ \"$kamo_q\" = \"$$\" ] || \
+         [ \"$kamo_q\" = \"$PPID\" ] || kill -KILL \"$kamo_q\" 2>/dev/null; done; \
+         else kill -KILL \"$kamo_k\" 2>/dev/null; fi; exit 143' TERM\n\
+         kamo_sub=0\n\
+         command -v pgrep >/dev/null 2>&1 && ( . /dev/stdin; [ \"$kamo_probe\" = 1 ] ) 2>/dev/null \
+         <<'KAMO_PROBE_{tag}' && kamo_sub=1\n\
+         kamo_probe=1\n\
+         KAMO_PROBE_{tag}\n\
+         printf '%s %s %s\\n' 'KAMO-SHELL-{tag}' \"$$\" \"$kamo_sub\"\n"
     )
 }
 
-/// The frame that runs `script` as task number `seq`; `None` when the script holds the
-/// here-document's terminator line.
-fn frame(tag: &str, seq: u64, script: &[u8]) -> Option<Vec<u8>> {
+/// The frame that runs `script` as task number `seq`, kept apart as `apart` says; `None`
+/// when the script holds the here-document's terminator line.
+fn frame(tag: &str, seq: u64, script: &[u8], apart: Apart) -> Option<Vec<u8>> {
     let delim = format!("KAMO_SCRIPT_{tag}");
     if script
         .split(|&b| b == b'\n')
@@ -117,14 +157,18 @@ fn frame(tag: &str, seq: u64, script: &[u8]) -> Option<Vec<u8>> {
     }
     let end = format!("KAMO-END-{tag}-{seq}");
     let mut f = Vec::with_capacity(script.len() + 320);
-    f.extend_from_slice(format!("setsid /bin/sh -s <<'{delim}' &\n").as_bytes());
+    let (start, kill) = match apart {
+        Apart::Session => ("setsid /bin/sh -s", "-$kamo_p"),
+        Apart::Subshell => ("( . /dev/stdin )", "0"),
+    };
+    f.extend_from_slice(format!("{start} <<'{delim}' &\n").as_bytes());
     f.extend_from_slice(script);
     if !script.ends_with(b"\n") {
         f.push(b'\n');
     }
     f.extend_from_slice(
         format!(
-            "{delim}\nkamo_p=$!; wait \"$kamo_p\"; kamo_rc=$?; kamo_p=; \
+            "{delim}\nkamo_p=$!; kamo_k={kill}; wait \"$kamo_p\"; kamo_rc=$?; kamo_p=; \
              printf '\\n%s %s\\n' '{end}' \"$kamo_rc\"; printf '\\n%s\\n' '{end}' >&2\n"
         )
         .as_bytes(),
@@ -132,15 +176,16 @@ fn frame(tag: &str, seq: u64, script: &[u8]) -> Option<Vec<u8>> {
     Some(f)
 }
 
-/// The driver's pid from its ready line (`KAMO-SHELL-<tag> <pid>\n`), once it is whole.
-fn ready_pid(out: &[u8], ready: &str) -> Option<u32> {
+/// The driver's pid and whether it can run subshell scripts, from its ready line
+/// (`KAMO-SHELL-<tag> <pid> <0|1>\n`), once it is whole.
+fn ready_line(out: &[u8], ready: &str) -> Option<(u32, bool)> {
     let at = memchr::memmem::find(out, ready.as_bytes())? + ready.len();
     let nl = memchr::memchr(b'\n', &out[at..])?;
-    std::str::from_utf8(&out[at..at + nl])
+    let mut words = std::str::from_utf8(&out[at..at + nl])
         .ok()?
-        .trim()
-        .parse()
-        .ok()
+        .split_whitespace();
+    let pid = words.next()?.parse().ok()?;
+    Some((pid, words.next() == Some("1")))
 }
 
 /// Finds one end marker in a stream while passing what precedes it on, in bounded memory.
@@ -247,7 +292,7 @@ impl TaskShell {
                             sent = true;
                         }
                         out.extend_from_slice(&data);
-                        if let Some(pid) = ready_pid(&out, &ready) {
+                        if let Some((pid, subshell)) = ready_line(&out, &ready) {
                             return Ok(Started::Ready(Self {
                                 key: sudo.map(|b| b.user.clone()),
                                 rd,
@@ -256,6 +301,7 @@ impl TaskShell {
                                 seq: 0,
                                 pid,
                                 sudo: sudo.cloned(),
+                                subshell,
                             }));
                         }
                         if out.len() > 64 << 10 {
@@ -394,10 +440,12 @@ impl TaskShell {
         Ok(None)
     }
 
-    /// The frame for the next task, numbering it; `None` if the script cannot be framed.
-    pub fn frame_for(&mut self, script: &[u8]) -> Option<Vec<u8>> {
+    /// The frame for the next task, numbering it; `None` if the script cannot be framed. A
+    /// script asked to run in a subshell runs in `setsid` where the driver cannot.
+    pub fn frame_for(&mut self, script: &[u8], apart: Apart) -> Option<Vec<u8>> {
         self.seq += 1;
-        frame(&self.tag, self.seq, script)
+        let apart = if self.subshell { apart } else { Apart::Session };
+        frame(&self.tag, self.seq, script, apart)
     }
 
     /// Ends the running task and the driver: TERM to the driver, whose trap ends the task's
@@ -497,56 +545,111 @@ mod tests {
     }
 
     #[test]
-    fn the_ready_line_gives_the_drivers_pid_once_whole() {
+    fn the_ready_line_gives_the_drivers_pid_and_subshell_once_whole() {
         assert_eq!(
-            ready_pid(b"motd\nKAMO-SHELL-t 4118\n", "KAMO-SHELL-t "),
-            Some(4118)
+            ready_line(b"motd\nKAMO-SHELL-t 4118 1\n", "KAMO-SHELL-t "),
+            Some((4118, true))
         );
-        assert_eq!(ready_pid(b"KAMO-SHELL-t 41", "KAMO-SHELL-t "), None);
-        assert_eq!(ready_pid(b"KAMO-SHELL-u 41\n", "KAMO-SHELL-t "), None);
+        assert_eq!(
+            ready_line(b"KAMO-SHELL-t 4118 0\n", "KAMO-SHELL-t "),
+            Some((4118, false))
+        );
+        assert_eq!(
+            ready_line(b"KAMO-SHELL-t 4118\n", "KAMO-SHELL-t "),
+            Some((4118, false))
+        );
+        assert_eq!(ready_line(b"KAMO-SHELL-t 41", "KAMO-SHELL-t "), None);
+        assert_eq!(ready_line(b"KAMO-SHELL-u 41\n", "KAMO-SHELL-t "), None);
     }
 
     #[test]
     fn a_frame_quotes_the_script_as_a_here_document_and_refuses_its_terminator() {
-        let f = String::from_utf8(frame("ab", 3, b"echo '$(id)'; exit 4").unwrap()).unwrap();
+        let f = String::from_utf8(frame("ab", 3, b"echo '$(id)'; exit 4", Apart::Session).unwrap())
+            .unwrap();
         assert!(
             f.starts_with(
-                "setsid /bin/sh -s <<'KAMO_SCRIPT_ab' &\necho '$(id)'; exit 4\nKAMO_SCRIPT_ab\n"
+                "setsid /bin/sh -s <<'KAMO_SCRIPT_ab' &\necho '$(id)'; exit 4\nKAMO_SCRIPT_ab\n\
+                 kamo_p=$!; kamo_k=-$kamo_p;"
             ),
             "{f}"
         );
         assert!(f.contains("'KAMO-END-ab-3'"), "{f}");
-        assert!(frame("ab", 1, b"x\nKAMO_SCRIPT_ab\ny").is_none());
-        assert!(frame("ab", 1, b"x\nKAMO_SCRIPT_ab \ny").is_some());
+        let f = String::from_utf8(frame("ab", 4, b"exit 4", Apart::Subshell).unwrap()).unwrap();
+        assert!(
+            f.starts_with(
+                "( . /dev/stdin ) <<'KAMO_SCRIPT_ab' &\nexit 4\nKAMO_SCRIPT_ab\n\
+                 kamo_p=$!; kamo_k=0;"
+            ),
+            "{f}"
+        );
+        for apart in [Apart::Session, Apart::Subshell] {
+            assert!(frame("ab", 1, b"x\nKAMO_SCRIPT_ab\ny", apart).is_none());
+            assert!(frame("ab", 1, b"x\nKAMO_SCRIPT_ab \ny", apart).is_some());
+        }
     }
 
-    /// The driver and frames, run by the machine's `/bin/sh` with no SSH: each script's exit
-    /// code, output and stderr come back; a syntax error, a kill or `exit` ends only its task.
-    #[test]
-    fn a_local_driver_runs_frames_in_turn() {
+    /// The driver, started by the machine's `/bin/sh -s` with no SSH, fed `input` after its
+    /// prelude; its pid, stdout and stderr and whether it succeeded, once it ends.
+    fn local_driver(tag: &str, frames: &[Vec<u8>]) -> (u32, String, String, bool) {
         use std::io::Write as _;
-        let mut input = prelude("zz").into_bytes();
-        input.extend(frame("zz", 1, b"echo one; echo e1 >&2; exit 3\n").unwrap());
-        input.extend(frame("zz", 2, b"echo two; if then\n").unwrap());
-        input.extend(frame("zz", 3, b"kill -KILL $$").unwrap());
-        input.extend(frame("zz", 4, b"cd /; exit 0").unwrap());
+        use std::os::unix::process::CommandExt as _;
+        let mut input = prelude(tag).into_bytes();
+        for f in frames {
+            input.extend_from_slice(f);
+        }
+        // A process group of its own, as sshd gives the driver: its trap signals that group.
         let mut child = std::process::Command::new("/bin/sh")
             .arg("-s")
+            .process_group(0)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let child_pid = child.id();
+        let pid = child.id();
         child.stdin.take().unwrap().write_all(&input).unwrap();
         let o = child.wait_with_output().unwrap();
-        let out = String::from_utf8(o.stdout).unwrap();
-        let err = String::from_utf8(o.stderr).unwrap();
-        assert!(o.status.success(), "{out}{err}");
+        (
+            pid,
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+            o.status.success(),
+        )
+    }
+
+    /// The driver and frames, run by the machine's `/bin/sh` with no SSH: each script's exit
+    /// code, output and stderr come back; a syntax error, a kill or `exit` ends only its task,
+    /// in a `setsid` shell and in a subshell alike.
+    #[test]
+    fn a_local_driver_runs_frames_in_turn() {
+        let (s, u) = (Apart::Session, Apart::Subshell);
+        let frames = [
+            frame("zz", 1, b"echo one; echo e1 >&2; exit 3\n", s).unwrap(),
+            frame("zz", 2, b"echo two; if then\n", s).unwrap(),
+            frame("zz", 3, b"kill -KILL $$", s).unwrap(),
+            frame("zz", 4, b"cd /; exit 0", s).unwrap(),
+            frame("zz", 5, b"echo five; echo e5 >&2; exit 5\n", u).unwrap(),
+            frame("zz", 6, b"echo six; if then\n", u).unwrap(),
+            // A subshell's own pid (`$$` is the driver's there), killed.
+            frame("zz", 7, b"kill -KILL $(exec sh -c 'echo $PPID')", u).unwrap(),
+            frame(
+                "zz",
+                8,
+                b"trap 'echo bye' EXIT; cd /tmp; kamo_leak=x; exit 0",
+                u,
+            )
+            .unwrap(),
+            frame("zz", 9, b"pwd; echo \"[${kamo_leak:-}]\"", u).unwrap(),
+        ];
+        let (pid, out, err, ok) = local_driver("zz", &frames);
+        assert!(ok, "{out}{err}");
         assert_eq!(
             out,
             format!(
-                "KAMO-SHELL-zz {child_pid}\none\n\nKAMO-END-zz-1 3\n\nKAMO-END-zz-2 2\n\nKAMO-END-zz-3 137\n\nKAMO-END-zz-4 0\n"
+                "KAMO-SHELL-zz {pid} 1\none\n\nKAMO-END-zz-1 3\n\nKAMO-END-zz-2 2\n\nKAMO-END-zz-3 137\n\nKAMO-END-zz-4 0\n\
+                 five\n\nKAMO-END-zz-5 5\n\nKAMO-END-zz-6 2\n\nKAMO-END-zz-7 137\n\
+                 bye\n\nKAMO-END-zz-8 0\n{}\n[]\n\nKAMO-END-zz-9 0\n",
+                std::env::current_dir().unwrap().display()
             )
         );
         assert!(err.starts_with("e1\n\nKAMO-END-zz-1\n"), "{err}");
@@ -555,8 +658,102 @@ mod tests {
             "a syntax error ends only its task: {err}"
         );
         assert!(
-            err.ends_with("\n\nKAMO-END-zz-3\n\nKAMO-END-zz-4\n"),
+            err.contains("\n\nKAMO-END-zz-3\n\nKAMO-END-zz-4\ne5\n\nKAMO-END-zz-5\n"),
             "{err}"
         );
+        assert!(
+            err.ends_with("\n\nKAMO-END-zz-7\n\nKAMO-END-zz-8\n\nKAMO-END-zz-9\n"),
+            "{err}"
+        );
+    }
+
+    /// Whether process `pid` is gone (or a zombie nobody reaped yet).
+    fn gone(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+            st.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    }
+
+    /// A TERM to the driver (what kamo sends at a time limit) ends the running task and what
+    /// it started: the process group of a `setsid` task, the children of a subshell task.
+    #[test]
+    fn a_term_to_the_driver_ends_the_task_and_its_children() {
+        use std::io::{BufRead as _, Write as _};
+        use std::os::unix::process::CommandExt as _;
+        // `sleep`, a grandchild of the task's script, reporting its own pid first; once with
+        // TERM ignored (the KILL a second later ends it).
+        let grandchild =
+            "sh -c 'sh -c \"echo SLEEP \\$\\$; exec sleep 60\"; echo no'\necho not-reached\n";
+        let deaf = format!("trap '' TERM\n{grandchild}");
+        for (apart, script) in [
+            (Apart::Session, grandchild.to_owned()),
+            (Apart::Subshell, grandchild.to_owned()),
+            (Apart::Session, deaf.clone()),
+            (Apart::Subshell, deaf),
+        ] {
+            // A process group of its own, as sshd gives the driver: its trap signals that
+            // group, never this test's.
+            let mut child = std::process::Command::new("/bin/sh")
+                .arg("-s")
+                .process_group(0)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let driver = child.id();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(prelude("tt").as_bytes()).unwrap();
+            stdin
+                .write_all(&frame("tt", 1, script.as_bytes(), apart).unwrap())
+                .unwrap();
+            stdin.flush().unwrap();
+            let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut sleeper = None;
+            for line in lines.by_ref().take(4) {
+                if let Some(p) = line.unwrap().strip_prefix("SLEEP ") {
+                    sleeper = Some(p.trim().parse::<u32>().unwrap());
+                    break;
+                }
+            }
+            let sleeper = sleeper.expect("the task started");
+            assert!(!gone(sleeper));
+            // The driver this test started, by its pid.
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(driver.cast_signed()),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .unwrap();
+            let t0 = std::time::Instant::now();
+            let status = loop {
+                if let Some(st) = child.try_wait().unwrap() {
+                    break st;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "{apart:?}: the driver did not end"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert_eq!(status.code(), Some(143), "{apart:?}");
+            let t0 = std::time::Instant::now();
+            while !gone(sleeper) && t0.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(
+                gone(sleeper),
+                "{apart:?}: the task's sleep {sleeper} still runs"
+            );
+            // Read once the sleep is gone: it held the output open.
+            let rest: Vec<String> = lines.map_while(Result::ok).collect();
+            assert!(
+                !rest
+                    .iter()
+                    .any(|l| l.contains("not-reached") || l.contains("KAMO-END")),
+                "{apart:?}: {rest:?}"
+            );
+        }
     }
 }

@@ -751,6 +751,7 @@ impl Session {
         script: Vec<u8>,
         sudo: Option<&Become>,
         cutoff: Cutoff,
+        apart: shell::Apart,
     ) -> Result<Option<Output>, TransportError> {
         use std::sync::atomic::Ordering;
         if cutoff.stopped() {
@@ -777,7 +778,7 @@ impl Session {
                 }
             },
         };
-        let Some(frame) = sh.frame_for(&script) else {
+        let Some(frame) = sh.frame_for(&script, apart) else {
             self.put_idle(sh).await;
             return self
                 .exec_limited("/bin/sh -s", Some(script), sudo, cutoff)

@@ -756,3 +756,83 @@ fn a_root_login_command_past_its_limit_is_ended_on_the_node() {
         "a task's channel: still running on the node: {left:?}"
     );
 }
+
+/// kamo's own file modules run in a subshell of the task shell, not a `setsid` shell of their
+/// own (src/transport/shell.rs): one that runs over its time limit (`slurp` of a FIFO with no
+/// writer blocks in `open`) is still ended on the host, with what it started, while a daemon
+/// an earlier task left behind lives on, and the next file task runs in a new shell; as the
+/// login user, through sudo (the driver then shares sudo's process group) and as root.
+#[test]
+fn a_file_task_over_its_time_limit_is_ended_on_the_host_and_a_daemon_is_kept() {
+    use crate::support::sshd::TEST_PASSWORD;
+    let c = SshCluster::start(1);
+    for (inv_vars, sudo) in [
+        (String::new(), false),
+        (format!("ansible_become_password={TEST_PASSWORD}\n"), true),
+        ("ansible_user=root\n".to_owned(), false),
+    ] {
+        file_task_over_its_limit(&c, &c.write_inventory(&inv_vars), sudo);
+    }
+}
+
+fn file_task_over_its_limit(c: &SshCluster, inv: &Path, sudo: bool) {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let home = empty_home();
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let fifo = dir.path().join("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    fs::set_permissions(&fifo, fs::Permissions::from_mode(0o666)).unwrap();
+    let n = unique_secs();
+    let pb = home.path().join("site.yml");
+    fs::write(
+        &pb,
+        format!(
+            "- hosts: all\n  gather_facts: false\n  become: {sudo}\n  tasks:\n\
+             \x20   - name: daemon\n      shell: nohup sleep {n} >/dev/null 2>&1 &\n\
+             \x20   - name: blocked\n      slurp: {{ src: {f} }}\n      timeout: 2\n      ignore_errors: true\n\
+             \x20   - name: after\n      stat: {{ path: {f} }}\n      register: st\n\
+             \x20   - assert: {{ that: [st.stat.exists] }}\n",
+            f = fifo.display()
+        ),
+    )
+    .unwrap();
+    let r = Kamo::new(home.path())
+        .run_playbook(&pb, inv, &c.known_hosts)
+        .args(["--output", "json"])
+        .run();
+    let daemon = processes_with(&format!("sleep {n}"));
+    for (pid, _) in &daemon {
+        // SAFETY: kill(2) on a PID this test's playbook started.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    // Nothing waits to read the FIFO any more: a writer that will not wait finds no reader
+    // (and one found is woken by this open, then sees the end of the input).
+    let open = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    r.assert_code(0);
+    let blocked = r
+        .json_lines()
+        .into_iter()
+        .find(|e| e["event"] == "host_result" && e["task"] == "blocked")
+        .unwrap();
+    assert!(
+        blocked["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out after 2s (`timeout:`)"),
+        "become {sudo}: {r:?}"
+    );
+    assert_eq!(
+        daemon.len(),
+        1,
+        "become {sudo}: the earlier task's daemon was ended too: {r:?}"
+    );
+    assert_eq!(
+        open.map(|_| ()).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::ENXIO)),
+        "become {sudo}: the timed-out task's reader still waits on the FIFO: {r:?}"
+    );
+}

@@ -159,6 +159,27 @@ pub fn build(
     })
 }
 
+/// Whether the script `build` makes for `module` with `args` runs only kamo's own code and
+/// short-lived tools (`stat`, `mv`, `cmp`, ...), never a command of the playbook's (a
+/// `validate:` command is one) and nothing that outlives it: such a script may run in a
+/// subshell of the host's task shell, a fork instead of `setsid /bin/sh` (see
+/// `transport::shell`).
+#[must_use]
+pub fn own_tools_only(module: Module, args: &Map<String, Value>) -> bool {
+    matches!(
+        module,
+        Module::Copy
+            | Module::Template
+            | Module::File
+            | Module::Lineinfile
+            | Module::Blockinfile
+            | Module::Replace
+            | Module::Stat
+            | Module::Slurp
+            | Module::Fetch
+    ) && !args.contains_key("validate")
+}
+
 /// Reads a finished script's output into the module's result.
 #[must_use]
 pub fn interpret(
@@ -237,6 +258,43 @@ pub fn split_result(stdout: &[u8]) -> (Vec<u8>, Option<Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only kamo's own file modules, and none with a `validate:` command of the playbook's,
+    /// may run in a subshell of the task shell.
+    #[test]
+    fn only_own_file_modules_without_validate_run_in_a_subshell() {
+        let none = Map::new();
+        let mut validate = Map::new();
+        validate.insert("validate".into(), Value::from("visudo -cf %s"));
+        for m in [
+            Module::Copy,
+            Module::Template,
+            Module::File,
+            Module::Lineinfile,
+        ] {
+            assert!(own_tools_only(m, &none), "{m:?}");
+        }
+        for m in [
+            Module::Copy,
+            Module::Template,
+            Module::Lineinfile,
+            Module::Replace,
+        ] {
+            assert!(!own_tools_only(m, &validate), "{m:?} with validate");
+        }
+        for m in [
+            Module::Command,
+            Module::Shell,
+            Module::Raw,
+            Module::Apt,
+            Module::Systemd,
+            Module::Unarchive,
+            Module::WaitFor,
+            Module::User,
+        ] {
+            assert!(!own_tools_only(m, &none), "{m:?}");
+        }
+    }
 
     #[test]
     fn result_line_is_split_off_exactly() {
