@@ -76,6 +76,23 @@ fn survivors(needle: &str) -> Vec<(i32, String)> {
     }
 }
 
+/// One sshd host, its inventory, a home for kamo and the playbook `text` in it.
+fn one_host_playbook(
+    text: &str,
+) -> (
+    SshCluster,
+    std::path::PathBuf,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let c = SshCluster::start(1);
+    let inv = c.write_inventory("");
+    let home = empty_home();
+    let pb = home.path().join("site.yml");
+    fs::write(&pb, text).unwrap();
+    (c, inv, home, pb)
+}
+
 /// A sleep length no other test uses, so its processes can be found by command line.
 fn unique_secs() -> u64 {
     let nanos = std::time::SystemTime::now()
@@ -362,24 +379,16 @@ fn a_task_timeout_keyword_and_task_timeout_flag_end_the_command_on_the_node() {
 /// task gets a new shell. `KAMO_TASK_SHELL=0` gives every task a channel of its own.
 #[test]
 fn the_task_shell_keeps_tasks_apart_and_a_timeout_ends_only_its_task() {
-    let c = SshCluster::start(1);
-    let inv = c.write_inventory("");
-    let home = empty_home();
     let n = unique_secs();
-    let pb = home.path().join("site.yml");
-    fs::write(
-        &pb,
-        format!(
-            "- hosts: all\n  gather_facts: false\n  tasks:\n\
+    let (c, inv, home, pb) = one_host_playbook(&format!(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n\
              \x20   - name: p1\n      shell: echo $PPID\n\
              \x20   - name: daemon\n      shell: nohup sleep {n} >/dev/null 2>&1 &\n\
              \x20   - name: p2\n      shell: echo $PPID; echo to-stderr >&2\n\
              \x20   - name: stubborn\n      shell: trap '' TERM; sleep {} & wait; wait\n      timeout: 2\n      ignore_errors: true\n\
              \x20   - name: p3\n      shell: echo $PPID\n",
-            n + 1
-        ),
-    )
-    .unwrap();
+        n + 1
+    ));
     let run = |env_off: bool| {
         let mut k = Kamo::new(home.path());
         if env_off {
@@ -449,21 +458,13 @@ fn the_task_shell_keeps_tasks_apart_and_a_timeout_ends_only_its_task() {
 /// its output.
 #[test]
 fn late_output_of_an_earlier_task_does_not_end_the_idle_task_shell() {
-    let c = SshCluster::start(1);
-    let inv = c.write_inventory("");
-    let home = empty_home();
     let n = unique_secs();
-    let pb = home.path().join("site.yml");
-    fs::write(
-        &pb,
-        format!(
-            "- hosts: all\n  gather_facts: false\n  tasks:\n\
+    let (c, inv, home, pb) = one_host_playbook(&format!(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n\
              \x20   - name: p1\n      shell: echo $PPID; (sleep 1; echo LATE-{n}; echo LATE-ERR-{n} >&2) &\n\
              \x20   - name: wait\n      pause:\n        seconds: 3\n\
              \x20   - name: p2\n      shell: echo $PPID\n"
-        ),
-    )
-    .unwrap();
+    ));
     let r = Kamo::new(home.path())
         .run_playbook(&pb, &inv, &c.known_hosts)
         .args(["--output", "json"])

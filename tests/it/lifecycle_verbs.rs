@@ -76,6 +76,25 @@ fn credentials(shown: &Run) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// No planted value is in `outputs` (what the test's commands printed), in the views of the
+/// journal of `state` (`history`, `show`, `log` of every run and host) or in any file of
+/// `state`.
+#[track_caller]
+fn assert_nothing_holds(
+    planted: &Planted,
+    mut outputs: Vec<(String, Run)>,
+    lab: &Lab,
+    state: &Path,
+) {
+    outputs.extend(journal_views(&|| lab.kamo(), Some(state)));
+    assert!(
+        outputs.iter().any(|(w, _)| w.starts_with("log ")),
+        "no run logged"
+    );
+    planted.assert_runs_clean(&outputs);
+    planted.assert_files_clean(state);
+}
+
 /// A plan entry's or run event's key: (host, task, loop item).
 fn key(e: &Value) -> (String, String, String) {
     (
@@ -308,13 +327,7 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
     watch.assert_clean();
 
     // Nothing kamo printed, recorded or showed of its journal holds a planted value.
-    outputs.extend(journal_views(&|| lab.kamo(), Some(&state)));
-    assert!(
-        outputs.iter().any(|(w, _)| w.starts_with("log ")),
-        "no run logged"
-    );
-    planted.assert_runs_clean(&outputs);
-    planted.assert_files_clean(&state);
+    assert_nothing_holds(&planted, outputs, &lab, &state);
 }
 
 /// A copy of the shipped playbooks whose v2.0.0 row points at its own directory, a copy
@@ -588,11 +601,5 @@ fn rollback_full_mode_on_a_lab_with_its_database() {
 
     // Nothing kamo printed, recorded (the backup too) or showed of its journal holds a planted
     // value.
-    outputs.extend(journal_views(&|| lab.kamo(), Some(&state)));
-    assert!(
-        outputs.iter().any(|(w, _)| w.starts_with("log ")),
-        "no run logged"
-    );
-    planted.assert_runs_clean(&outputs);
-    planted.assert_files_clean(&state);
+    assert_nothing_holds(&planted, outputs, &lab, &state);
 }
