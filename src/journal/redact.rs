@@ -211,32 +211,23 @@ impl Redactor {
         let values = self.values();
         let mut head = self.redact_bytes(head).unwrap_or_else(|| head.to_vec());
         let mut tail = self.redact_bytes(tail).unwrap_or_else(|| tail.to_vec());
-        let begins = values
-            .iter()
-            .map(|s| {
-                let s = s.as_bytes();
-                (1..s.len())
-                    .rev()
-                    .find(|&k| head.ends_with(&s[..k]))
-                    .unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0);
+        // The longest proper part of any value that `part(value, k)` finds (k bytes long).
+        let longest = |part: &dyn Fn(&[u8], usize) -> bool| {
+            values
+                .iter()
+                .map(|s| {
+                    let s = s.as_bytes();
+                    (1..s.len()).rev().find(|&k| part(s, k)).unwrap_or(0)
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        let begins = longest(&|s, k| head.ends_with(&s[..k]));
         if begins > 0 {
             head.truncate(head.len() - begins);
             head.extend_from_slice(REDACTED.as_bytes());
         }
-        let ends = values
-            .iter()
-            .map(|s| {
-                let s = s.as_bytes();
-                (1..s.len())
-                    .rev()
-                    .find(|&k| tail.starts_with(&s[s.len() - k..]))
-                    .unwrap_or(0)
-            })
-            .max()
-            .unwrap_or(0);
+        let ends = longest(&|s, k| tail.starts_with(&s[s.len() - k..]));
         if ends > 0 {
             tail.splice(..ends, REDACTED.bytes());
         }

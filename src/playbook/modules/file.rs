@@ -309,7 +309,8 @@ fn attrs_sh(attrs: &Attrs, flags: Flags, recurse: bool, chown_opts: &str) -> Str
     s.push_str("attr_changed=0\n");
     if let Some(mode) = &attrs.mode {
         s.push_str(
-            "if [ -d \"$p\" ]; then kamo_k=d; else kamo_k=f; fi\nkamo_modev \"$p\"; kamo_base=$kamo_md\n",
+            "if [ -d \"$p\" ]; then kamo_k=d; else kamo_k=f; fi\nkamo_md=$(stat -c %a -- \"$p\") || kamo_md=0\n\
+             kamo_pad \"$kamo_md\"; kamo_base=$kamo_pm\n",
         );
         s.push_str(&mode.want_sh(M, "\"$kamo_k\""));
         s.push_str("[ \"$want_mode\" = \"$kamo_base\" ] || attr_changed=1\n");

@@ -228,14 +228,9 @@ fn kamo_words(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// `kamo_mode PATH` (4-digit octal; `kamo_modev PATH` sets `kamo_md` to it, one process
-/// fewer) and `kamo_symmode BASE f|d SYMBOLIC` (the octal mode a
+/// `kamo_mode PATH` (4-digit octal) and `kamo_symmode BASE f|d SYMBOLIC` (the octal mode a
 /// symbolic chmod gives, tried on a scratch file); also used inside `find -exec sh -c`.
 pub const MODE_FNS: &str = r#"kamo_mode() { printf '%04o' "0$(stat -c %a -- "$1")"; }
-kamo_modev() {
-  kamo_md=$(stat -c %a -- "$1") || { kamo_md=0000; return 1; }
-  case ${#kamo_md} in 1) kamo_md=000$kamo_md ;; 2) kamo_md=00$kamo_md ;; 3) kamo_md=0$kamo_md ;; esac
-}
 kamo_symmode() {
   if [ "$2" = d ]; then kamo_s=$(mktemp -d) || return 1; else kamo_s=$(mktemp) || return 1; fi
   if chmod -- "$1" "$kamo_s" 2>/dev/null && chmod -- "$3" "$kamo_s" 2>/dev/null; then kamo_mode "$kamo_s"; kamo_r=$?; else kamo_r=1; fi
