@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::kamo::{Kamo, Run, empty_home};
+use crate::support::kamo::{Kamo, Run, empty_home, exec_all};
 use crate::support::sshd::SshCluster;
 
 /// Bytes that would drive a terminal: ESC (CSI/OSC), BEL, CR, backspace, DEL, C1 CSI.
@@ -18,16 +18,9 @@ const TERMINAL_CONTROLS: &[u8] = &[0x1b, 0x07, b'\r', 0x08, 0x7f, 0x9b];
 /// streams, in UTF-8 and as a raw C1 CSI byte.
 const HOSTILE_PRINT: &str = r"printf '\033]0;pwned\007\033[2J\033[31mred\rX\010\177\302\233Y\n'; printf '\033[1Aerr\033[K\n' >&2";
 
+/// `kamo exec all` on the cluster's hosts, with its known_hosts.
 fn exec(c: &SshCluster, inv: &Path, extra: &[&str], cmd: &str) -> Run {
-    let home = empty_home();
-    Kamo::new(home.path())
-        .args(["exec", "all", "-i"])
-        .arg_path(inv)
-        .args(["--known-hosts"])
-        .arg_path(&c.known_hosts)
-        .args(extra)
-        .args(["--", cmd])
-        .run()
+    exec_all(&c.known_hosts, inv, extra, cmd)
 }
 
 fn assert_no_controls(what: &str, text: &str) {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::support::kamo::Run;
 use crate::support::lab::Lab;
 use crate::support::pg_pod::Postgres;
-use crate::support::planted::{Planted, journal_views};
+use crate::support::planted::{Excused, Planted, journal_views};
 use crate::support::walk;
 
 fn playbooks() -> PathBuf {
@@ -225,7 +225,7 @@ fn deploy_all_from_bare_nodes_then_check_update_credentials_and_clean() {
     let pg = Postgres::start();
     pg.superuser(&format!("CREATE USER platypus PASSWORD '{old_db}'"));
     pg.superuser("CREATE DATABASE platypusdb OWNER platypus");
-    let watch = planted.watch(false);
+    let watch = planted.watch(Excused::Nothing);
 
     // App-only upgrade (here: to another deployable version) and back.
     kept(
@@ -539,7 +539,7 @@ fn rollback_full_mode_on_a_lab_with_its_database() {
     let password = std::fs::read_to_string(lab.dir.join("db-password")).unwrap();
     let planted = Planted::new([password.trim(), SUDO_PASSWORD]);
     let mut outputs: Vec<(String, Run)> = Vec::new();
-    let watch = planted.watch(false);
+    let watch = planted.watch(Excused::Nothing);
     kept(
         &mut outputs,
         "deploy all",

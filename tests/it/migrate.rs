@@ -18,7 +18,7 @@ use crate::copy::{DIGEST, MAKE_DATA, sh, stdout_of};
 use crate::support::kamo::{Kamo, Run};
 use crate::support::lab::Lab;
 use crate::support::pg::{block_on, connect};
-use crate::support::planted::{Planted, journal_views};
+use crate::support::planted::{Excused, Planted, journal_views};
 
 /// The nodes' sudo password, in both labs.
 const SUDO_PASSWORD: &str = "plant-sudo-7707-migrate";
@@ -89,7 +89,7 @@ fn a_cluster_moves_to_new_machines_with_its_data_resumes_and_is_finalized() {
     }
     // What every command printed, searched at the end; the process list, from here on.
     let mut outputs: Vec<(String, Run)> = Vec::new();
-    let watch = planted.watch(false);
+    let watch = planted.watch(Excused::Nothing);
     kept(
         &mut outputs,
         "deploy all",

@@ -203,6 +203,19 @@ impl Kamo {
     }
 }
 
+/// `kamo exec all -i INV --known-hosts KNOWN_HOSTS EXTRA -- CMD` from a fresh home.
+pub fn exec_all(known_hosts: &Path, inv: &Path, extra: &[&str], cmd: &str) -> Run {
+    let home = empty_home();
+    Kamo::new(home.path())
+        .args(["exec", "all", "-i"])
+        .arg_path(inv)
+        .args(["--known-hosts"])
+        .arg_path(known_hosts)
+        .args(extra)
+        .args(["--", cmd])
+        .run()
+}
+
 /// A fresh, empty home directory for a run.
 pub fn empty_home() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp home")

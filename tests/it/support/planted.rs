@@ -83,8 +83,8 @@ impl Planted {
     }
 
     /// Samples every process's command line for the values until [`Watch::assert_clean`].
-    pub fn watch(&self, operator_urls: bool) -> Watch {
-        Watch::start(&self.values(), operator_urls)
+    pub fn watch(&self, excused: Excused) -> Watch {
+        Watch::start(&self.values(), excused)
     }
 }
 
@@ -119,6 +119,28 @@ pub fn operators_own_db_url(args: &[String], needle: &str) -> bool {
             .all(|(i, a)| !a.contains(needle) || (i > 0 && args[i - 1] == "--db"))
 }
 
+/// Which sightings of a needle on kamo's own command line are the operator's doing (what
+/// the test typed there), not kamo's: those are counted, not reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Excused {
+    /// None: every sighting is reported.
+    Nothing,
+    /// A `--db` URL the test gave kamo ([`operators_own_db_url`]).
+    DbUrls,
+    /// Anything on kamo's own command line (e.g. the command of `kamo exec ... -- CMD`).
+    KamoArgs,
+}
+
+impl Excused {
+    fn covers(self, args: &[String], needle: &str) -> bool {
+        match self {
+            Self::Nothing => false,
+            Self::DbUrls => operators_own_db_url(args, needle),
+            Self::KamoArgs => args.first().map(String::as_str) == Some(env!("CARGO_BIN_EXE_kamo")),
+        }
+    }
+}
+
 /// Samples every process's command line while commands run, keeping those that hold one of
 /// the needles.
 pub struct Watch {
@@ -129,14 +151,14 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// `operator_urls`: whether `--db` URLs the test gave kamo itself are excused. Returns
+    /// `excused`: which sightings on kamo's own command line are the test's doing. Returns
     /// once a first whole scan is done, so the commands that follow are watched from their
     /// start.
-    pub fn start(needles: &[&str], operator_urls: bool) -> Self {
+    pub fn start(needles: &[&str], excused: Excused) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let scans = Arc::new(AtomicUsize::new(0));
         let needles: Vec<String> = needles.iter().map(|s| (*s).to_owned()).collect();
-        let (s, n) = (stop.clone(), scans.clone());
+        let (s, n, excuse) = (stop.clone(), scans.clone(), excused);
         let handle = std::thread::spawn(move || {
             let (mut seen, mut excused) = (Vec::new(), 0);
             // Bounded by the test, which stops it; at most 30 minutes in any case.
@@ -147,7 +169,7 @@ impl Watch {
                         if !args.iter().any(|a| a.contains(n.as_str())) {
                             continue;
                         }
-                        if operator_urls && operators_own_db_url(&args, n) {
+                        if excuse.covers(&args, n) {
                             excused += 1;
                         } else {
                             seen.push(args.join(" "));
@@ -175,22 +197,27 @@ impl Watch {
     }
 
     /// Stops the sampling; no command line held a needle, and scans went on while the
-    /// watched commands ran. Returns how many sightings of the operator's own `--db` URL
-    /// were excused.
+    /// watched commands ran. Returns how many sightings were excused ([`Excused`]).
     #[track_caller]
     pub fn assert_clean(self) -> usize {
+        self.assert_clean_for("")
+    }
+
+    /// [`Watch::assert_clean`], naming `what` was watched in its failures.
+    #[track_caller]
+    pub fn assert_clean_for(self, what: &str) -> usize {
         let during = self.scans.load(Ordering::Relaxed) - self.started_at;
         self.stop.store(true, Ordering::Relaxed);
         let (mut seen, excused) = self.handle.join().unwrap();
         assert!(
             during > 0,
-            "the process list was not scanned while the commands ran"
+            "{what}: the process list was not scanned while the commands ran"
         );
         seen.sort();
         seen.dedup();
         assert!(
             seen.is_empty(),
-            "a process had a secret on its command line: {seen:?}"
+            "{what}: a process had a secret on its command line: {seen:?}"
         );
         excused
     }
