@@ -588,24 +588,29 @@ mod tests {
         }
     }
 
-    /// The driver, started by the machine's `/bin/sh -s` with no SSH, fed `input` after its
-    /// prelude; its pid, stdout and stderr and whether it succeeded, once it ends.
-    fn local_driver(tag: &str, frames: &[Vec<u8>]) -> (u32, String, String, bool) {
-        use std::io::Write as _;
+    /// A driver: the machine's `/bin/sh -s`, its stdin and stdout piped, in a process group
+    /// of its own, as sshd gives the driver (its trap signals that group, never this test's).
+    fn spawn_driver(stderr: std::process::Stdio) -> std::process::Child {
         use std::os::unix::process::CommandExt as _;
-        let mut input = prelude(tag).into_bytes();
-        for f in frames {
-            input.extend_from_slice(f);
-        }
-        // A process group of its own, as sshd gives the driver: its trap signals that group.
-        let mut child = std::process::Command::new("/bin/sh")
+        std::process::Command::new("/bin/sh")
             .arg("-s")
             .process_group(0)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stderr(stderr)
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The driver, started by the machine's `/bin/sh -s` with no SSH, fed `input` after its
+    /// prelude; its pid, stdout and stderr and whether it succeeded, once it ends.
+    fn local_driver(tag: &str, frames: &[Vec<u8>]) -> (u32, String, String, bool) {
+        use std::io::Write as _;
+        let mut input = prelude(tag).into_bytes();
+        for f in frames {
+            input.extend_from_slice(f);
+        }
+        let mut child = spawn_driver(std::process::Stdio::piped());
         let pid = child.id();
         child.stdin.take().unwrap().write_all(&input).unwrap();
         let o = child.wait_with_output().unwrap();
@@ -681,7 +686,6 @@ mod tests {
     #[test]
     fn a_term_to_the_driver_ends_the_task_and_its_children() {
         use std::io::{BufRead as _, Write as _};
-        use std::os::unix::process::CommandExt as _;
         // `sleep`, a grandchild of the task's script, reporting its own pid first; once with
         // TERM ignored (the KILL a second later ends it).
         let grandchild =
@@ -693,16 +697,7 @@ mod tests {
             (Apart::Session, deaf.clone()),
             (Apart::Subshell, deaf),
         ] {
-            // A process group of its own, as sshd gives the driver: its trap signals that
-            // group, never this test's.
-            let mut child = std::process::Command::new("/bin/sh")
-                .arg("-s")
-                .process_group(0)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child = spawn_driver(std::process::Stdio::null());
             let driver = child.id();
             let mut stdin = child.stdin.take().unwrap();
             stdin.write_all(prelude("tt").as_bytes()).unwrap();
