@@ -959,11 +959,6 @@ mod tests {
         .unwrap_err();
         assert!(e.message.contains("after"));
     }
-}
-
-#[cfg(test)]
-mod plain_ere_tests {
-    use super::plain_ere;
 
     /// What `plain_ere` lets through unchecked, GNU grep accepts; what it sends to the host
     /// includes what grep refuses.
