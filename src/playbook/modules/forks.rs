@@ -3,12 +3,12 @@
 //! Why: with one long-lived task shell per host, the processes a module's script forks are
 //! what a task costs on the node (each fork+exec of a coreutils program is about a
 //! millisecond of CPU, on the cores the node's sshd also needs). The file modules were cut
-//! from 7-15 processes per task to 1-4 (see BENCHMARKS.md, "Node processes per task");
-//! these tests fail if a change makes them grow back.
+//! from 7-15 processes per task to 1-4 (see BENCHMARKS.md, "Case 2 again: fewer processes
+//! per file task"); these tests fail if a change makes them grow back.
 //!
 //! The count is every process the script's shell creates (forks that exec a program and
-//! subshells that do not), taken with `strace -f` around `/bin/sh -s`. Without strace the
-//! tests say so and check nothing else.
+//! subshells that do not), taken with `strace -f` around `/bin/sh -s`; strace is needed
+//! (`.ci/run` installs it).
 
 #![cfg(test)]
 
@@ -28,8 +28,8 @@ struct Count {
     programs: Vec<String>,
 }
 
-/// Runs `module` with `a` under strace; `None` (with a printed reason) without strace.
-fn count(module: Module, a: &Value, flags: Flags) -> Option<Count> {
+/// Runs `module` with `a` under strace.
+fn count(module: Module, a: &Value, flags: Flags) -> Count {
     use std::io::Write;
     let step = super::build(module, &args(a.clone()), flags).expect("build");
     let dir = tempfile::tempdir().unwrap();
@@ -43,10 +43,7 @@ fn count(module: Module, a: &Value, flags: Flags) -> Option<Count> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
-    let Ok(mut c) = spawned else {
-        eprintln!("strace is not installed: process counts not checked");
-        return None;
-    };
+    let mut c = spawned.expect("strace, which these tests need (.ci/run installs it)");
     c.stdin
         .take()
         .unwrap()
@@ -60,7 +57,7 @@ fn count(module: Module, a: &Value, flags: Flags) -> Option<Count> {
         out.status.code().map(i64::from),
     );
     assert!(!r.failed, "{module:?} {a} failed: {r:?}");
-    Some(parse(&log))
+    parse(&log)
 }
 
 fn parse(log: &Path) -> Count {
@@ -106,17 +103,15 @@ fn parse(log: &Path) -> Count {
 }
 
 /// Asserts at most `max` processes and prints the count.
-fn at_most(what: &str, c: Option<Count>, max: usize) {
-    let Some(c) = c else { return };
-    eprintln!(
-        "{what}: {} processes, programs {:?}",
-        c.processes, c.programs
-    );
+fn at_most(what: &str, c: Count, max: usize) {
+    let Count {
+        processes,
+        programs,
+    } = c;
+    eprintln!("{what}: {processes} processes, programs {programs:?}");
     assert!(
-        c.processes <= max,
-        "{what}: {} processes, at most {max} expected (programs {:?})",
-        c.processes,
-        c.programs
+        processes <= max,
+        "{what}: {processes} processes, at most {max} expected (programs {programs:?})"
     );
 }
 
