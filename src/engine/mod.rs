@@ -10,6 +10,7 @@
 
 pub mod facts;
 pub mod plan;
+pub mod put;
 pub mod record;
 pub mod report;
 pub mod stop;

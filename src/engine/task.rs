@@ -1138,14 +1138,45 @@ impl Runner<'_> {
         } else {
             crate::transport::shell::Apart::Session
         };
-        let output = conn
-            .run_script(
-                script.into_bytes(),
-                sudo.as_ref(),
-                crate::transport::Cutoff::after(limit),
-                apart,
-            )
-            .await;
+        // A plain `copy`, `template` or directory without become is done over SFTP when the
+        // host allows (see `put`); the script runs otherwise, and whenever that path hands it
+        // back.
+        let over_sftp = match (&*conn, sudo.is_none()) {
+            (Connection::Ssh(s), true) => match modules::sftp_step(module, &args, self.flags) {
+                Some(step) => s.sftp().await.map(|sftp| (s, sftp, step)),
+                None => None,
+            },
+            _ => None,
+        };
+        let mut done = None;
+        if let Some((s, sftp, step)) = over_sftp {
+            let cutoff = crate::transport::Cutoff::after(limit);
+            tokio::select! {
+                r = super::put::run(&sftp, &step, s.login_umask()) => {
+                    if r.is_some() {
+                        tracing::debug!(host = %job.host, "done over SFTP: {step:?}");
+                    }
+                    done = r.map(|json| Ok(Some(crate::transport::Output {
+                        stdout: format!("\n{} {json}\n", modules::MARKER).into_bytes(),
+                        stderr: Vec::new(),
+                        exit: Exit::Code(0),
+                    })));
+                }
+                () = cutoff.reached() => done = Some(Ok(None)),
+            }
+        }
+        let output = match done {
+            Some(o) => o,
+            None => {
+                conn.run_script(
+                    script.into_bytes(),
+                    sudo.as_ref(),
+                    crate::transport::Cutoff::after(limit),
+                    apart,
+                )
+                .await
+            }
+        };
         let output = match output {
             Ok(Some(o)) => o,
             Ok(None) => {

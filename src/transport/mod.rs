@@ -14,6 +14,7 @@ pub mod known_hosts;
 pub mod limits;
 pub mod local;
 pub mod quote;
+pub mod sftp;
 pub mod shell;
 pub mod ssh;
 pub mod stream;

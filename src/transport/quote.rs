@@ -127,7 +127,8 @@ impl Become {
 }
 
 /// 64 random bits as hex, from the OS's hasher seed (no extra dependency for a marker).
-pub(super) fn random_tag() -> String {
+#[must_use]
+pub fn random_tag() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -120,7 +120,8 @@ pub enum Started {
 
 /// The driver's prelude: checks `setsid`, sets the trap that ends a task, finds whether a
 /// subshell can read a script from `/dev/stdin` (and `pgrep` can end what it started), says
-/// it is ready (its pid, and 1 or 0 for the subshell).
+/// it is ready (its pid, 1 or 0 for the subshell, and its umask: the default mode of the
+/// files a `copy` over SFTP creates, see `engine::put`).
 ///
 /// The trap ignores further TERMs, then ends what `kamo_k` names: the task's process group
 /// (`-PID`, a `setsid` task), or the driver's own group (`0`, a subshell task: the driver,
@@ -141,7 +142,7 @@ fn prelude(tag: &str) -> String {
          <<'KAMO_PROBE_{tag}' && kamo_sub=1\n\
          kamo_probe=1\n\
          KAMO_PROBE_{tag}\n\
-         printf '%s %s %s\\n' 'KAMO-SHELL-{tag}' \"$$\" \"$kamo_sub\"\n"
+         printf '%s %s %s ' 'KAMO-SHELL-{tag}' \"$$\" \"$kamo_sub\"; umask\n"
     )
 }
 
@@ -176,16 +177,34 @@ fn frame(tag: &str, seq: u64, script: &[u8], apart: Apart) -> Option<Vec<u8>> {
     Some(f)
 }
 
-/// The driver's pid and whether it can run subshell scripts, from its ready line
-/// (`KAMO-SHELL-<tag> <pid> <0|1>\n`), once it is whole.
-fn ready_line(out: &[u8], ready: &str) -> Option<(u32, bool)> {
+/// What a driver's ready line (`KAMO-SHELL-<tag> <pid> <0|1> <umask>\n`) says, once it is
+/// whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ready {
+    pid: u32,
+    /// It can run subshell scripts.
+    subshell: bool,
+    /// Its umask (octal on the line), when it gave one.
+    umask: Option<u32>,
+}
+
+fn ready_line(out: &[u8], ready: &str) -> Option<Ready> {
     let at = memchr::memmem::find(out, ready.as_bytes())? + ready.len();
     let nl = memchr::memchr(b'\n', &out[at..])?;
     let mut words = std::str::from_utf8(&out[at..at + nl])
         .ok()?
         .split_whitespace();
     let pid = words.next()?.parse().ok()?;
-    Some((pid, words.next() == Some("1")))
+    let subshell = words.next() == Some("1");
+    let umask = words
+        .next()
+        .and_then(|w| u32::from_str_radix(w, 8).ok())
+        .filter(|u| *u <= 0o777);
+    Some(Ready {
+        pid,
+        subshell,
+        umask,
+    })
 }
 
 /// Finds one end marker in a stream while passing what precedes it on, in bounded memory.
@@ -292,7 +311,15 @@ impl TaskShell {
                             sent = true;
                         }
                         out.extend_from_slice(&data);
-                        if let Some((pid, subshell)) = ready_line(&out, &ready) {
+                        if let Some(Ready {
+                            pid,
+                            subshell,
+                            umask,
+                        }) = ready_line(&out, &ready)
+                        {
+                            if let (None, Some(u)) = (sudo, umask) {
+                                session.set_login_umask(u);
+                            }
                             return Ok(Started::Ready(Self {
                                 key: sudo.map(|b| b.user.clone()),
                                 rd,
@@ -545,18 +572,29 @@ mod tests {
     }
 
     #[test]
-    fn the_ready_line_gives_the_drivers_pid_and_subshell_once_whole() {
+    fn the_ready_line_gives_the_drivers_pid_subshell_and_umask_once_whole() {
+        let r = |pid, subshell, umask| {
+            Some(Ready {
+                pid,
+                subshell,
+                umask,
+            })
+        };
         assert_eq!(
-            ready_line(b"motd\nKAMO-SHELL-t 4118 1\n", "KAMO-SHELL-t "),
-            Some((4118, true))
+            ready_line(b"motd\nKAMO-SHELL-t 4118 1 0022\n", "KAMO-SHELL-t "),
+            r(4118, true, Some(0o22))
         );
         assert_eq!(
-            ready_line(b"KAMO-SHELL-t 4118 0\n", "KAMO-SHELL-t "),
-            Some((4118, false))
+            ready_line(b"KAMO-SHELL-t 4118 0 0077\n", "KAMO-SHELL-t "),
+            r(4118, false, Some(0o77))
+        );
+        assert_eq!(
+            ready_line(b"KAMO-SHELL-t 4118 1 u=rwx\n", "KAMO-SHELL-t "),
+            r(4118, true, None)
         );
         assert_eq!(
             ready_line(b"KAMO-SHELL-t 4118\n", "KAMO-SHELL-t "),
-            Some((4118, false))
+            r(4118, false, None)
         );
         assert_eq!(ready_line(b"KAMO-SHELL-t 41", "KAMO-SHELL-t "), None);
         assert_eq!(ready_line(b"KAMO-SHELL-u 41\n", "KAMO-SHELL-t "), None);
@@ -600,6 +638,14 @@ mod tests {
             .stderr(stderr)
             .spawn()
             .unwrap()
+    }
+
+    /// This process's umask as the shell's `umask` prints it (`0022`), which the driver
+    /// inherits.
+    fn own_umask() -> String {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        line["Umask:".len()..].trim().to_owned()
     }
 
     /// The driver, started by the machine's `/bin/sh -s` with no SSH, fed `input` after its
@@ -651,9 +697,10 @@ mod tests {
         assert_eq!(
             out,
             format!(
-                "KAMO-SHELL-zz {pid} 1\none\n\nKAMO-END-zz-1 3\n\nKAMO-END-zz-2 2\n\nKAMO-END-zz-3 137\n\nKAMO-END-zz-4 0\n\
+                "KAMO-SHELL-zz {pid} 1 {}\none\n\nKAMO-END-zz-1 3\n\nKAMO-END-zz-2 2\n\nKAMO-END-zz-3 137\n\nKAMO-END-zz-4 0\n\
                  five\n\nKAMO-END-zz-5 5\n\nKAMO-END-zz-6 2\n\nKAMO-END-zz-7 137\n\
                  bye\n\nKAMO-END-zz-8 0\n{}\n[]\n\nKAMO-END-zz-9 0\n",
+                own_umask(),
                 std::env::current_dir().unwrap().display()
             )
         );

@@ -383,6 +383,18 @@ pub struct Session {
     idle: Mutex<Vec<TaskShell>>,
     /// The host cannot run a task shell: every task gets a channel of its own.
     no_shell: std::sync::atomic::AtomicBool,
+    /// SFTP for file writes, and what it needs to know (boxed: a `Connection` stays small).
+    files: Box<FileWrites>,
+}
+
+/// A connection's SFTP session and the login's umask ([`Session::sftp`]).
+struct FileWrites {
+    /// The SFTP session, once asked for (`None` inside: the host has none).
+    sftp: tokio::sync::OnceCell<Option<std::sync::Arc<super::sftp::Sftp>>>,
+    /// The login's umask, as its task shell reported it (a new file's default mode).
+    umask: std::sync::OnceLock<u32>,
+    /// How long the SFTP channel may take to open.
+    open_timeout: Duration,
 }
 
 /// Why a connection attempt failed, and whether trying again may help.
@@ -479,6 +491,11 @@ impl Session {
             _jump: jump,
             idle: Mutex::new(Vec::new()),
             no_shell: std::sync::atomic::AtomicBool::new(!shell::enabled()),
+            files: Box::new(FileWrites {
+                sftp: tokio::sync::OnceCell::new(),
+                umask: std::sync::OnceLock::new(),
+                open_timeout: ctx.timeout,
+            }),
         })
     }
 
@@ -973,6 +990,33 @@ impl Session {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
+    }
+
+    /// The connection's SFTP session, opened on first use; `None` when the host has none
+    /// that can replace a file atomically, or with `KAMO_SFTP=0` (see [`super::sftp`]).
+    pub async fn sftp(&self) -> Option<std::sync::Arc<super::sftp::Sftp>> {
+        if !super::sftp::enabled() {
+            return None;
+        }
+        self.files
+            .sftp
+            .get_or_init(|| async {
+                super::sftp::Sftp::start(&self.handle, self.files.open_timeout)
+                    .await
+                    .map(std::sync::Arc::new)
+            })
+            .await
+            .clone()
+    }
+
+    /// The login user's umask, once a task shell without `become` has said it.
+    pub fn login_umask(&self) -> Option<u32> {
+        self.files.umask.get().copied()
+    }
+
+    /// Records the login user's umask (from a task shell's ready line).
+    pub(super) fn set_login_umask(&self, umask: u32) {
+        let _ = self.files.umask.set(umask);
     }
 
     /// Why the connection ended (a keepalive timeout, the host closing it, a network or

@@ -26,6 +26,7 @@ mod migrate;
 mod playbook;
 mod rollback;
 mod secrets;
+mod sftp;
 mod state_dir;
 mod vault;
 mod verbs;

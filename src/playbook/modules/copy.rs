@@ -207,8 +207,81 @@ pub fn build(
     if backup {
         summary.push(format!("keep a backup of {shown_dest} when it changes"));
     }
+    if put_plan(module, args, flags).is_some() {
+        summary.push(
+            "over SFTP when the host's sshd allows it and the task does not become (lstat, \
+             a temp file written, its mode set, renamed over the destination); else the script"
+                .to_owned(),
+        );
+    }
     let _ = json!(null);
     Ok(RemoteStep { script: s, summary })
+}
+
+/// A `copy` or `template` whose work can be done over SFTP instead of its script (see
+/// `engine::put`): the content and an absolute destination known here, an octal `mode` or
+/// none, and nothing the SFTP path does not do (owner, group, backup, validate, follow,
+/// `force: no`, check or diff mode). The script stays the definition: the SFTP path does
+/// what it does in the common case and hands every other case back to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Put {
+    pub dest: String,
+    pub content: Vec<u8>,
+    /// Permission bits of an octal `mode`.
+    pub mode: Option<u32>,
+    /// The content's SHA-256, hex.
+    pub digest: String,
+}
+
+/// The [`Put`] for a task's arguments, when it has one.
+#[must_use]
+pub fn put_plan(module: Module, args: &Map<String, Value>, flags: Flags) -> Option<Put> {
+    const SIMPLE: &[&str] = &[
+        "dest",
+        "content",
+        "_content_b64",
+        "_src_name",
+        "mode",
+        "force",
+        "backup",
+        "follow",
+    ];
+    if flags.check || flags.diff || !matches!(module, Module::Copy | Module::Template) {
+        return None;
+    }
+    if args.keys().any(|k| !SIMPLE.contains(&k.as_str())) {
+        return None;
+    }
+    let off = |key: &str, default: bool| arg_bool(module, args, key, default).ok();
+    if !off("force", true)? || off("backup", false)? || off("follow", false)? {
+        return None;
+    }
+    let dest = arg_str(module, args, "dest").ok()??;
+    if !dest.starts_with('/') || dest.ends_with('/') {
+        return None;
+    }
+    let content = match (
+        arg_str(module, args, "_content_b64").ok()?,
+        arg_str(module, args, "content").ok()?,
+    ) {
+        (Some(b64), None) => base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .ok()?,
+        (None, Some(text)) => text.into_bytes(),
+        _ => return None,
+    };
+    let mode = match super::fsutil::parse_mode(module, args).ok()? {
+        None => None,
+        Some(super::fsutil::Mode::Octal(m)) => Some(u32::from_str_radix(&m, 8).ok()?),
+        Some(super::fsutil::Mode::Symbolic(_)) => return None,
+    };
+    let digest = sha256_hex(&content);
+    Some(Put {
+        dest,
+        content,
+        mode,
+        digest,
+    })
 }
 
 #[cfg(test)]

@@ -106,6 +106,14 @@ pub fn build(
         State::Touch => with(format!("touch {path}")),
     };
 
+    let mut summary = vec![summary];
+    if mkdir_plan(module, args, flags).is_some() {
+        summary.push(
+            "over SFTP when the host's sshd allows it and the task does not become (stat, \
+             mkdir, chmod); else the script"
+                .to_owned(),
+        );
+    }
     let mut s = prelude();
     s.push_str(lib());
     s.push_str(&format!("p={}\nchanged=0\n", q(&path)));
@@ -295,10 +303,7 @@ pub fn build(
     s.push_str(
         "kamo_tf \"$changed\"; kamo_j=\"$kamo_j,\\\"changed\\\":$kamo_tfv,\\\"state\\\":$kamo_state\"\nkamo_result \"$kamo_j}\"\n",
     );
-    Ok(RemoteStep {
-        script: s,
-        summary: vec![summary],
-    })
+    Ok(RemoteStep { script: s, summary })
 }
 
 /// sh comparing and (outside check mode) applying mode, owner and group on `$p`; sets
@@ -364,6 +369,47 @@ fn attrs_sh(attrs: &Attrs, flags: Flags, recurse: bool, chown_opts: &str) -> Str
     }
     s.push_str("fi\n");
     s
+}
+
+/// A `file: state=directory` whose work can be done over SFTP instead of its script (see
+/// `engine::put`): an absolute path without `.`/`..` parts, an octal `mode` or none, and
+/// nothing else (owner, group, recurse, check or diff mode). As for `copy`, the script stays
+/// the definition and gets every case the SFTP path does not do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mkdir {
+    pub path: String,
+    /// Permission bits of an octal `mode`.
+    pub mode: Option<u32>,
+}
+
+/// The [`Mkdir`] for a task's arguments, when it has one.
+#[must_use]
+pub fn mkdir_plan(module: Module, args: &Map<String, Value>, flags: Flags) -> Option<Mkdir> {
+    const SIMPLE: &[&str] = &["path", "dest", "name", "state", "mode", "follow"];
+    if flags.check || flags.diff || module != Module::File {
+        return None;
+    }
+    if args.keys().any(|k| !SIMPLE.contains(&k.as_str())) {
+        return None;
+    }
+    if arg_str(M, args, "state").ok()?.as_deref() != Some("directory") {
+        return None;
+    }
+    // Either value: a link at the path goes to the script.
+    arg_bool(M, args, "follow", true).ok()?;
+    let path = path_arg(M, args, &["path", "dest", "name"]).ok()?;
+    if !path.starts_with('/')
+        || path.ends_with('/')
+        || path.split('/').any(|c| c == "." || c == "..")
+    {
+        return None;
+    }
+    let mode = match super::fsutil::parse_mode(M, args).ok()? {
+        None => None,
+        Some(Mode::Octal(m)) => Some(u32::from_str_radix(&m, 8).ok()?),
+        Some(Mode::Symbolic(_)) => return None,
+    };
+    Some(Mkdir { path, mode })
 }
 
 #[cfg(test)]
@@ -525,7 +571,11 @@ mod tests {
         let s = |a: Value| build(M, &args(a), Flags::default()).unwrap().summary;
         assert_eq!(
             s(json!({"path": "/opt/a", "state": "directory", "mode": "0755"})),
-            vec!["create directory /opt/a mode 0755"]
+            vec![
+                "create directory /opt/a mode 0755",
+                "over SFTP when the host's sshd allows it and the task does not become (stat, \
+                 mkdir, chmod); else the script"
+            ]
         );
         assert_eq!(
             s(json!({"path": "/tmp/x", "state": "absent"})),

@@ -159,6 +159,25 @@ pub fn build(
     })
 }
 
+/// Work a module can have done over SFTP instead of its script (see `engine::put`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SftpStep {
+    /// `copy`/`template`: write a file.
+    Put(copy::Put),
+    /// `file: state=directory`.
+    Mkdir(file::Mkdir),
+}
+
+/// The [`SftpStep`] for a task, when its arguments allow one.
+#[must_use]
+pub fn sftp_step(module: Module, args: &Map<String, Value>, flags: Flags) -> Option<SftpStep> {
+    match module {
+        Module::Copy | Module::Template => copy::put_plan(module, args, flags).map(SftpStep::Put),
+        Module::File => file::mkdir_plan(module, args, flags).map(SftpStep::Mkdir),
+        _ => None,
+    }
+}
+
 /// Whether the script `build` makes for `module` with `args` runs only kamo's own code and
 /// short-lived tools (`stat`, `mv`, `cmp`, ...), never a command of the playbook's (a
 /// `validate:` command is one) and nothing that outlives it: such a script may run in a
