@@ -604,3 +604,25 @@ fn a_thousand_hosts_at_once_all_answer() {
     run.assert_code(0);
     assert_eq!(run.json_lines().len(), 1000);
 }
+
+/// kamo offers `ecdh-sha2-nistp256` first (cheaper for sshd than its reference curve25519)
+/// and gets curve25519 from a server whose `KexAlgorithms` leaves P-256 out; sshd's own
+/// debug log says which one it agreed.
+#[test]
+fn key_exchange_is_p256_first_and_curve25519_where_the_server_leaves_it_out() {
+    for (server, agreed) in [
+        ("", "ecdh-sha2-nistp256"),
+        ("KexAlgorithms curve25519-sha256\n", "curve25519-sha256"),
+    ] {
+        let c = SshCluster::start_with(1, &format!("{server}LogLevel DEBUG1\n"));
+        let inv = c.write_inventory("");
+        let run = crate::support::kamo::exec_all(&c.known_hosts, &inv, &[], "echo kex-ok");
+        run.assert_code(0);
+        assert!(run.stdout.contains("kex-ok"), "{run:?}");
+        let logs = c.sshd_logs();
+        assert!(
+            logs.contains(&format!("kex: algorithm: {agreed}")),
+            "sshd did not agree {agreed}:\n{logs}"
+        );
+    }
+}
