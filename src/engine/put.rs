@@ -1,4 +1,5 @@
-//! `copy`, `template` and `file: state=directory` over SFTP: the common case of the
+//! `copy`, `template`, `lineinfile` creating a file and `file: state=directory` over SFTP:
+//! the common case of the
 //! module's script, done as SFTP requests on the host's connection instead of a script (see
 //! `transport::sftp` for why). Below for `copy`/`template`; `mkdir` for directories.
 //!
@@ -57,6 +58,7 @@ fn shown(mode: u32) -> String {
 async fn put(sftp: &Sftp, put: &Put, umask: Option<u32>) -> Result<Option<String>, SftpError> {
     let dest = put.dest.as_str();
     let old: Option<Stat> = match sftp.lstat(dest).await {
+        Ok(_) if put.only_new => return Ok(None),
         Ok(st) if st.is_regular() => Some(st),
         // A link, a directory, a device...: the script's cases.
         Ok(_) => return Ok(None),
@@ -93,7 +95,8 @@ async fn put(sftp: &Sftp, put: &Put, umask: Option<u32>) -> Result<Option<String
         sftp.set_mode(dest, want).await?;
     }
     let result = format!(
-        "{{\"dest\":{},\"changed\":{},\"checksum_sha256\":\"{}\",\"size\":{},\"mode\":\"{}\"}}",
+        "{{\"{}\":{},\"changed\":{},\"checksum_sha256\":\"{}\",\"size\":{},\"mode\":\"{}\"}}",
+        put.key,
         Value::from(dest),
         content_changed || attr_changed,
         put.digest,

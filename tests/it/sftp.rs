@@ -40,15 +40,19 @@ const PLAY: &str = r##"
     - {file: {path: "{{ base }}/dlink", state: directory, mode: "0711"}, register: r21}
     - {file: {path: "{{ base }}/dplain", state: directory}, register: r22}
     - {file: {path: "{{ base }}/dsgid", state: directory, mode: "0755"}, register: r23}
+    - {lineinfile: {path: "{{ base }}/li_new", regexp: "^port=", line: "port=8080", create: true}, register: r24}
+    - {lineinfile: {path: "{{ base }}/li_mode", line: "a=1", create: true, mode: "0600"}, register: r25}
+    - {lineinfile: {path: "{{ base }}/same_size", regexp: "^B", line: "BBBB", create: true}, register: r26}
+    - {lineinfile: {path: "{{ base }}/li_missing/f", line: "x", create: true}, register: r27}
     - debug:
         msg: "{{ [r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, r12, r13, r14, r15, r16,
-                 r17, r18, r19, r20, r21, r22, r23] }}"
+                 r17, r18, r19, r20, r21, r22, r23, r24, r25, r26, r27] }}"
 "##;
 
-/// The tasks the SFTP path finishes itself: r8-r10, r20, r21 and r23 go to the script, and
-/// so does r2, a new file without `mode`, whose mode comes from the login's umask, which kamo
+/// The tasks the SFTP path finishes itself: r8-r10, r20, r21, r23, r26 (an existing file
+/// to edit) and r27 (a missing directory) go to the script, and so does r2, a new file without `mode`, whose mode comes from the login's umask, which kamo
 /// learns when the host's first task shell starts (here: to run r2's script).
-const OVER_SFTP: usize = 16;
+const OVER_SFTP: usize = 18;
 
 /// [`TEST_USER`]'s uid (the cluster made the user).
 fn test_uid() -> u32 {
@@ -190,7 +194,7 @@ fn copy_and_template_over_sftp_match_their_scripts() {
 
     // Both paths agree, result by result and file by file.
     let (res_a, res_b) = (results(&ra, &a), results(&rb, &b));
-    assert_eq!(res_a.len(), 23);
+    assert_eq!(res_a.len(), 27);
     for (i, (x, y)) in res_a.iter().zip(&res_b).enumerate() {
         let (mut x, mut y) = (x.clone(), y.clone());
         for v in [&mut x, &mut y] {
@@ -269,6 +273,26 @@ fn copy_and_template_over_sftp_match_their_scripts() {
         r(20)
     );
     assert_eq!(t["dtarget"], "dir 711 0:0", "a link's target gets the mode");
+    assert!(
+        t["li_new"].ends_with(&format!("{:?}", b"port=8080\n")),
+        "{}",
+        t["li_new"]
+    );
+    assert!(
+        t["li_mode"].starts_with("file 600 0:0 "),
+        "{}",
+        t["li_mode"]
+    );
+    assert_eq!(
+        (r(24)["changed"].clone(), r(26)["changed"].clone()),
+        (true.into(), false.into())
+    );
+    assert_eq!(r(24)["path"], "BASE/li_new");
+    assert!(
+        t["li_missing/f"].ends_with(&format!("{:?}", b"x\n")),
+        "{}",
+        t["li_missing/f"]
+    );
     assert_eq!(
         t.keys().filter(|k| k.contains(".kamo")).count(),
         0,

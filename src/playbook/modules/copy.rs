@@ -231,6 +231,11 @@ pub struct Put {
     pub mode: Option<u32>,
     /// The content's SHA-256, hex.
     pub digest: String,
+    /// Only a destination that does not exist yet is written here (`lineinfile` with
+    /// `create`: an existing file is edited by the script).
+    pub only_new: bool,
+    /// The result's name for the destination: `dest` (copy, template) or `path`.
+    pub key: &'static str,
 }
 
 /// The [`Put`] for a task's arguments, when it has one.
@@ -281,6 +286,8 @@ pub fn put_plan(module: Module, args: &Map<String, Value>, flags: Flags) -> Opti
         content,
         mode,
         digest,
+        only_new: false,
+        key: "dest",
     })
 }
 

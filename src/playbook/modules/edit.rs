@@ -558,9 +558,83 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
             p = q(&pat)
         ));
     }
+    let mut summary = vec![summary];
+    if lineinfile_put(args, flags).is_some() {
+        summary.push(
+            "a missing file is created over SFTP when the host's sshd allows it and the task \
+             does not become (lstat, a temp file written, renamed into place); else the script"
+                .to_owned(),
+        );
+    }
     Ok(RemoteStep {
         script: finish(m, &c, flags, s),
-        summary: vec![summary],
+        summary,
+    })
+}
+
+/// The [`Put`](super::copy::Put) for a `lineinfile` that creates its file, when it can be
+/// done over SFTP (see `engine::put`): `state: present`, `create: yes`, a `line` without
+/// `backrefs`, an absolute path, an octal `mode` or none, no owner, group, backup or
+/// validate, and regular expressions the script would not have to check on the host. Only a
+/// file that does not exist yet is written this way (it then holds just the line, as the
+/// script makes it); an existing one, a link or a missing directory goes to the script.
+#[must_use]
+pub fn lineinfile_put(args: &Map<String, Value>, flags: Flags) -> Option<super::copy::Put> {
+    const SIMPLE: &[&str] = &[
+        "path",
+        "dest",
+        "name",
+        "line",
+        "value",
+        "regexp",
+        "search_string",
+        "state",
+        "insertafter",
+        "insertbefore",
+        "firstmatch",
+        "create",
+        "mode",
+    ];
+    let m = Module::Lineinfile;
+    if flags.check || flags.diff || args.keys().any(|k| !SIMPLE.contains(&k.as_str())) {
+        return None;
+    }
+    let c = common(m, args).ok()?;
+    if !c.present || !arg_bool(m, args, "create", false).ok()? {
+        return None;
+    }
+    if !c.path.starts_with('/') || c.path.ends_with('/') {
+        return None;
+    }
+    for key in ["regexp", "insertafter", "insertbefore"] {
+        match arg_str(m, args, key).ok()?.as_deref() {
+            None | Some("EOF" | "BOF") => {}
+            Some(r) => {
+                if !plain_ere(&py_to_ere(m, key, r).ok()?) {
+                    return None;
+                }
+            }
+        }
+    }
+    let line = arg_str(m, args, "line")
+        .ok()?
+        .or(arg_str(m, args, "value").ok()?)?;
+    if line.contains('\n') {
+        return None;
+    }
+    let mode = match c.attrs.mode {
+        None => None,
+        Some(super::fsutil::Mode::Octal(o)) => Some(u32::from_str_radix(&o, 8).ok()?),
+        Some(super::fsutil::Mode::Symbolic(_)) => return None,
+    };
+    let content = format!("{line}\n").into_bytes();
+    Some(super::copy::Put {
+        digest: sha256_hex(&content),
+        dest: c.path,
+        content,
+        mode,
+        only_new: true,
+        key: "path",
     })
 }
 

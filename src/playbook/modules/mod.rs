@@ -162,7 +162,7 @@ pub fn build(
 /// Work a module can have done over SFTP instead of its script (see `engine::put`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SftpStep {
-    /// `copy`/`template`: write a file.
+    /// `copy`/`template`: write a file; `lineinfile` with `create`: make a new one.
     Put(copy::Put),
     /// `file: state=directory`.
     Mkdir(file::Mkdir),
@@ -174,6 +174,7 @@ pub fn sftp_step(module: Module, args: &Map<String, Value>, flags: Flags) -> Opt
     match module {
         Module::Copy | Module::Template => copy::put_plan(module, args, flags).map(SftpStep::Put),
         Module::File => file::mkdir_plan(module, args, flags).map(SftpStep::Mkdir),
+        Module::Lineinfile => edit::lineinfile_put(args, flags).map(SftpStep::Put),
         _ => None,
     }
 }
