@@ -1,7 +1,7 @@
 //! `copy`, `template`, `lineinfile` creating a file and `file: state=directory` over SFTP:
-//! the common case of the
-//! module's script, done as SFTP requests on the host's connection instead of a script (see
-//! `transport::sftp` for why). Below for `copy`/`template`; `mkdir` for directories.
+//! the common case of the module's script, done as SFTP requests on the host's connection
+//! instead of a script (see `transport::sftp` for why). Below for `copy`/`template`;
+//! `mkdir` for directories.
 //!
 //! The script stays the definition. This path does exactly what it does when the
 //! destination is a regular file or absent and its directory exists: the same comparison
@@ -10,7 +10,8 @@
 //! where it differs, an atomic rename over the destination (or only a `chmod` when just
 //! the mode differs), and the same result fields. Anything else (a symbolic link, a
 //! directory, a missing directory, a file larger than [`COMPARE_MAX`] of the same size,
-//! an unknown umask for a new file without `mode`, any SFTP error) hands the task back to
+//! a host without a task shell to tell the umask for a new file without `mode`, any SFTP
+//! error) hands the task back to
 //! the script untouched, which then reports it in its own words: a temp file this path made
 //! is removed first, so what it leaves is either the finished change or nothing.
 //!
@@ -23,17 +24,18 @@ use crate::playbook::modules::SftpStep;
 use crate::playbook::modules::copy::Put;
 use crate::playbook::modules::file::Mkdir;
 use crate::transport::sftp::{Sftp, SftpError, Stat};
+use crate::transport::ssh::Session;
 
 /// An existing destination of the new content's size is read back to compare it only up to
 /// this size; a larger one goes to the script, which compares it on the host.
 pub const COMPARE_MAX: usize = 4 << 20;
 
 /// Does `step` on the host: `Some(result)` (the JSON object the script would print) when it
-/// was done, `None` when the script must do it. `umask` is the login's (a new file without
-/// `mode` gets `0666 & !umask`, as the script gives it).
-pub async fn run(sftp: &Sftp, step: &SftpStep, umask: Option<u32>) -> Option<String> {
+/// was done, `None` when the script must do it. `session` gives the login's umask when a
+/// new file has no `mode` (it gets `0666 & !umask`, as the script gives it).
+pub async fn run(sftp: &Sftp, step: &SftpStep, session: &Session) -> Option<String> {
     let r = match step {
-        SftpStep::Put(p) => put(sftp, p, umask).await,
+        SftpStep::Put(p) => put(sftp, p, session).await,
         SftpStep::Mkdir(m) => mkdir(sftp, m).await,
     };
     r.unwrap_or_else(|e| {
@@ -55,7 +57,7 @@ fn shown(mode: u32) -> String {
     format!("{mode:04o}")
 }
 
-async fn put(sftp: &Sftp, put: &Put, umask: Option<u32>) -> Result<Option<String>, SftpError> {
+async fn put(sftp: &Sftp, put: &Put, session: &Session) -> Result<Option<String>, SftpError> {
     let dest = put.dest.as_str();
     let old: Option<Stat> = match sftp.lstat(dest).await {
         Ok(_) if put.only_new => return Ok(None),
@@ -73,11 +75,13 @@ async fn put(sftp: &Sftp, put: &Put, umask: Option<u32>) -> Result<Option<String
             Err(e) => return Err(e),
         }
     }
-    let want = match (put.mode, old, umask) {
-        (Some(m), _, _) => m,
-        (None, Some(st), _) => st.perms(),
-        (None, None, Some(u)) => 0o666 & !u,
-        (None, None, None) => return Ok(None),
+    let want = match (put.mode, old) {
+        (Some(m), _) => m,
+        (None, Some(st)) => st.perms(),
+        (None, None) => match session.login_umask().await {
+            Some(u) => 0o666 & !u,
+            None => return Ok(None),
+        },
     };
     let attr_changed = old.is_some_and(|st| st.perms() != want);
     let content_changed = match old {

@@ -1152,7 +1152,7 @@ impl Runner<'_> {
         if let Some((s, sftp, step)) = over_sftp {
             let cutoff = crate::transport::Cutoff::after(limit);
             tokio::select! {
-                r = super::put::run(&sftp, &step, s.login_umask()) => {
+                r = super::put::run(&sftp, &step, s) => {
                     if r.is_some() {
                         tracing::debug!(host = %job.host, "done over SFTP: {step:?}");
                     }

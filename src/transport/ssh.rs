@@ -1018,8 +1018,23 @@ impl Session {
             .clone()
     }
 
-    /// The login user's umask, once a task shell without `become` has said it.
-    pub fn login_umask(&self) -> Option<u32> {
+    /// The login user's umask, as a task shell without `become` says it: the one that
+    /// said it already, else one started now and kept idle for the next script (a host's
+    /// first script would start it anyway). `None` when the host runs no task shell.
+    pub async fn login_umask(&self) -> Option<u32> {
+        use std::sync::atomic::Ordering;
+        if let Some(u) = self.files.umask.get() {
+            return Some(*u);
+        }
+        if self.no_shell.load(Ordering::Relaxed) {
+            return None;
+        }
+        let limit = super::Cutoff::after(Some(self.files.open_timeout));
+        match TaskShell::start(self, None, limit).await {
+            Ok(Started::Ready(sh)) => self.put_idle(sh).await,
+            Ok(Started::Unsupported) => self.no_shell.store(true, Ordering::Relaxed),
+            _ => {}
+        }
         self.files.umask.get().copied()
     }
 

@@ -50,9 +50,9 @@ const PLAY: &str = r##"
 "##;
 
 /// The tasks the SFTP path finishes itself: r8-r10, r20, r21, r23, r26 (an existing file
-/// to edit) and r27 (a missing directory) go to the script, and so does r2, a new file without `mode`, whose mode comes from the login's umask, which kamo
-/// learns when the host's first task shell starts (here: to run r2's script).
-const OVER_SFTP: usize = 18;
+/// to edit) and r27 (a missing directory) go to the script. (r2, a new file without `mode`,
+/// needs the login's umask: kamo starts the host's task shell to learn it.)
+const OVER_SFTP: usize = 19;
 
 /// [`TEST_USER`]'s uid (the cluster made the user).
 fn test_uid() -> u32 {
