@@ -298,6 +298,33 @@ mod tests {
     use std::fs;
 
     #[test]
+    fn only_a_plain_copy_goes_over_sftp() {
+        let put = |a: Value| put_plan(Module::Copy, &args(a), Flags::default());
+        let p = put(json!({"dest": "/etc/a", "content": "x", "mode": "644"})).unwrap();
+        assert_eq!(
+            (p.content.as_slice(), p.mode, p.only_new, p.key),
+            (&b"x"[..], Some(0o644), false, "dest")
+        );
+        assert!(put(json!({"dest": "/etc/a", "_content_b64": "eA==", "_src_name": "a"})).is_some());
+        for a in [
+            json!({"dest": "etc/a", "content": "x"}),
+            json!({"dest": "/etc/", "content": "x"}),
+            json!({"dest": "/etc/a", "content": "x", "mode": "a+r"}),
+            json!({"dest": "/etc/a", "content": "x", "owner": "root"}),
+            json!({"dest": "/etc/a", "content": "x", "backup": true}),
+            json!({"dest": "/etc/a", "content": "x", "force": false}),
+            json!({"dest": "/etc/a", "content": "x", "follow": true}),
+            json!({"dest": "/etc/a", "content": "x", "validate": "true %s"}),
+        ] {
+            assert!(put(a.clone()).is_none(), "{a}");
+        }
+        let a = args(json!({"dest": "/etc/a", "content": "x"}));
+        assert!(put_plan(Module::Copy, &a, CHECK).is_none());
+        assert!(put_plan(Module::Copy, &a, DIFF).is_none());
+        assert!(put_plan(Module::File, &a, Flags::default()).is_none());
+    }
+
+    #[test]
     fn writes_then_is_idempotent_with_mode_and_owner() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join(NASTY);

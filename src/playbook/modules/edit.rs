@@ -397,33 +397,37 @@ fn find_line(var: &str, grep_opts: &str, pat: &str, first: bool) -> String {
     }
 }
 
+/// The arguments `lineinfile` takes.
+const LINEINFILE_ARGS: &[&str] = &[
+    "path",
+    "dest",
+    "name",
+    "line",
+    "value",
+    "regexp",
+    "search_string",
+    "state",
+    "insertafter",
+    "insertbefore",
+    "firstmatch",
+    "create",
+    "backrefs",
+    "backup",
+    "mode",
+    "owner",
+    "group",
+    "validate",
+];
+
+/// The ones a `lineinfile` done over SFTP ([`lineinfile_put`]) does not do: a task with any
+/// of them runs its script. An argument added to [`LINEINFILE_ARGS`] goes here unless
+/// `lineinfile_put` does what the script does with it.
+const LINEINFILE_NOT_OVER_SFTP: &[&str] = &["backrefs", "backup", "owner", "group", "validate"];
+
 #[allow(clippy::too_many_lines)]
 pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep, ArgError> {
     let m = Module::Lineinfile;
-    known_args(
-        m,
-        args,
-        &[
-            "path",
-            "dest",
-            "name",
-            "line",
-            "value",
-            "regexp",
-            "search_string",
-            "state",
-            "insertafter",
-            "insertbefore",
-            "firstmatch",
-            "create",
-            "backrefs",
-            "backup",
-            "mode",
-            "owner",
-            "group",
-            "validate",
-        ],
-    )?;
+    known_args(m, args, LINEINFILE_ARGS)?;
     let c = common(m, args)?;
     let line = arg_str(m, args, "line")?.or(arg_str(m, args, "value")?);
     let regexp = arg_str(m, args, "regexp")?
@@ -580,23 +584,11 @@ pub fn lineinfile(args: &Map<String, Value>, flags: Flags) -> Result<RemoteStep,
 /// script makes it); an existing one, a link or a missing directory goes to the script.
 #[must_use]
 pub fn lineinfile_put(args: &Map<String, Value>, flags: Flags) -> Option<super::copy::Put> {
-    const SIMPLE: &[&str] = &[
-        "path",
-        "dest",
-        "name",
-        "line",
-        "value",
-        "regexp",
-        "search_string",
-        "state",
-        "insertafter",
-        "insertbefore",
-        "firstmatch",
-        "create",
-        "mode",
-    ];
     let m = Module::Lineinfile;
-    if flags.check || flags.diff || args.keys().any(|k| !SIMPLE.contains(&k.as_str())) {
+    let simple = |k: &String| {
+        LINEINFILE_ARGS.contains(&k.as_str()) && !LINEINFILE_NOT_OVER_SFTP.contains(&k.as_str())
+    };
+    if flags.check || flags.diff || !args.keys().all(simple) {
         return None;
     }
     let c = common(m, args).ok()?;
@@ -815,6 +807,32 @@ mod tests {
     use super::super::fsutil::testing::{CHECK, DIFF, NASTY, args, mode_of, ok, run};
     use super::*;
     use std::fs;
+
+    #[test]
+    fn only_a_plain_create_of_lineinfile_goes_over_sftp() {
+        let put = |a: Value| lineinfile_put(&args(a), Flags::default());
+        let p = put(json!({"path": "/etc/a.conf", "regexp": "^port=", "line": "port=1", "create": true, "mode": "0600"})).unwrap();
+        assert_eq!(
+            (p.content.as_slice(), p.mode, p.only_new, p.key),
+            (&b"port=1\n"[..], Some(0o600), true, "path")
+        );
+        assert_eq!(p.digest, sha256_hex(b"port=1\n"));
+        for a in [
+            json!({"path": "/etc/a", "line": "x"}),
+            json!({"path": "etc/a", "line": "x", "create": true}),
+            json!({"path": "/etc/a", "line": "x", "create": true, "state": "absent"}),
+            json!({"path": "/etc/a", "regexp": "^(x)", "line": "\\1", "create": true, "backrefs": true}),
+            json!({"path": "/etc/a", "regexp": "[a-z]+", "line": "x", "create": true}),
+            json!({"path": "/etc/a", "line": "x", "create": true, "mode": "u=rw"}),
+            json!({"path": "/etc/a", "line": "x", "create": true, "owner": "root"}),
+            json!({"path": "/etc/a", "line": "x", "create": true, "validate": "true %s"}),
+        ] {
+            assert!(put(a.clone()).is_none(), "{a}");
+        }
+        let a = args(json!({"path": "/etc/a", "line": "x", "create": true}));
+        assert!(lineinfile_put(&a, CHECK).is_none());
+        assert!(lineinfile_put(&a, DIFF).is_none());
+    }
 
     fn setup(content: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
         let dir = tempfile::tempdir().unwrap();

@@ -419,6 +419,30 @@ mod tests {
     use serde_json::json;
     use std::fs;
 
+    #[test]
+    fn only_a_plain_directory_goes_over_sftp() {
+        let plan = |a: Value| mkdir_plan(M, &args(a), Flags::default());
+        assert_eq!(
+            plan(json!({"path": "/opt/a/b", "state": "directory", "mode": "0750"})),
+            Some(Mkdir {
+                path: "/opt/a/b".into(),
+                mode: Some(0o750)
+            })
+        );
+        for a in [
+            json!({"path": "/opt/a", "state": "touch"}),
+            json!({"path": "opt/a", "state": "directory"}),
+            json!({"path": "/opt/../a", "state": "directory"}),
+            json!({"path": "/opt/a", "state": "directory", "recurse": true}),
+            json!({"path": "/opt/a", "state": "directory", "owner": "root"}),
+            json!({"path": "/opt/a", "state": "directory", "mode": "u+x"}),
+        ] {
+            assert!(plan(a.clone()).is_none(), "{a}");
+        }
+        let a = args(json!({"path": "/opt/a", "state": "directory"}));
+        assert!(mkdir_plan(M, &a, CHECK).is_none());
+    }
+
     fn d(p: &std::path::Path) -> String {
         p.display().to_string()
     }
