@@ -39,7 +39,7 @@ pub async fn run(sftp: &Sftp, step: &SftpStep, session: &Session) -> Option<Stri
         SftpStep::Mkdir(m) => mkdir(sftp, m).await,
     };
     r.unwrap_or_else(|e| {
-        tracing::debug!("SFTP work handed to the script: {e:?} ({step:?})");
+        tracing::debug!(path = step.path(), "SFTP work handed to the script: {e:?}");
         None
     })
 }

@@ -1154,7 +1154,7 @@ impl Runner<'_> {
             tokio::select! {
                 r = super::put::run(&sftp, &step, s) => {
                     if r.is_some() {
-                        tracing::debug!(host = %job.host, "done over SFTP: {step:?}");
+                        tracing::debug!(host = %job.host, path = step.path(), "done over SFTP");
                     }
                     done = r.map(|json| Ok(Some(crate::transport::Output {
                         stdout: format!("\n{} {json}\n", modules::MARKER).into_bytes(),

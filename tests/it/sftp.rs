@@ -303,6 +303,16 @@ fn copy_and_template_over_sftp_match_their_scripts() {
     let over = |run: &Run| run.stderr.matches("done over SFTP").count();
     assert_eq!(over(&ra), OVER_SFTP, "{}", ra.stderr);
     assert_eq!(over(&rb), 0);
+    // `-vv` names what was written, never its content (a template may hold secrets).
+    for content in [&b"longer content\n"[..], b"host=node01\n"] {
+        let shown = [
+            String::from_utf8_lossy(content).into_owned(),
+            format!("{:?}", content.to_vec()),
+        ];
+        for s in shown {
+            assert!(!ra.stderr.contains(s.trim_end()), "{s:?} in the log");
+        }
+    }
 
     // A second SFTP run changes nothing.
     let again = run(&c, &inv, &play, &a, true);

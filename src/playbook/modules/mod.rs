@@ -168,6 +168,17 @@ pub enum SftpStep {
     Mkdir(file::Mkdir),
 }
 
+impl SftpStep {
+    /// The path it works on: what logs may name (never the content, which may be secret).
+    #[must_use]
+    pub fn path(&self) -> &str {
+        match self {
+            SftpStep::Put(p) => &p.dest,
+            SftpStep::Mkdir(m) => &m.path,
+        }
+    }
+}
+
 /// The [`SftpStep`] for a task, when its arguments allow one.
 #[must_use]
 pub fn sftp_step(module: Module, args: &Map<String, Value>, flags: Flags) -> Option<SftpStep> {
